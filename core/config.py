@@ -1,0 +1,157 @@
+"""Experiment configuration: one frozen, validated dataclass, described by FIELDS.
+
+Every run is reproducible from (Experiment, seed). ``FIELDS`` is the single source of
+truth for allowed values: validation, the GUI's widgets and the CLI's messages read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An experiment field has a value outside what is allowed. ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Allowed values of one field: a numeric range (lo..hi inclusive) or choices."""
+
+    label: str
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        return f"from {self.lo:g} to {self.hi:g}"
+
+
+TASKS = ("adding", "copy", "sine", "parity", "charlm", "padding", "reverse", "sort", "dates")
+SEQ2SEQ_TASKS = ("reverse", "sort", "dates")
+
+FIELDS: dict[str, Spec] = {
+    "task": Spec("Task", "What the network learns", choices=TASKS),
+    "cell": Spec("Cell", "Recurrent cell kind", choices=("rnn", "lstm", "gru")),
+    "nonlinearity": Spec("Nonlinearity", "RNN activation (rnn cells only)", choices=("tanh", "relu")),
+    "hidden_size": Spec("Hidden size", "Units per layer", 1, 4096),
+    "num_layers": Spec("Layers", "Stacked recurrent layers", 1, 8),
+    "init": Spec("Initialisation", "Recurrent weight initialisation",
+                 choices=("default", "orthogonal", "identity", "spectral")),
+    "spectral_radius": Spec("Spectral radius", "Scale of W_hh for identity/spectral init", 0.0, 10.0),
+    "optimizer": Spec("Optimizer", "Update rule", choices=("sgd", "adam", "rmsprop")),
+    "lr": Spec("Learning rate", "Optimizer step size", 1e-6, 10.0),
+    "batch_size": Spec("Batch size", "Sequences per step", 1, 1024),
+    "seq_len": Spec("Sequence length", "Time steps T (the maximum length for variable-length tasks)", 1, 2000),
+    "clip": Spec("Clip norm", "Clip the total gradient norm to this value (0 = off)", 0.0, 1e6),
+    "tbptt": Spec("TBPTT chunk", "Truncated BPTT: detach the state every k steps (0 = full BPTT)", 0, 2000),
+    "padding": Spec("Padding", "Where zero padding goes in variable-length batches", choices=("post", "pre")),
+    "truncation": Spec("Truncation", "Which end of an over-long sequence is kept", choices=("head", "tail")),
+    "masking": Spec("Masking", "Skip padded steps so they do not change the state", choices=("on", "off")),
+    "attention": Spec("Attention", "Encoder-decoder attention (translation tasks)",
+                      choices=("none", "additive", "dot", "general")),
+    "embed_size": Spec("Embedding size", "Token embedding size (translation tasks)", 1, 1024),
+    "steps": Spec("Steps", "Training budget (optimiser updates)", 1, 1_000_000),
+    "seed": Spec("Seed", "Random seed: same seed, same numbers", 0, 2**31 - 1),
+    "device": Spec("Device", "Where tensors live", choices=("cpu", "cuda")),
+}
+
+_INT_FIELDS = {"hidden_size", "num_layers", "batch_size", "seq_len", "tbptt", "embed_size", "steps", "seed"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A complete, valid experiment. Construct with keywords; invalid values raise ConfigError."""
+
+    task: str = "adding"
+    cell: str = "lstm"
+    nonlinearity: str = "tanh"
+    hidden_size: int = 32
+    num_layers: int = 1
+    init: str = "default"
+    spectral_radius: float = 0.9
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 32
+    seq_len: int = 50
+    clip: float = 0.0
+    tbptt: int = 0
+    padding: str = "post"
+    truncation: str = "tail"
+    masking: str = "on"
+    attention: str = "additive"
+    embed_size: int = 32
+    steps: int = 2000
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            validate_field(f.name, getattr(self, f.name))
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A copy with some fields changed (validated; unknown names raise ConfigError)."""
+        unknown = set(changes) - set(FIELDS)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ConfigError(name, f"unknown experiment field {name!r}; known: {', '.join(FIELDS)}")
+        return dataclasses.replace(self, **{k: coerce(k, v) for k, v in changes.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Experiment:
+        if not isinstance(data, dict):
+            raise ConfigError("experiment", f"experiment must be a table of fields; got {type(data).__name__}")
+        return cls().replace(**data)
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.task in SEQ2SEQ_TASKS
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert text or numbers into the field's type, or raise ConfigError naming it."""
+    spec = FIELDS.get(name)
+    if spec is None:
+        raise ConfigError(name, f"unknown experiment field {name!r}")
+    if spec.choices is not None:
+        if isinstance(value, bool) and name == "masking":
+            return "on" if value else "off"
+        return str(value).strip().lower() if isinstance(value, str) else value
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if name in _INT_FIELDS:
+            as_float = float(value)
+            if as_float != int(as_float):
+                raise ValueError
+            return int(as_float)
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        kind = "an integer" if name in _INT_FIELDS else "a number"
+        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {value!r}") from None
+
+
+def validate_field(name: str, value: Any) -> None:
+    """Raise ConfigError with the value and the allowed range unless value is allowed."""
+    spec = FIELDS[name]
+    if spec.choices is not None:
+        if value not in spec.choices:
+            raise ConfigError(name, f"{name} must be {spec.describe()}; got {value!r}")
+        return
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if name in _INT_FIELDS and numeric and not isinstance(value, int):
+        numeric = False
+    if not numeric or value != value or not (spec.lo <= value <= spec.hi):
+        kind = "an integer" if name in _INT_FIELDS else "a number"
+        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {value!r}")
