@@ -1,0 +1,65 @@
+"""RNN Explorer command line: argument parsing and dispatch only.
+
+``python main.py`` opens the desktop app; other subcommands run headless. Each command
+lives in a module exposing ``register(subparsers)``, which adds its parser and sets
+``run=callable(args) -> int``. Those modules import nothing heavy at module level, so
+``--help`` is instant and the window can appear before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = ("app.cli", "core.cli", "core.cli_decode", "core.cli_bench")
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python main.py",
+        description="RNN Explorer: see how recurrent networks learn. Without a command, opens the app.",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency, not a command still to come
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from core.logs import setup_logging
+
+    setup_logging(verbose=args.verbose)
+    if args.command is None:
+        args = parser.parse_args([*argv, "gui"])
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # the boundary: one line for the user, details in the log
+        from core.errors import UserError
+
+        logging.getLogger("rnn_explorer").exception("command %s failed", args.command)
+        if isinstance(err, (UserError, ValueError, OSError)):
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"error: {type(err).__name__}: {err} (details in the log file)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
