@@ -131,11 +131,14 @@ class JacobianNorms:
 
 
 def _top_layer_inputs(net, x: Tensor, trace: Trace, m: Tensor | None) -> Tensor:
-    """What the top layer reads at each step: x, or the layer below (zeroed when padded)."""
+    """What the top layer reads at each step: x, or the layer below (zeroed when padded).
+
+    m: [T, B] bool valid steps, or None.
+    """
     if net.num_layers == 1:
         return x
     below = trace.hidden[-2]
-    return below * m if m is not None else below
+    return below * m.unsqueeze(-1) if m is not None else below
 
 
 def _top_layer_states(net, x: Tensor, trace: Trace, b: int):

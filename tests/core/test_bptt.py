@@ -1,0 +1,307 @@
+"""core.bptt against independent references.
+
+The references are written here: explicit per-step loops of torch.nn.RNNCell / LSTMCell /
+GRUCell carrying the same weights, run time-outer and layer-inner, chunk by chunk for
+truncated BPTT (as chunked training does), with ``retain_grad()`` on every h_t; Jacobians
+by torch.autograd.functional.jacobian; spectra by numpy.linalg. Everything in float64, so
+tolerances are near machine precision unless stated.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core import bptt
+from core.init import initialise
+from core.recurrent import make_recurrent
+
+KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+def make(kind, nonlinearity="tanh", layers=1, input_size=3, hidden=5, seed=0):
+    torch.manual_seed(seed)
+    return make_recurrent(kind, input_size, hidden, layers, nonlinearity).double()
+
+
+def reference_cells(net):
+    cells = []
+    for layer in range(net.num_layers):
+        n_in = net.input_size if layer == 0 else net.hidden_size
+        if net.kind == "rnn":
+            cell = nn.RNNCell(n_in, net.hidden_size, nonlinearity=net.nonlinearity)
+        else:
+            cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}[net.kind](n_in, net.hidden_size)
+        w_ih, w_hh, b_ih, b_hh = (w.detach().clone() for w in net.layer_weights(layer))
+        cell.load_state_dict({"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        cells.append(cell.double())
+    return cells
+
+
+def reference_norms(net, x, loss_fn, truncate=None, lengths=None):
+    """[L, T] ||dL/dh_t|| from an explicit loop of torch.nn cells with retain_grad."""
+    T, B, _ = x.shape
+    L, H = net.num_layers, net.hidden_size
+    cells = reference_cells(net)
+    valid = torch.ones(T, B, 1, dtype=torch.bool)
+    if lengths is not None:
+        valid = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+    h = [x.new_zeros(B, H) for _ in range(L)]
+    c = [x.new_zeros(B, H) for _ in range(L)]
+    nodes = [[None] * T for _ in range(L)]
+    outs = []
+    k = truncate or T
+    for start in range(0, T, k):
+        h, c = [s.detach() for s in h], [s.detach() for s in c]  # a new chunk
+        for t in range(start, min(start + k, T)):
+            inp, m = x[t], valid[t]
+            for layer, cell in enumerate(cells):
+                if net.kind == "lstm":
+                    h_new, c_new = cell(inp, (h[layer], c[layer]))
+                    c[layer] = torch.where(m, c_new, c[layer])
+                else:
+                    h_new = cell(inp, h[layer])
+                h[layer] = torch.where(m, h_new, h[layer])  # padded steps hold the state
+                h[layer].retain_grad()
+                nodes[layer][t] = h[layer]
+                inp = h[layer] * m  # padded steps give zero output
+            outs.append(inp)
+    state = torch.stack(h)
+    if net.kind == "lstm":
+        state = (state, torch.stack(c))
+    loss_fn(torch.stack(outs), state).backward()
+    return np.array([[float(n.grad.norm()) if n.grad is not None else 0.0 for n in row] for row in nodes])
+
+
+def rich_loss(T, B, H, seed=1):
+    """A loss on every output and on the final state, with random weights."""
+    g = torch.Generator().manual_seed(seed)
+    w_out = torch.randn(T, B, H, generator=g, dtype=torch.float64)
+    w_state = torch.randn(B, H, generator=g, dtype=torch.float64)
+
+    def loss_fn(out, state):
+        h_n = state[0] if isinstance(state, tuple) else state
+        return (torch.tanh(out) * w_out).sum() + (h_n[-1] ** 2 * w_state).sum()
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------ gradients through time
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("truncate", [None, 3])
+@pytest.mark.parametrize("padded", [False, True])
+def test_grad_through_time_matches_explicit_cell_loop(kind, nonlinearity, layers, truncate, padded):
+    T, B, H = 8, 3, 5
+    net = make(kind, nonlinearity, layers, hidden=H)
+    x = torch.randn(T, B, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([8, 5, 2]) if padded else None
+    loss_fn = rich_loss(T, B, H)
+    got = bptt.grad_through_time(net, x, loss_fn, truncate=truncate, lengths=lengths)
+    want = reference_norms(net, x, loss_fn, truncate=truncate, lengths=lengths)
+    assert got.shape == (layers, T)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+def test_truncation_zeroes_gradients_before_the_last_chunk(kind, nonlinearity):
+    T, k = 10, 4  # chunks [0, 4), [4, 8), [8, 10)
+    net = make(kind, nonlinearity, layers=2)
+    x = torch.randn(T, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    full = bptt.grad_through_time(net, x, lambda out, st: out[-1].sum())
+    cut = bptt.grad_through_time(net, x, lambda out, st: out[-1].sum(), truncate=k)
+    assert np.all(cut[:, :8] == 0.0)
+    assert np.all(cut[:, 8:] > 0) and np.all(full > 0)
+    np.testing.assert_allclose(cut[:, 8:], full[:, 8:], rtol=1e-12)  # same inside the chunk
+
+
+def test_grad_through_time_leaves_parameter_grads_alone():
+    net = make("lstm", layers=2)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 7.0)
+    bptt.grad_through_time(net, torch.randn(6, 2, 3, dtype=torch.float64), lambda o, s: o.sum())
+    assert all(bool((p.grad == 7.0).all()) for p in net.parameters())
+
+
+def test_grad_through_time_rejects_a_non_scalar_loss():
+    net = make("rnn")
+    with pytest.raises(ValueError, match="scalar"):
+        bptt.grad_through_time(net, torch.randn(4, 2, 3, dtype=torch.float64), lambda o, s: o)
+
+
+# ------------------------------------------------------------------------ Jacobians
+def reference_jacobian(net, x, b, t_from, lengths=None):
+    """dh_{T-1}/dh_t (top layer, batch element b) by autograd.functional.jacobian over a
+    loop of torch.nn cells that restarts the top layer at step t_from + 1 (c held fixed)."""
+    T = x.shape[0]
+    cells = reference_cells(net)
+    valid = [True] * T if lengths is None else [t < int(lengths[b]) for t in range(T)]
+    # Run once to get the top layer's inputs and states for element b.
+    inp_seq, states = x[:, b:b + 1], None
+    for layer, cell in enumerate(cells):
+        h = c = x.new_zeros(1, net.hidden_size)
+        hs, cs = [], []
+        for t in range(T):
+            if valid[t]:
+                if net.kind == "lstm":
+                    h, c = cell(inp_seq[t], (h, c))
+                else:
+                    h = cell(inp_seq[t], h)
+            hs.append(h)
+            cs.append(c)
+        if layer < len(cells) - 1:
+            inp_seq = torch.stack([hh * float(v) for hh, v in zip(hs, valid, strict=True)])
+        states = (hs, cs)
+    top = cells[-1]
+    c_fixed = states[1][t_from]
+
+    def h_last(h):
+        c = c_fixed
+        for t in range(t_from + 1, T):
+            if not valid[t]:
+                continue
+            if net.kind == "lstm":
+                h, c = top(inp_seq[t], (h, c))
+            else:
+                h = top(inp_seq[t], h)
+        return h
+
+    with torch.no_grad():
+        return torch.autograd.functional.jacobian(h_last, states[0][t_from].detach())[0, :, 0, :]
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_jacobian_norms_match_autograd_functional_jacobian(kind, nonlinearity, layers):
+    T = 7
+    net = make(kind, nonlinearity, layers, hidden=4, seed=4)
+    x = torch.randn(T, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    lengths = torch.tensor([7, 5])
+    for b, lens in ((1, None), (1, lengths)):
+        got = bptt.jacobian_norms(net, x, lens, batch_index=b)
+        want = [np.linalg.norm(reference_jacobian(net, x, b, t, lens).numpy(), 2) for t in range(T)]
+        np.testing.assert_allclose(got.norms, want, rtol=1e-9, atol=1e-14)
+        # single steps: dh_t/dh_{t-1} is the two-step product's first factor
+        assert got.step_norms.shape == (T,)
+        if lens is None:
+            np.testing.assert_allclose(got.step_norms[-1], want[-2], rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+def test_closed_form_step_jacobians_equal_autograd_on_the_models_own_cell(kind, nonlinearity):
+    net = make(kind, nonlinearity, layers=2, hidden=6, seed=6)
+    x = torch.randn(9, 3, 3, dtype=torch.float64)
+    trace = net.probe(x)
+    inputs = bptt._top_layer_inputs(net, x, trace, None)
+    closed = bptt._step_jacobians(net, inputs, trace, 2)
+    auto = bptt._step_jacobians_autograd(net, inputs, trace, 2)
+    torch.testing.assert_close(closed, auto, rtol=1e-10, atol=1e-12)
+
+
+def test_jacobian_products_do_not_overflow():
+    net = make("rnn", hidden=8, seed=7)
+    initialise(net, "identity", spectral_radius=10.0)  # factor ~10 per step; 10^400 overflows
+    with torch.no_grad():
+        net.weight_ih_l0.zero_()
+    x = torch.zeros(400, 1, 3, dtype=torch.float64)  # h stays 0: tanh' = 1 everywhere
+    jac = bptt.jacobian_norms(net, x)
+    finite = jac.norms[np.isfinite(jac.norms)]
+    assert not np.isnan(jac.norms).any() and len(finite) > 300
+    assert jac.factor == pytest.approx(10.0, rel=1e-9)
+
+
+# ------------------------------------------------------------------------ rate fits
+def test_fit_rate_recovers_a_geometric_rate_and_ignores_zeros_and_the_tail():
+    t = np.arange(60)
+    norms = 3.0 * 0.8 ** (59 - t)
+    norms[-3:] = [100.0, 0.0, 5.0]  # near the loss: excluded (skip_last = 5)
+    assert bptt.fit_rate(norms) == pytest.approx(0.8, rel=1e-12)
+    norms[:40] = 0.0  # truncated: only the last chunk counts
+    assert bptt.fit_rate(norms) == pytest.approx(0.8, rel=1e-12)
+    assert math.isnan(bptt.fit_rate(np.zeros(20)))
+    assert math.isnan(bptt.fit_rate(np.array([1.0, 2.0]), skip_last=1))  # one point left
+    assert bptt.fit_rate(np.array([1.0, 2.0])) == pytest.approx(0.5)  # T // 4 = 0 skipped
+
+
+# ------------------------------------------------------------------------ spectrum
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+def test_spectrum_matches_numpy(kind, nonlinearity):
+    net = make(kind, nonlinearity, layers=2, hidden=6, seed=8)
+    rec = bptt.spectrum_record(net, step=3)
+    assert rec.step == 3
+    for layer in range(2):
+        w = net.layer_weights(layer)[1].detach().numpy()
+        np.testing.assert_allclose(rec.singular_values[layer], np.linalg.svd(w, compute_uv=False), rtol=1e-12)
+        square = w if kind == "rnn" else np.split(w, 4 if kind == "lstm" else 3)[2]
+        assert rec.radius[layer] == pytest.approx(np.abs(np.linalg.eigvals(square)).max(), rel=1e-12)
+        for name, block in zip(bptt.GATES[kind], np.split(w, len(bptt.GATES[kind])) if kind != "rnn" else (),
+                               strict=True):
+            np.testing.assert_allclose(rec.blocks[f"layer{layer}/{name}"],
+                                       np.linalg.svd(block, compute_uv=False), rtol=1e-12)
+    if kind == "rnn":
+        assert rec.blocks == {}
+
+
+@pytest.mark.parametrize("kind,nonlinearity,scheme,radius,regime,bound", [
+    ("rnn", "tanh", "identity", 0.5, "vanishing", 1.0),
+    ("rnn", "tanh", "identity", 1.0, "marginal", 1.0),
+    ("rnn", "tanh", "orthogonal", 1.0, "marginal", 1.0),
+    ("rnn", "tanh", "spectral", 0.9, "may explode", 1.0),  # sigma_max ~ 2 rho for torch's init
+    ("rnn", "relu", "identity", 0.5, "not applicable (relu)", None),
+    ("lstm", "tanh", "default", 1.0, "gated", None),
+    ("gru", "tanh", "default", 1.0, "gated", None),
+])
+def test_spectrum_regime(kind, nonlinearity, scheme, radius, regime, bound):
+    net = make(kind, nonlinearity, layers=2, hidden=32, seed=9)
+    initialise(net, scheme, spectral_radius=radius)
+    rec = bptt.spectrum_record(net, 0)
+    assert rec.regime == regime and rec.bound == bound
+    assert regime in bptt.REGIMES
+
+
+# ------------------------------------------------------------------------ clipping
+def grads(*values):
+    params = []
+    for i, v in enumerate(values):
+        p = nn.Parameter(torch.zeros(len(v)))
+        p.grad = torch.tensor(v, dtype=torch.float32)
+        params.append((f"p{i}", p))
+    return params
+
+
+def total(named):
+    return math.sqrt(sum(float(p.grad.double().norm()) ** 2 for _, p in named))
+
+
+def test_clip_scales_to_max_norm():
+    named = grads([3.0, 4.0], [12.0])  # total 13
+    before, after, clipped, per = bptt.clip_and_measure(named, 1.0)
+    assert before == pytest.approx(13.0) and clipped
+    assert after == pytest.approx(1.0, rel=1e-6) and total(named) == pytest.approx(1.0, rel=1e-6)
+    assert per == pytest.approx({"p0": 5.0, "p1": 12.0})  # before clipping
+    assert named[0][1].grad.tolist() == pytest.approx([3 / 13, 4 / 13], rel=1e-6)  # direction kept
+
+
+@pytest.mark.parametrize("max_norm", [20.0, 0.0, None])
+def test_unclipped_gradients_are_unchanged(max_norm):
+    named = grads([3.0, 4.0], [12.0])
+    before, after, clipped, _ = bptt.clip_and_measure(named, max_norm)
+    assert (before, after, clipped) == (pytest.approx(13.0), pytest.approx(13.0), False)
+    assert named[1][1].grad.tolist() == [12.0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradients_are_flagged_and_not_scaled(bad):
+    named = grads([3.0, bad], [12.0])
+    before, after, clipped, per = bptt.clip_and_measure(named, 1.0)
+    assert not math.isfinite(before) and not math.isfinite(after) and not clipped
+    assert not math.isfinite(per["p0"]) and per["p1"] == 12.0
+    assert named[1][1].grad.tolist() == [12.0]
+
+
+def test_parameters_without_gradients_are_skipped():
+    named = grads([1.0]) + [("frozen", nn.Parameter(torch.ones(2)))]
+    assert bptt.clip_and_measure(named, 0.5)[3].keys() == {"p0"}
+    assert bptt.clip_and_measure([("x", nn.Parameter(torch.ones(1)))], 1.0) == (0.0, 0.0, False, {})
