@@ -1,0 +1,115 @@
+"""core.init: each scheme gives W_hh (every gate block, every layer) the promised property."""
+
+import numpy as np
+import pytest
+import torch
+
+from core.init import SCHEMES, initialise, random_orthogonal
+from core.recurrent import make_recurrent
+
+CELLS = [("rnn", 1), ("lstm", 4), ("gru", 3)]
+
+
+def blocks(net, layer):
+    w = net.layer_weights(layer)[1].detach().double().numpy()
+    return np.split(w, len(w) // net.hidden_size)
+
+
+def make(kind, seed=0, hidden=16):
+    torch.manual_seed(seed)
+    return make_recurrent(kind, 3, hidden, num_layers=2)
+
+
+@pytest.mark.parametrize("kind,n_blocks", CELLS)
+@pytest.mark.parametrize("radius", [0.5, 0.9, 1.7])
+def test_spectral_sets_the_radius_of_every_block(kind, n_blocks, radius):
+    net = make(kind)
+    initialise(net, "spectral", spectral_radius=radius)
+    for layer in range(2):
+        assert len(blocks(net, layer)) == n_blocks
+        for b in blocks(net, layer):
+            assert np.abs(np.linalg.eigvals(b)).max() == pytest.approx(radius, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind,n_blocks", CELLS)
+def test_spectral_only_rescales(kind, n_blocks):
+    net = make(kind)
+    before = [blocks(net, layer) for layer in range(2)]
+    initialise(net, "spectral", spectral_radius=0.9)
+    for layer in range(2):
+        for old, new in zip(before[layer], blocks(net, layer), strict=True):
+            ratio = new / old
+            np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind,n_blocks", CELLS)
+def test_orthogonal_blocks(kind, n_blocks):
+    net = make(kind)
+    initialise(net, "orthogonal", generator=torch.Generator().manual_seed(1))
+    for layer in range(2):
+        bs = blocks(net, layer)
+        for b in bs:
+            np.testing.assert_allclose(b.T @ b, np.eye(len(b)), atol=1e-5)
+        assert not np.allclose(bs[0], bs[-1]) or len(bs) == 1  # independent draws
+
+
+@pytest.mark.parametrize("kind,n_blocks", CELLS)
+def test_identity_blocks_and_zero_biases(kind, n_blocks):
+    net = make(kind)
+    w_ih_before = net.weight_ih_l0.detach().clone()
+    initialise(net, "identity", spectral_radius=0.7)
+    for layer in range(2):
+        for b in blocks(net, layer):
+            np.testing.assert_array_equal(b, 0.7 * np.eye(len(b), dtype=np.float32))
+        _, _, b_ih, b_hh = net.layer_weights(layer)
+        assert not b_ih.any() and not b_hh.any()
+    assert torch.equal(net.weight_ih_l0, w_ih_before)  # input weights kept
+
+
+def test_default_leaves_torchs_init_alone():
+    net = make("lstm")
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    initialise(net, "default", spectral_radius=3.0)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+
+
+def test_deterministic_given_the_generator_or_the_global_seed():
+    a, b, c = make("gru", seed=0), make("gru", seed=1), make("gru", seed=2)
+    initialise(a, "orthogonal", generator=torch.Generator().manual_seed(5))
+    initialise(b, "orthogonal", generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.weight_hh_l1, b.weight_hh_l1)
+    torch.manual_seed(5)
+    initialise(c, "orthogonal")
+    torch.manual_seed(5)
+    initialise(b, "orthogonal")
+    assert torch.equal(c.weight_hh_l0, b.weight_hh_l0)
+
+
+def test_random_orthogonal_is_haar_not_biased_in_sign():
+    g = torch.Generator().manual_seed(0)
+    diag = torch.stack([torch.diagonal(random_orthogonal(4, g)) for _ in range(400)])
+    assert abs(float(diag.mean())) < 0.05  # plain QR without the sign fix gives a bias
+
+
+@pytest.mark.parametrize("scheme,radius,match", [
+    ("xavier", 1.0, "scheme must be one of default, orthogonal, identity, spectral; got 'xavier'"),
+    ("spectral", -1.0, "spectral_radius must be a finite number >= 0"),
+    ("spectral", float("nan"), "spectral_radius must be a finite number >= 0"),
+])
+def test_bad_arguments_raise(scheme, radius, match):
+    with pytest.raises(ValueError, match=match):
+        initialise(make("rnn"), scheme, spectral_radius=radius)
+
+
+def test_zero_matrix_cannot_be_scaled_to_a_radius():
+    net = make("rnn")
+    with torch.no_grad():
+        net.weight_hh_l0.zero_()
+    with pytest.raises(ValueError, match="spectral radius 0"):
+        initialise(net, "spectral", spectral_radius=0.9)
+
+
+def test_every_scheme_is_a_config_choice():
+    from core.config import FIELDS
+
+    assert set(SCHEMES) == set(FIELDS["init"].choices)
