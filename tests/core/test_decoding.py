@@ -403,5 +403,5 @@ def test_bench_beam_smoke():
 def test_bench_beam_batching_pays_off():
     result = bench_beam(repeats=10)
     assert result["same_hypotheses"] is True
-    # target is >= 5x on an idle machine; the guard catches a batching regression (about 1x)
-    assert result["speedup"] > 2.5, result
+    # target is >= 5x on an idle machine; this guard only catches a batching regression (~1x)
+    assert result["speedup"] > 2.0, result
