@@ -108,12 +108,12 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.json:
         sys.stderr.write("\n")
     status = "diverged" if last.diverged else "ok"
-    losses = [r.loss for r in trainer.history if not r.diverged]
-    tail = losses[-max(1, min(50, len(losses))):] if losses else [float("nan")]
+    losses = trainer.history.column("loss")[trainer.history.column("diverged") == 0]
+    tail = losses[-50:] if len(losses) else [float("nan")]
     summary = {
         "status": status,
         "steps": trainer.step_count,
-        "final_loss": sum(tail) / len(tail),
+        "final_loss": float(sum(tail) / len(tail)),
         "baseline": trainer.task.baseline,
         "experiment": trainer.experiment.to_dict(),
         **trainer.evaluate(),

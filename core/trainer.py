@@ -16,6 +16,7 @@ import torch
 
 from .config import Experiment
 from .errors import UserError
+from .history import History
 from .records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from .resources import check_resources
 from .tasks import make_task
@@ -39,7 +40,7 @@ class Trainer:
     Attributes:
         task: the core.tasks.Task (baseline, target, probe batch).
         model: the task's model; ``model.recurrent`` is the instrumented stack.
-        history: StepRecords without probe/gradients/spectrum, one per step taken.
+        history: per-step scalars (core.history.History), bounded at 8 bytes a value.
     """
 
     def __init__(self, experiment: Experiment):
@@ -57,7 +58,7 @@ class Trainer:
         self.optimizer = OPTIMIZERS[experiment.optimizer](self.model.parameters(), lr=experiment.lr)
         self.generator = torch.Generator().manual_seed(experiment.seed)
         self.step_count = 0
-        self.history: list[StepRecord] = []
+        self.history = History()
         self._probe_batch = None
 
     @property

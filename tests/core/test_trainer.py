@@ -25,6 +25,7 @@ def test_step_is_one_update_and_history_grows():
     before = [p.detach().clone() for p in trainer.model.parameters()]
     record = trainer.step()
     assert record.step == trainer.step_count == 1 and len(trainer.history) == 1
+    assert trainer.history.column("loss")[0] == record.loss
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
     assert record.grad_norm > 0 and not record.clipped and not record.diverged
     # the recorded norm is the real total gradient norm
