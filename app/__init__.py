@@ -1,0 +1,1 @@
+"""RNN Explorer desktop app (PySide6 + pyqtgraph). See ARCHITECTURE.md."""

@@ -1,0 +1,101 @@
+"""The app's whole surface onto the engine: presets, building a trainer, describing a run.
+
+Imports of ``core.trainer`` (and so torch) happen inside functions, never at module level,
+so the window can paint before torch is loaded; the worker thread pays for the import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import Experiment
+
+DEFAULT_PRESET = "adding-lstm"
+PRESET_GROUPS = ("gradients", "gates", "sequences", "decoding", "attention")
+
+# Gate names per cell kind, torch.nn's order (mirrors core.recurrent.GATES, which needs torch).
+GATES: dict[str, tuple[str, ...]] = {
+    "rnn": (),
+    "lstm": ("input", "forget", "cell", "output"),
+    "gru": ("reset", "update", "new"),
+}
+GATE_SYMBOLS = {"input": "i", "forget": "f", "cell": "g", "output": "o",
+                "reset": "r", "update": "z", "new": "n"}
+# Gates squashed by tanh (signed); the others are sigmoids in [0, 1].
+TANH_GATES = frozenset({"cell", "new"})
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the panels need to know about a freshly built trainer (plain data)."""
+
+    experiment: Experiment
+    task_name: str
+    task_title: str
+    baseline: float | None
+    baseline_label: str
+    target: float | None
+    param_count: int
+    device: str
+    step: int
+
+    @property
+    def kind(self) -> str:
+        return self.experiment.cell
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[self.experiment.cell]
+
+    @property
+    def num_layers(self) -> int:
+        return self.experiment.num_layers
+
+
+def run_info(trainer: Any) -> RunInfo:
+    """Describe ``trainer`` (a core.trainer.Trainer) for the GUI thread."""
+    task = trainer.task
+    baseline = getattr(task, "baseline", None)
+    target = getattr(task, "target", None)
+    return RunInfo(
+        experiment=trainer.experiment,
+        task_name=str(task.name),
+        task_title=str(getattr(task, "title", task.name)),
+        baseline=None if baseline is None else float(baseline),
+        baseline_label=str(getattr(task, "baseline_label", "baseline")),
+        target=None if target is None else float(target),
+        param_count=int(trainer.param_count),
+        device=str(trainer.device),
+        step=int(trainer.step_count),
+    )
+
+
+def make_trainer(experiment: Experiment) -> Any:
+    """Build a core.trainer.Trainer (imports torch on first use)."""
+    from core.trainer import Trainer
+
+    return Trainer(experiment)
+
+
+def list_presets() -> list[Any]:
+    """Every preset (core.presets.Preset: name, title, group, description, experiment)."""
+    from core.presets import list_presets as _list
+
+    return list(_list())
+
+
+def load_preset(name: str) -> Any:
+    """One preset by name; core.errors.PresetError naming the known ones otherwise."""
+    from core.presets import load_preset as _load
+
+    return _load(name)
+
+
+def grouped_presets(presets: list[Any]) -> list[tuple[str, list[Any]]]:
+    """Presets grouped in the teaching order of PRESET_GROUPS (unknown groups last)."""
+    order = {g: i for i, g in enumerate(PRESET_GROUPS)}
+    groups: dict[str, list[Any]] = {}
+    for preset in presets:
+        groups.setdefault(preset.group, []).append(preset)
+    return sorted(groups.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))

@@ -1,0 +1,183 @@
+"""The panel base class: how a view plugs into the window.
+
+A panel is a QWidget that shows part of a run. The window owns the data flow:
+
+1. ``reset(run)`` when a new trainer is built (new experiment, Reset): forget old data,
+   adapt to the run (e.g. the gates panel shows LSTM or GRU gates).
+2. ``update_record(record)`` for every record the worker emits, in order: a
+   ``StepRecord`` per optimiser update (with ``probe``/``gradients``/``spectrum``
+   attached when they were asked for), or a lone ``ProbeRecord``/``GradientRecord``/
+   ``SpectrumRecord`` (the state right after a build). This must be cheap: keep the data,
+   mark the panel dirty, draw nothing.
+3. ``refresh()`` on the window's frame timer (at most ~30 Hz): redraw if dirty, reusing
+   plot items (``setData``, ``setImage(autoLevels=False)``).
+
+Also: ``set_time_cursor(t)`` moves this panel's time cursors (the scrubber is linked across
+panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ export);
+``plot_widgets()`` lists the pyqtgraph views (for PNG/SVG export and theming);
+``apply_theme(theme)`` restyles in place.
+
+To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
+``title`` and ``instruments`` (which of "probe", "gradients", "spectrum" it draws, so the
+worker computes them only when a visible panel needs them), override the ``on_*`` hooks,
+``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``.
+Panels hold no numerics beyond cheap reductions from ``app.analysis``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from app.engine import RunInfo
+from app.panels.plots import Heatmap, cursor, style_plot
+from app.theme import LIGHT, Theme
+from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+
+
+class Panel(QWidget):
+    """Base class of every panel; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    instruments: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName(f"{self.name}-panel")
+        self.theme = theme
+        self.run: RunInfo | None = None
+        self.time_cursor = 0
+        self._dirty = False
+        self._cursors: list[pg.InfiniteLine] = []
+        self._heatmaps: list[Heatmap] = []
+        self._views: list[pg.GraphicsView] = []
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 4)
+        layout.setSpacing(2)
+        self.options = QHBoxLayout()
+        self.options.setContentsMargins(4, 0, 4, 0)
+        self.options.setSpacing(12)
+        layout.addLayout(self.options)
+        self.note = QLabel("")  # one line of context at the right of the options row
+        self.note.setObjectName("panel-note")
+        self.build()
+        self.options.addStretch(1)
+        self.options.addWidget(self.note)
+
+    # -- contract --------------------------------------------------------------------------
+    def reset(self, run: RunInfo) -> None:
+        """A new trainer was built: drop old data and adapt to ``run``."""
+        self.run = run
+        self.clear()
+        self._dirty = True
+
+    def update_record(self, record: Any) -> None:
+        """Take one record from the worker (cheap: store it and mark the panel dirty)."""
+        if isinstance(record, StepRecord):
+            self.on_step(record)
+            attached = (record.probe, record.gradients, record.spectrum)
+        else:
+            attached = (record,)
+        for item in attached:
+            if isinstance(item, ProbeRecord):
+                self.on_probe(item)
+            elif isinstance(item, GradientRecord):
+                self.on_gradients(item)
+            elif isinstance(item, SpectrumRecord):
+                self.on_spectrum(item)
+        self._dirty = True
+
+    def refresh(self, force: bool = False) -> bool:
+        """Redraw if new data arrived since the last redraw. Returns whether it drew."""
+        if not (self._dirty or force):
+            return False
+        self._dirty = False
+        self.redraw()
+        return True
+
+    def set_time_cursor(self, t: int) -> None:
+        """Move this panel's time cursors to time step ``t`` of the probe."""
+        self.time_cursor = int(t)
+        for line in self._cursors:
+            line.setValue(self.time_cursor)
+        self.on_time_cursor(self.time_cursor)
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        """The arrays this panel plots, by name (copies)."""
+        return {}
+
+    def plot_widgets(self) -> list[pg.GraphicsView]:
+        """The pyqtgraph views of this panel, for image export and theming."""
+        return list(self._views)
+
+    def apply_theme(self, theme: Theme) -> None:
+        """Restyle every plot, cursor and heatmap for ``theme``."""
+        self.theme = theme
+        for view in self._views:
+            view.setBackground(theme.surface)
+            layout = getattr(view, "ci", None)
+            for item in list(layout.items) if layout is not None else ():
+                if isinstance(item, pg.PlotItem):
+                    style_plot(item, theme)
+        for line in self._cursors:
+            line.setPen(pg.mkPen(theme.cursor, width=1.5, style=pg.QtCore.Qt.DashLine, cosmetic=True))
+        for heatmap in self._heatmaps:
+            heatmap.style(theme)
+        self.note.setStyleSheet(f"color: {theme.muted};")
+        self.on_theme(theme)
+        self._dirty = True
+
+    # -- hooks for subclasses ------------------------------------------------------------------
+    def build(self) -> None:
+        """Create widgets and plot items (called once from ``__init__``)."""
+
+    def clear(self) -> None:
+        """Forget all data (called by ``reset``)."""
+
+    def on_step(self, record: StepRecord) -> None: ...
+
+    def on_probe(self, record: ProbeRecord) -> None: ...
+
+    def on_gradients(self, record: GradientRecord) -> None: ...
+
+    def on_spectrum(self, record: SpectrumRecord) -> None: ...
+
+    def on_time_cursor(self, t: int) -> None: ...
+
+    def on_theme(self, theme: Theme) -> None: ...
+
+    def redraw(self) -> None:
+        """Push the stored data into the plot items."""
+
+    # -- helpers for subclasses -------------------------------------------------------------------
+    def add_view(self, view: pg.GraphicsView, stretch: int = 1) -> pg.GraphicsView:
+        view.setBackground(self.theme.surface)
+        self.layout().addWidget(view, stretch)
+        self._views.append(view)
+        return view
+
+    def add_cursor(self, plot: pg.PlotItem) -> pg.InfiniteLine:
+        line = cursor(plot, self.theme)
+        line.setValue(self.time_cursor)
+        self._cursors.append(line)
+        return line
+
+    def add_heatmap(self, heatmap: Heatmap) -> Heatmap:
+        heatmap.style(self.theme)
+        self._heatmaps.append(heatmap)
+        return heatmap
+
+    def remove_heatmaps(self) -> None:
+        self._heatmaps.clear()
+
+    def remove_cursors(self) -> None:
+        self._cursors.clear()
+
+    @property
+    def cursors(self) -> list[pg.InfiniteLine]:
+        """The time cursors this panel draws (tests check they follow the scrubber)."""
+        return list(self._cursors)

@@ -1,0 +1,194 @@
+"""Gates panel: every gate of the cell as a units x time heatmap, with saturation per unit.
+
+LSTM shows input i, forget f, cell candidate g, output o and the cell state c; GRU shows
+reset r, update z and new n (torch.nn's order). Next to each gate, a bar per unit gives the
+fraction of (unpadded) time steps the gate is nearly shut (< 0.1, to the left) or nearly
+open (> 0.9, to the right); tanh gates are read on (x + 1) / 2, i.e. near -1 or near +1.
+A saturated gate passes almost no gradient, which is why these bars matter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QLabel
+
+from app.analysis import false_runs, saturation
+from app.engine import GATE_SYMBOLS, GATES, TANH_GATES
+from app.panels.base import Panel
+from app.panels.plots import Heatmap, LabelAxis, Shading, message, new_plot
+from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme
+from core.records import ProbeRecord
+
+SHUT_COLOR, OPEN_COLOR = OKABE_ITO["blue"], OKABE_ITO["orange"]
+
+
+class _Row:
+    """One gate: its name, heatmap (with colour bar) and saturation bars."""
+
+    def __init__(self, panel: GatesPanel, gate: str, row: int, last: bool, bars_axis: bool):
+        t = panel.theme
+        layout = panel.view.ci
+        self.gate = gate
+        symbol = GATE_SYMBOLS.get(gate, gate)
+        name = "cell state" if gate == "c" else gate
+        self.label = layout.addLabel(f"<b>{symbol}</b><br>{name}", row=row, col=0, color=t.foreground,
+                                     size=f"{FONT_POINTS}pt", justify="right")
+        self.axis = LabelAxis("bottom")
+        self.plot = new_plot(layout, t, row=row, col=1, bottom_axis=self.axis)
+        self.plot.getAxis("left").setStyle(showValues=False)
+        self.plot.getAxis("left").setWidth(2)
+        if not last:
+            self.axis.setStyle(showValues=False)
+            self.axis.setHeight(4)
+        else:
+            self.plot.setLabel("bottom", "time step t (probe inputs)")
+        signed = gate in TANH_GATES or gate == "c"
+        levels = LEVELS["cell_state"] if gate == "c" else LEVELS["signed"] if signed else LEVELS["unit"]
+        cmap = t.diverging_map if signed else t.sequential_map
+        self.signed = signed
+        self.heatmap = panel.add_heatmap(Heatmap(self.plot, levels, cmap, ticks=3))
+        self.shading = Shading(self.plot, t.padding)
+        panel.add_cursor(self.plot)
+        self.bars = new_plot(layout, t, row=row, col=2)
+        self.bars.setXRange(-1, 1, padding=0.02)
+        self.bars.setYLink(self.plot)
+        self.bars.getAxis("left").setStyle(showValues=False)
+        self.bars.getAxis("left").setWidth(2)
+        self.bars.getAxis("bottom").setTicks([[(-1, "100%"), (0, "0"), (1, "100%")]])
+        if bars_axis:
+            self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
+        else:
+            self.bars.getAxis("bottom").setStyle(showValues=False)
+            self.bars.getAxis("bottom").setHeight(4)
+        self.shut = pg.BarGraphItem(x0=[], y=[], width=[], height=0.8, brush=SHUT_COLOR, pen=None)
+        self.open = pg.BarGraphItem(x0=[], y=[], width=[], height=0.8, brush=OPEN_COLOR, pen=None)
+        self.bars.addItem(self.shut)
+        self.bars.addItem(self.open)
+        self.bars.addItem(pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen(t.muted, width=1)))
+        if gate == "c":
+            self.bars.hide()
+
+    def draw(self, values: np.ndarray, probe: ProbeRecord, padded: list[tuple[int, int]]) -> str:
+        """Draw [T, H] values; returns the one-line saturation summary."""
+        self.axis.set_labels(probe.labels)
+        self.heatmap.set(values.T)
+        self.shading.set_spans(padded)
+        if self.gate == "c":
+            return ""
+        unit_values = (values + 1.0) / 2.0 if self.signed else values
+        shut, open_ = saturation(unit_values, probe.valid)
+        units = np.arange(values.shape[1])
+        self.shut.setOpts(x0=-shut, y=units, width=shut, height=0.8)
+        self.open.setOpts(x0=np.zeros_like(open_), y=units, width=open_, height=0.8)
+        self.fractions = (shut, open_)
+        return f"{GATE_SYMBOLS[self.gate]}: {shut.mean():.0%} shut, {open_.mean():.0%} open"
+
+
+class GatesPanel(Panel):
+    name = "gates"
+    title = "Gates"
+    instruments = frozenset({"probe"})
+
+    def build(self) -> None:
+        self.layer_label = QLabel("Layer")
+        self.layer = QComboBox()
+        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.options.addWidget(self.layer_label)
+        self.options.addWidget(self.layer)
+        self.legend = QLabel(f"<span style='color:{SHUT_COLOR}'>■</span> shut (&lt; 0.1)  "
+                             f"<span style='color:{OPEN_COLOR}'>■</span> open (&gt; 0.9)")
+        self.options.addWidget(self.legend)
+        self.view = self.add_view(pg.GraphicsLayoutWidget())
+        self.probe: ProbeRecord | None = None
+        self.rows: list[_Row] = []
+        self.kind = ""
+        self.placeholder = None
+        self._build_rows("lstm")
+
+    @property
+    def gate_names(self) -> tuple[str, ...]:
+        """The rows on show, e.g. ('input', 'forget', 'cell', 'output', 'c') for LSTM."""
+        return tuple(r.gate for r in self.rows)
+
+    def _build_rows(self, kind: str) -> None:
+        if kind == self.kind:
+            return
+        self.kind = kind
+        self.view.ci.clear()
+        self.remove_heatmaps()
+        self.remove_cursors()
+        self.rows = []
+        gates = list(GATES[kind]) + (["c"] if kind == "lstm" else [])
+        for i, gate in enumerate(gates):
+            self.rows.append(_Row(self, gate, i, last=i == len(gates) - 1,
+                                  bars_axis=i == len(GATES[kind]) - 1))
+        if self.rows:
+            layout = self.view.ci.layout
+            layout.setColumnFixedWidth(0, 72)
+            layout.setColumnStretchFactor(1, 5)
+            layout.setColumnStretchFactor(2, 1)
+            layout.setColumnMinimumWidth(2, 140)
+            for row in self.rows[1:]:
+                row.plot.setXLink(self.rows[0].plot)
+            self.placeholder = None
+        else:
+            plot = new_plot(self.view.ci, self.theme, row=0, col=0)
+            plot.hideAxis("left")
+            plot.hideAxis("bottom")
+            self.placeholder = message(plot, self.theme)
+            self.placeholder.setText("A plain RNN has no gates:\nh_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)")
+            self.placeholder.show()
+        self.legend.setVisible(bool(self.rows))
+
+    def clear(self) -> None:
+        self.probe = None
+        kind = self.run.kind if self.run else "lstm"
+        self._build_rows(kind)
+        layers = self.run.num_layers if self.run else 1
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItems([str(i) for i in range(layers)])
+        self.layer.setCurrentIndex(layers - 1)
+        self.layer.blockSignals(False)
+        self.layer.setVisible(layers > 1)
+        self.layer_label.setVisible(layers > 1)
+
+    def on_probe(self, record: ProbeRecord) -> None:
+        self.probe = record
+        self._build_rows(record.kind)
+
+    def redraw(self) -> None:
+        p = self.probe
+        if p is None or not self.rows:
+            self.note.setText("")
+            return
+        layer = min(max(self.layer.currentIndex(), 0), len(p.gates) - 1)
+        padded = false_runs(p.valid)
+        summaries = []
+        for row in self.rows:
+            values = p.cell[layer] if row.gate == "c" else p.gates[layer].get(row.gate)
+            if values is not None:
+                summaries.append(row.draw(values, p, padded))
+        self.note.setText("  ·  ".join(s for s in summaries if s))
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        p = self.probe
+        if p is None:
+            return {}
+        out: dict[str, np.ndarray] = {"t": np.arange(p.T), "valid": p.valid.copy()}
+        for i, gates in enumerate(p.gates):
+            for gate, values in gates.items():
+                out[f"{gate}_l{i}"] = values.copy()
+        for i, c in enumerate(p.cell or ()):
+            out[f"c_l{i}"] = c.copy()
+        for row in self.rows:
+            if hasattr(row, "fractions"):
+                out[f"{row.gate}_shut_fraction"] = row.fractions[0].copy()
+                out[f"{row.gate}_open_fraction"] = row.fractions[1].copy()
+        return out
+
+    def on_theme(self, theme: Theme) -> None:
+        for row in self.rows:
+            row.heatmap.set_colormap(theme.diverging_map if row.signed else theme.sequential_map)
+            row.shading.set_color(theme.padding)

@@ -1,0 +1,242 @@
+"""Building blocks shared by the panels: styled plots, heatmaps, time axes, shading, cursors.
+
+Each block creates its pyqtgraph items once and then only updates them (``setData``,
+``setImage(autoLevels=False)``, ``setRegion``), the pattern the redraw budget relies on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+from app.analysis import tick_stride
+from app.theme import FONT_POINTS, Theme, colormap, ui_font
+
+
+def pen(color: str, width: float = 2.0, style: Qt.PenStyle = Qt.SolidLine) -> pg.QtGui.QPen:
+    p = pg.mkPen(color, width=width, style=style)
+    p.setCosmetic(True)
+    return p
+
+
+def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
+    """Axis colours, fonts and grid of one PlotItem for ``theme``."""
+    font = ui_font(FONT_POINTS)
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getAxis(name)
+        axis.setPen(pen(theme.muted, 1))
+        axis.setTextPen(theme.foreground)
+        axis.setTickFont(font)
+        axis.label.setFont(font)
+        axis.enableAutoSIPrefix(False)  # "(x0.001)" on a log axis reads as an error
+    if plot.titleLabel.text:
+        plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{FONT_POINTS + 1}pt")
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    if plot.legend is not None:
+        plot.legend.setLabelTextColor(theme.foreground)
+        plot.legend.setLabelTextSize(f"{FONT_POINTS}pt")
+        plot.legend.setBrush(pg.mkBrush(theme.surface + "D0"))
+        plot.legend.setPen(pen(theme.muted, 1))
+
+
+def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None, col: int | None = None,
+             title: str = "", x: str = "", y: str = "", bottom_axis: pg.AxisItem | None = None,
+             left_axis: pg.AxisItem | None = None, **kwargs) -> pg.PlotItem:
+    """Add a styled PlotItem to ``layout`` with axis labels (units in the label text)."""
+    axes = {}
+    if bottom_axis is not None:
+        axes["bottom"] = bottom_axis
+    if left_axis is not None:
+        axes["left"] = left_axis
+    plot = layout.addPlot(row=row, col=col, title=title or None, axisItems=axes or None, **kwargs)
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+    if x:
+        plot.setLabel("bottom", x)
+    if y:
+        plot.setLabel("left", y)
+    style_plot(plot, theme)
+    return plot
+
+
+class LabelAxis(pg.AxisItem):
+    """A time axis showing the probe's labels (input tokens or values) at integer t.
+
+    As many labels as fit are drawn; zooming in reveals the rest.
+    """
+
+    def __init__(self, orientation: str = "bottom", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.labels: tuple[str, ...] = ()
+
+    def set_labels(self, labels: tuple[str, ...]) -> None:
+        self.labels = tuple(labels)
+        self.picture = None
+        self.update()
+
+    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802 (Qt naming)
+        if not self.labels:
+            return super().tickValues(minVal, maxVal, size)
+        lo, hi = max(int(np.ceil(minVal)), 0), min(int(np.floor(maxVal)), len(self.labels) - 1)
+        if hi < lo:
+            return []
+        longest = max(len(s) for s in self.labels[lo : hi + 1])
+        stride = tick_stride(hi - lo + 1, size, min(longest, 8), char_pixels=FONT_POINTS * 0.8)
+        first = -(-lo // stride) * stride
+        ticks = set(range(first, hi + 1, stride))
+        # Marked inputs (a leading '*', e.g. the adding problem's two operands) always get a
+        # label; regular ticks too close to one make room for it.
+        marked = [t for t in range(lo, hi + 1) if self.labels[t].startswith("*")]
+        if marked and stride > 1:
+            ticks = {t for t in ticks if all(abs(t - m) >= max(stride // 2, 1) for m in marked)}
+        ticks.update(marked)
+        return [(float(stride), [float(t) for t in sorted(ticks)])]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+        if not self.labels:
+            return super().tickStrings(values, scale, spacing)
+        out = []
+        for v in values:
+            i = int(round(v))
+            text = self.labels[i] if 0 <= i < len(self.labels) else ""
+            out.append(text if len(text) <= 8 else text[:7] + "…")
+        return out
+
+
+class StepAxis(pg.AxisItem):
+    """An axis whose integer positions stand for training steps listed in ``steps``."""
+
+    def __init__(self, orientation: str = "left", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.steps = np.zeros(0, dtype=np.int64)
+
+    def set_steps(self, steps: np.ndarray) -> None:
+        self.steps = steps
+        self.picture = None
+        self.update()
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+        n = len(self.steps)
+        return [str(int(self.steps[int(round(v))])) if 0 <= round(v) < n and abs(v - round(v)) < 1e-6 else ""
+                for v in values]
+
+
+class Heatmap:
+    """An image in a PlotItem with a colour bar and fixed levels.
+
+    ``set(image)`` takes a [rows, cols] array drawn with row r at y=r and column c at x=c
+    (pixel centres on integers).
+    """
+
+    def __init__(self, plot: pg.PlotItem, levels: tuple[float, float], cmap: str,
+                 bar_label: str = "", bar: bool = True, ticks: int = 0):
+        self.plot = plot
+        self.levels = levels
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setAutoDownsample(True)
+        plot.addItem(self.image)
+        plot.invertY(False)
+        self.bar = None
+        if bar:
+            self.bar = pg.ColorBarItem(values=levels, colorMap=colormap(cmap), interactive=False,
+                                       width=12, label=bar_label or None, colorMapMenu=False)
+            self.bar.setImageItem(self.image, insert_in=plot)
+            if ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
+                lo, hi = levels
+                values = np.linspace(lo, hi, ticks)
+                self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
+        else:
+            self.image.setColorMap(colormap(cmap))
+        self._shape: tuple[int, ...] = ()
+
+    def set(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
+        if levels is not None and levels != self.levels:
+            self.levels = levels
+            if self.bar is not None:
+                self.bar.setLevels(levels)
+        self.image.setImage(image, autoLevels=False, levels=self.levels)
+        if image.shape != self._shape:
+            self._shape = image.shape
+            rows, cols = image.shape[:2]
+            self.image.setRect(-0.5, -0.5, cols, rows)
+            self.plot.setLimits(xMin=-0.5, xMax=cols - 0.5, yMin=-0.5, yMax=max(rows, 1) - 0.5)
+            self.plot.setRange(xRange=(-0.5, cols - 0.5), yRange=(-0.5, rows - 0.5), padding=0)
+
+    def set_colormap(self, cmap: str) -> None:
+        if self.bar is not None:
+            self.bar.setColorMap(colormap(cmap))
+        else:
+            self.image.setColorMap(colormap(cmap))
+
+    def style(self, theme: Theme) -> None:
+        if self.bar is not None:
+            for axis in (self.bar.axis,):
+                axis.setPen(pen(theme.muted, 1))
+                axis.setTextPen(theme.foreground)
+                axis.setTickFont(ui_font(FONT_POINTS - 1))
+
+    def clear(self) -> None:
+        self.image.clear()
+        self._shape = ()
+
+
+class Shading:
+    """Shaded vertical (or horizontal) bands over [start, stop) index ranges, pooled."""
+
+    def __init__(self, plot: pg.PlotItem, color: str, orientation: str = "vertical"):
+        self.plot = plot
+        self.color = color
+        self.orientation = orientation
+        self._items: list[pg.LinearRegionItem] = []
+
+    def set_spans(self, spans: list[tuple[int, int]]) -> None:
+        while len(self._items) < len(spans):
+            item = pg.LinearRegionItem(orientation=self.orientation, movable=False,
+                                       brush=pg.mkBrush(self.color), pen=pg.mkPen(None))
+            item.setZValue(5)
+            self.plot.addItem(item, ignoreBounds=True)
+            self._items.append(item)
+        for i, item in enumerate(self._items):
+            if i < len(spans):
+                a, b = spans[i]
+                item.setRegion((a - 0.5, b - 0.5))
+                item.show()
+            else:
+                item.hide()
+
+    def set_color(self, color: str) -> None:
+        self.color = color
+        for item in self._items:
+            item.setBrush(pg.mkBrush(color))
+            item.update()
+
+
+def cursor(plot: pg.PlotItem, theme: Theme) -> pg.InfiniteLine:
+    """The time-step cursor: a vertical line at t, drawn above images and shading."""
+    line = pg.InfiniteLine(pos=0, angle=90, movable=False, pen=pen(theme.cursor, 1.5, Qt.DashLine))
+    line.setZValue(20)
+    plot.addItem(line, ignoreBounds=True)
+    return line
+
+
+def hline(plot: pg.PlotItem, color: str, label: str = "", style: Qt.PenStyle = Qt.DashLine,
+          position: float = 0.98) -> pg.InfiniteLine:
+    """A horizontal reference line with an optional label (baseline, bound, clip)."""
+    line = pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pen(color, 1.5, style),
+                           label=label,
+                           labelOpts={"position": position, "color": color, "anchors": [(1, 1), (1, 1)],
+                                      "fill": None})
+    line.label.setFont(ui_font(FONT_POINTS - 1))
+    line.setZValue(10)
+    plot.addItem(line, ignoreBounds=True)
+    return line
+
+
+def message(plot: pg.PlotItem, theme: Theme) -> pg.TextItem:
+    """A centred text item for 'nothing to show here' explanations."""
+    item = pg.TextItem("", color=theme.muted, anchor=(0.5, 0.5))
+    item.setFont(ui_font(FONT_POINTS + 1))
+    plot.addItem(item, ignoreBounds=True)
+    item.hide()
+    return item

@@ -1,0 +1,141 @@
+"""Spectrum panel: singular values of the recurrent weights, and the spectral radius over training.
+
+Pascanu et al. (2013): for an RNN whose nonlinearity has derivative at most gamma, a largest
+singular value of W_hh below 1/gamma is sufficient for gradients to vanish, and above it is
+necessary for them to explode. The bound is drawn as a line; gated cells have no such bound
+and show the singular values of each gate's block instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QLabel
+
+from app.engine import GATE_SYMBOLS
+from app.panels.base import Panel
+from app.panels.plots import hline, new_plot, pen
+from app.series import Series
+from app.theme import SERIES, Theme, cell_color
+from core.records import SpectrumRecord
+
+MAX_LAYERS = 8
+
+
+class SpectrumPanel(Panel):
+    name = "spectrum"
+    title = "Spectrum"
+    instruments = frozenset({"spectrum"})
+
+    def build(self) -> None:
+        self.layer_label = QLabel("Layer")
+        self.layer = QComboBox()
+        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.options.addWidget(self.layer_label)
+        self.options.addWidget(self.layer)
+        t = self.theme
+        view = self.add_view(pg.GraphicsLayoutWidget())
+        self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ_k")
+        self.sv_plot.addLegend(offset=(-10, 5))
+        self.sv_curves: list[pg.PlotDataItem] = []
+        self.bound = hline(self.sv_plot, t.diverged, position=0.5)
+        self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W_hh)")
+        self.radius_plot.addLegend(offset=(-10, 5))  # layers, when there are several
+        self.unit_line = hline(self.radius_plot, t.baseline, "ρ = 1", Qt.DotLine)
+        self.unit_line.setValue(1.0)
+        self.radius_curves: list[pg.PlotDataItem] = []
+        for plot in (self.sv_plot, self.radius_plot):
+            plot.getAxis("left").setWidth(56)
+        self.record: SpectrumRecord | None = None
+        self.radius = Series("step", *(f"l{i}" for i in range(MAX_LAYERS)))
+
+    def clear(self) -> None:
+        self.record = None
+        self.radius.clear()
+        for curve in self.radius_curves:  # colours follow the cell kind, which may change
+            self.radius_plot.removeItem(curve)
+        self.radius_curves = []
+        layers = self.run.num_layers if self.run else 1
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItems([str(i) for i in range(layers)])
+        self.layer.setCurrentIndex(layers - 1)
+        self.layer.blockSignals(False)
+        self.layer.setVisible(layers > 1)
+        self.layer_label.setVisible(layers > 1)
+
+    def on_spectrum(self, record: SpectrumRecord) -> None:
+        self.record = record
+        radii = list(record.radius[:MAX_LAYERS]) + [np.nan] * (MAX_LAYERS - len(record.radius))
+        if len(self.radius) and self.radius.column("step")[-1] == record.step:
+            return
+        self.radius.append(record.step, *radii)
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        r = self.record
+        if r is None:
+            return {}
+        out = {"radius_step": self.radius.column("step").copy()}
+        for i, sv in enumerate(r.singular_values):
+            out[f"singular_values_l{i}"] = sv.copy()
+            out[f"radius_l{i}"] = self.radius.column(f"l{i}").copy()
+        for key, sv in r.blocks.items():
+            out[f"singular_values_{key.replace('/', '_')}"] = sv.copy()
+        return out
+
+    def _series(self, r: SpectrumRecord) -> list[tuple[str, np.ndarray, str]]:
+        """(legend name, singular values, colour) for the curves to draw."""
+        layer = min(max(self.layer.currentIndex(), 0), len(r.singular_values) - 1)
+        prefix = f"layer{layer}/"
+        blocks = [(k[len(prefix):], v) for k, v in r.blocks.items() if k.startswith(prefix)]
+        if blocks:
+            return [(f"{GATE_SYMBOLS.get(g, g)} {g}", v, SERIES[i % len(SERIES)])
+                    for i, (g, v) in enumerate(blocks)]
+        kind = self.run.kind if self.run else "rnn"
+        return [("W_hh", r.singular_values[layer], cell_color(kind))]
+
+    def redraw(self) -> None:
+        r = self.record
+        if r is None:
+            return
+        series = self._series(r)
+        while len(self.sv_curves) < len(series):
+            self.sv_curves.append(self.sv_plot.plot(symbol="o", symbolSize=4))
+        legend = self.sv_plot.legend
+        legend.clear()
+        for i, curve in enumerate(self.sv_curves):
+            if i < len(series):
+                name, values, color = series[i]
+                curve.setData(np.arange(1, len(values) + 1), values)
+                curve.setPen(pen(color, 1.8))
+                curve.setSymbolBrush(color)
+                curve.setSymbolPen(None)
+                curve.show()
+                legend.addItem(curve, name)
+            else:
+                curve.hide()
+        if r.bound is not None:
+            self.bound.setValue(r.bound)
+            self.bound.label.setFormat(f"1/γ = {r.bound:g}")
+            self.bound.show()
+        else:
+            self.bound.hide()
+        self._draw_radius(len(r.radius))
+        sigma = max((float(v[0]) for _, v, _ in series if len(v)), default=float("nan"))
+        self.note.setText(f"step {r.step}  ·  σ_max {sigma:.3g}  ·  regime: {r.regime}")
+
+    def _draw_radius(self, layers: int) -> None:
+        while len(self.radius_curves) < layers:
+            i = len(self.radius_curves)
+            color = cell_color(self.run.kind if self.run else "rnn") if i == 0 else SERIES[i % len(SERIES)]
+            name = f"layer {i}" if layers > 1 else None
+            self.radius_curves.append(self.radius_plot.plot(pen=pen(color, 2), name=name))
+        steps = self.radius.column("step")
+        for i, curve in enumerate(self.radius_curves):
+            curve.setData(steps, self.radius.column(f"l{i}"), connect="finite")
+            curve.setVisible(i < layers)
+
+    def on_theme(self, theme: Theme) -> None:
+        self.unit_line.setPen(pen(theme.baseline, 1.5, Qt.DotLine))
+        self.unit_line.label.setColor(theme.baseline)

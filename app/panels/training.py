@@ -1,0 +1,162 @@
+"""Training panel: loss and gradient norm against the step, with what they mean drawn in.
+
+Loss is drawn against the task's baseline (the loss of a trivial predictor: doing better
+means the network learned something) and its target (the loss that counts as solved). The
+gradient norm is shown before clipping; clipped steps are marked, and steps where the
+loss or gradient stopped being finite (divergence: the update was not applied) get a
+vertical line in both plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox
+
+from app.analysis import positive_for_log
+from app.panels.base import Panel
+from app.panels.plots import hline, new_plot, pen
+from app.series import Series
+from app.theme import Theme
+from core.records import StepRecord
+
+MAX_DIVERGENCE_MARKS = 20
+
+
+class TrainingPanel(Panel):
+    name = "training"
+    title = "Training"
+    instruments = frozenset()
+
+    def build(self) -> None:
+        self.log_loss = QCheckBox("Log loss")
+        self.log_loss.setChecked(True)
+        self.log_grad = QCheckBox("Log gradient norm")
+        self.log_grad.setChecked(True)
+        for box in (self.log_loss, self.log_grad):
+            box.toggled.connect(self._axes_changed)
+            self.options.addWidget(box)
+        self.series = Series("step", "loss", "grad_norm", "grad_norm_clipped", "clipped", "diverged")
+        self.metrics: dict[str, float] = {}
+        view = self.add_view(pg.GraphicsLayoutWidget())
+        t = self.theme
+        self.loss_plot = new_plot(view.ci, t, row=0, col=0, y="loss")
+        self.grad_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="‖∇‖ (before clipping)")
+        self.grad_plot.setXLink(self.loss_plot)
+        view.ci.layout.setRowStretchFactor(0, 3)
+        view.ci.layout.setRowStretchFactor(1, 2)
+        self.loss_plot.getAxis("bottom").setStyle(showValues=False)
+        for plot in (self.loss_plot, self.grad_plot):
+            plot.setClipToView(True)
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.getAxis("left").setWidth(64)
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), name="training loss")
+        self.baseline = hline(self.loss_plot, t.baseline)
+        self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
+        self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5))
+        self.clip_marks = pg.ScatterPlotItem(size=7, symbol="t", pen=None, brush=pg.mkBrush(t.clipped))
+        self.grad_plot.addItem(self.clip_marks)
+        self.clip_line = hline(self.grad_plot, t.clipped)
+        self.divergence: list[pg.InfiniteLine] = []
+        self._axes_changed()
+
+    # -- data -----------------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.series.clear()
+        self.metrics = {}
+
+    def on_step(self, record: StepRecord) -> None:
+        self.series.append(record.step, record.loss, record.grad_norm, record.grad_norm_clipped,
+                           float(record.clipped), float(record.diverged))
+        self.metrics = dict(record.metrics)
+
+    def export_data(self) -> dict[str, np.ndarray]:
+        return self.series.to_dict()
+
+    # -- drawing --------------------------------------------------------------------------------
+    def _axes_changed(self) -> None:
+        self.loss_plot.setLogMode(y=self.log_loss.isChecked())
+        self.grad_plot.setLogMode(y=self.log_grad.isChecked())
+        self.refresh(force=True)
+
+    def redraw(self) -> None:
+        s = self.series
+        steps = s.column("step")
+        loss, grad = s.column("loss"), s.column("grad_norm")
+        log_loss, log_grad = self.log_loss.isChecked(), self.log_grad.isChecked()
+        self.loss_curve.setData(steps, positive_for_log(loss) if log_loss else loss, connect="finite")
+        self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
+        clipped = s.column("clipped") > 0
+        if clipped.any():
+            y = grad[clipped]
+            self.clip_marks.setData(steps[clipped], np.log10(np.maximum(y, 1e-300)) if log_grad else y)
+        else:
+            self.clip_marks.setData([], [])
+        self._draw_reference_lines(log_loss, log_grad)
+        self._draw_divergence(steps[s.column("diverged") > 0])
+        self._draw_note()
+
+    def _draw_reference_lines(self, log_loss: bool, log_grad: bool) -> None:
+        run = self.run
+        baseline = None if run is None else run.baseline
+        target = None if run is None else run.target
+        clip = 0.0 if run is None else run.experiment.clip
+        place(self.baseline, baseline, log_loss,
+              baseline_text(run.baseline_label, baseline) if run and baseline is not None else "")
+        place(self.target, target, log_loss, f"solved ≤ {target:.3g}" if target is not None else "")
+        place(self.clip_line, clip if clip > 0 else None, log_grad, f"clip at {clip:g}")
+
+    def _draw_divergence(self, steps: np.ndarray) -> None:
+        steps = steps[:MAX_DIVERGENCE_MARKS]
+        while len(self.divergence) < 2 * len(steps):
+            plot = self.loss_plot if len(self.divergence) % 2 == 0 else self.grad_plot
+            line = pg.InfiniteLine(angle=90, movable=False, pen=pen(self.theme.diverged, 2),
+                                   label="diverged" if plot is self.loss_plot else None,
+                                   labelOpts={"position": 0.9, "color": self.theme.diverged})
+            plot.addItem(line, ignoreBounds=True)
+            self.divergence.append(line)
+        for i, line in enumerate(self.divergence):
+            visible = i // 2 < len(steps)
+            line.setVisible(visible)
+            if visible:
+                line.setValue(float(steps[i // 2]))
+
+    def _draw_note(self) -> None:
+        parts = [f"{k.replace('_', ' ')} {v:.1%}" if 0 <= v <= 1 else f"{k} {v:.3g}"
+                 for k, v in sorted(self.metrics.items())]
+        clipped = int(self.series.column("clipped").sum()) if len(self.series) else 0
+        if clipped:
+            parts.append(f"clipped {clipped} of {len(self.series)} steps")
+        self.note.setText("  ·  ".join(parts))
+
+    def on_theme(self, theme: Theme) -> None:
+        self.loss_curve.setPen(pen(theme.loss))
+        self.grad_curve.setPen(pen(theme.grad_norm, 1.5))
+        self.clip_marks.setBrush(pg.mkBrush(theme.clipped))
+        for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
+                            (self.clip_line, theme.clipped)):
+            line.setPen(pen(color, 1.5, line.pen.style()))
+            if line.label is not None:
+                line.label.setColor(color)
+
+
+def baseline_text(label: str, value: float) -> str:
+    """'predict 0 = 0.5', but no repeat when the task's label already states the value."""
+    number = f"{value:.3g}"
+    label = label or "baseline"
+    return label if number in label else f"{label} = {number}"
+
+
+def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> None:
+    """Show a horizontal reference line at ``value`` (in log10 units on a log axis)."""
+    if value is None or not math.isfinite(value) or (log and value <= 0):
+        line.hide()
+        return
+    line.setValue(math.log10(value) if log else value)
+    if line.label is not None:
+        line.label.setFormat(label)
+    line.show()

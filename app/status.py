@@ -1,0 +1,54 @@
+"""The status bar: state, step, loss, steps per second, device and model size."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+from app.engine import RunInfo
+from app.theme import CELL_COLORS, LIGHT, OKABE_ITO, Theme
+
+STATE_COLORS = {"idle": OKABE_ITO["grey"], "running": OKABE_ITO["green"], "paused": OKABE_ITO["orange"],
+                "diverged": OKABE_ITO["vermillion"], "starting": OKABE_ITO["grey"]}
+
+
+class StatusBar(QStatusBar):
+    def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.theme = theme
+        self.state_label = self._label("state", 90)
+        self.model_label = self._label("model", 0)
+        self.step_label = self._label("step", 90)
+        self.loss_label = self._label("loss", 120)
+        self.rate_label = self._label("rate", 110)
+        self.device_label = self._label("device", 0)
+        self.set_state("starting")
+        self.set_progress(0, float("nan"), 0.0)
+
+    def _label(self, name: str, width: int) -> QLabel:
+        label = QLabel("")
+        label.setObjectName(f"status-{name}")
+        if width:
+            label.setMinimumWidth(width)
+        self.addPermanentWidget(label)
+        return label
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        color = STATE_COLORS.get(state, OKABE_ITO["grey"])
+        self.state_label.setText(f"<b style='color:{color}'>●</b> {state}")
+
+    def set_run(self, run: RunInfo) -> None:
+        kind = run.kind
+        color = CELL_COLORS.get(kind, OKABE_ITO["grey"])
+        e = run.experiment
+        name = f"rnn ({e.nonlinearity})" if kind == "rnn" else kind
+        self.model_label.setText(f"<b style='color:{color}'>■</b> {name} · {e.num_layers}×{e.hidden_size} · "
+                                 f"{run.param_count:,} parameters · {run.task_title}")
+        self.device_label.setText(f"device {run.device}")
+
+    def set_progress(self, step: int, loss: float, rate: float) -> None:
+        self.step_label.setText(f"step {step:,}")
+        self.loss_label.setText("loss –" if not math.isfinite(loss) else f"loss {loss:.4g}")
+        self.rate_label.setText(f"{rate:,.0f} steps/s" if rate >= 1 else f"{rate:.2f} steps/s" if rate else "– steps/s")

@@ -1,0 +1,295 @@
+"""Training off the GUI thread: a worker QObject on a QThread that emits plain records.
+
+The worker owns the trainer (built in its thread, so torch is imported there, after the
+window has painted). It trains in short ticks driven by a single-shot QTimer, so its own
+event loop keeps running between ticks and queued commands (pause, step, build) arrive
+promptly. Within a tick it polls a ``threading.Event`` between steps, so a stop request
+from the GUI thread takes effect after at most one step, even mid-batch.
+
+Instrumentation is on request: the GUI asks for a probe, gradients through time or a
+spectrum when its next frame will show them (``request``), and the worker attaches them to
+the next step only. Records cross threads in lists (one list per tick) through queued
+signals; widgets are never touched here.
+
+``TrainingController`` is the GUI-thread face: it starts the thread, forwards commands as
+queued signals, and on ``shutdown`` stops the worker, quits the thread and waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+
+from app.engine import make_trainer as default_make_trainer
+from app.engine import run_info
+
+log = logging.getLogger("rnn_explorer.app")
+
+INSTRUMENTS = ("probe", "gradients", "spectrum")
+TICK_SECONDS = 1 / 30  # at full speed, emit at most this often (the GUI redraws at ~30 Hz)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A message for the user; ``field`` names the experiment field at fault, if any."""
+
+    message: str
+    field: str | None = None
+
+
+class TrainingWorker(QObject):
+    """Steps a trainer in its own thread. Slots run in that thread; ``request`` and
+    ``stop_now`` are thread-safe and may be called from any thread."""
+
+    built = Signal(object)  # RunInfo
+    records_ready = Signal(object)  # list of StepRecord / ProbeRecord / GradientRecord / SpectrumRecord
+    state_changed = Signal(str)  # idle | running | paused | diverged
+    failed = Signal(object)  # Failure
+
+    def __init__(self, make_trainer: Callable[[Any], Any] | None = None):
+        super().__init__()
+        self._make_trainer = make_trainer or default_make_trainer
+        self._trainer: Any = None
+        self._stop = threading.Event()
+        self._wanted = {name: threading.Event() for name in INSTRUMENTS}
+        self.attach_always: frozenset[str] = frozenset()  # stress tests and benchmarks
+        self._running = False
+        self._pending = 0
+        self._interval_ms = 0  # 0 = as fast as possible
+        self._budget = 0  # the experiment's step budget: a run pauses when it gets there
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._tick)
+
+    # -- thread-safe --------------------------------------------------------------------
+    def request(self, kinds: Iterable[str]) -> None:
+        """Attach these instruments to the next step (or the last of a queued batch)."""
+        for kind in kinds:
+            self._wanted[kind].set()
+
+    def stop_now(self) -> None:
+        """Leave the current tick after the step in progress."""
+        self._stop.set()
+
+    # -- slots (worker thread) ---------------------------------------------------------------
+    @Slot(object)
+    def build(self, experiment: Any) -> None:
+        """Replace the trainer with one for ``experiment``; keep the old one if that fails."""
+        self._halt()
+        try:
+            trainer = self._make_trainer(experiment)
+        except Exception as err:  # shown to the user at the boundary, never swallowed
+            self._report(err, "building the experiment")
+            return
+        self._trainer = trainer
+        self._budget = int(getattr(trainer.experiment, "steps", 0))
+        for event in self._wanted.values():
+            event.clear()
+        self.built.emit(run_info(trainer))
+        self.records_ready.emit(self._snapshot())
+        self._set_state("idle")
+
+    @Slot(int)
+    def step(self, count: int) -> None:
+        """Queue ``count`` training steps, run as fast as possible; pauses a run first."""
+        if self._trainer is None or count < 1:
+            return
+        self._running = False
+        self._pending += count
+        self._schedule(0)
+
+    @Slot()
+    def run(self) -> None:
+        if self._trainer is None:
+            return
+        self._running = True
+        self._set_state("running")
+        self._schedule(self._interval_ms)
+
+    @Slot()
+    def pause(self) -> None:
+        was_busy = self._running or self._pending
+        self._halt()
+        if was_busy:
+            self._set_state("paused")
+
+    @Slot(float)
+    def set_speed(self, steps_per_second: float) -> None:
+        """Limit the run to this many steps per second; 0 means as fast as possible."""
+        self._interval_ms = 0 if steps_per_second <= 0 else max(1, round(1000 / steps_per_second))
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Stop, drop the trainer, hand this object back to the main thread and end the thread."""
+        self._halt()
+        self._trainer = None
+        app = QCoreApplication.instance()
+        if app is not None:
+            self.moveToThread(app.thread())
+        QThread.currentThread().quit()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _halt(self) -> None:
+        self._running = False
+        self._pending = 0
+        self._timer.stop()
+
+    def _schedule(self, interval_ms: int) -> None:
+        self._stop.clear()
+        self._timer.start(interval_ms)
+
+    def _tick(self) -> None:
+        records: list[Any] = []
+        deadline = time.perf_counter() + TICK_SECONDS
+        paced = self._interval_ms > 0 and not self._pending
+        try:
+            while not self._stop.is_set() and (self._running or self._pending):
+                record = self._trainer.step(**self._attachments())
+                records.append(record)
+                self._pending = max(self._pending - 1, 0)
+                if record.diverged:
+                    self._halt()
+                    self._set_state("diverged")
+                    break
+                if self._running and record.step == self._budget:
+                    self._running = False  # the budget is reached; Run again continues past it
+                    break
+                if paced or time.perf_counter() > deadline:
+                    break
+        except Exception as err:
+            self._halt()
+            self._report(err, "training")
+        if records:
+            self.records_ready.emit(records)
+        if self._stop.is_set():
+            return
+        if self._pending:
+            self._timer.start(0)
+        elif self._running:
+            self._timer.start(self._interval_ms)
+        elif records and not records[-1].diverged:
+            self._set_state("paused")
+
+    def _attachments(self) -> dict[str, bool]:
+        """Which instruments the coming step carries; consumes the requests it serves."""
+        if self._pending > 1 and not self._running:
+            return dict.fromkeys(INSTRUMENTS, False)  # only the last of a batch is shown
+        wanted = {}
+        for name, event in self._wanted.items():
+            wanted[name] = event.is_set() or name in self.attach_always
+            event.clear()
+        return wanted
+
+    def _snapshot(self) -> list[Any]:
+        trainer = self._trainer
+        records = [trainer.probe(), trainer.gradients(), trainer.spectrum()]
+        return [r for r in records if r is not None]
+
+    def _set_state(self, state: str) -> None:
+        self.state_changed.emit(state)
+
+    def _report(self, err: Exception, doing: str) -> None:
+        from core.errors import UserError
+
+        if not isinstance(err, (UserError, ValueError)):
+            log.exception("worker failed while %s", doing)
+            message = f"{type(err).__name__} while {doing}: {err}"
+        else:
+            message = str(err)
+        self.failed.emit(Failure(message, getattr(err, "field", None)))
+
+
+class TrainingController(QObject):
+    """GUI-thread handle on the worker thread. Commands return at once (queued)."""
+
+    _build = Signal(object)
+    _step = Signal(int)
+    _run = Signal()
+    _pause = Signal()
+    _speed = Signal(float)
+    _shutdown = Signal()
+
+    def __init__(self, make_trainer: Callable[[Any], Any] | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.state = "idle"
+        self.worker = TrainingWorker(make_trainer)
+        self.thread = QThread()
+        self.thread.setObjectName("training-worker")
+        self.worker.moveToThread(self.thread)
+        self._build.connect(self.worker.build)
+        self._step.connect(self.worker.step)
+        self._run.connect(self.worker.run)
+        self._pause.connect(self.worker.pause)
+        self._speed.connect(self.worker.set_speed)
+        self._shutdown.connect(self.worker.shutdown)
+        self.worker.state_changed.connect(self._remember_state)
+        self.thread.start()
+
+    # Signals of the worker, re-exposed for connecting (delivered on the GUI thread).
+    @property
+    def built(self):
+        return self.worker.built
+
+    @property
+    def records_ready(self):
+        return self.worker.records_ready
+
+    @property
+    def state_changed(self):
+        return self.worker.state_changed
+
+    @property
+    def failed(self):
+        return self.worker.failed
+
+    def build(self, experiment: Any) -> None:
+        self._build.emit(experiment)
+
+    def step(self, count: int = 1, instruments: Iterable[str] = INSTRUMENTS) -> None:
+        """Run ``count`` steps; the last carries ``instruments`` (what the panels show)."""
+        self.worker.request(instruments)
+        self._step.emit(count)
+
+    def run(self) -> None:
+        self._run.emit()
+
+    def pause(self) -> None:
+        self.worker.stop_now()
+        self._pause.emit()
+
+    def toggle(self) -> None:
+        self.pause() if self.state == "running" else self.run()
+
+    def set_speed(self, steps_per_second: float) -> None:
+        self._speed.emit(float(steps_per_second))
+
+    def request(self, instruments: Iterable[str]) -> None:
+        self.worker.request(instruments)
+
+    @property
+    def is_alive(self) -> bool:
+        return self.thread.isRunning()
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Stop the worker and join its thread. True when it ended within ``timeout`` s.
+
+        Never terminates the thread: a step in progress is allowed to finish.
+        """
+        if not self.thread.isRunning():
+            return True
+        self.worker.stop_now()
+        self._shutdown.emit()
+        in_time = self.thread.wait(int(timeout * 1000))
+        if not in_time:
+            log.warning("training thread still busy after %.1f s; waiting for the step to end", timeout)
+            self.thread.wait()
+        return in_time
+
+    def _remember_state(self, state: str) -> None:
+        self.state = state

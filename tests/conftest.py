@@ -1,0 +1,67 @@
+"""Shared test set-up: offscreen Qt, a private data directory, strict Qt logging, leak checks.
+
+QT_QPA_PLATFORM must be set before any Qt module is imported, hence at the top here.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+import weakref
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+# Harmless messages of the offscreen platform plugin.
+QT_LOG_IGNORE = (r"This plugin does not support propagateSizeHints\(\)",
+                 r"This plugin does not support raise\(\)")
+
+
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory, monkeypatch):
+    """Logs and autosaves go to a temporary directory, never the user's."""
+    monkeypatch.setenv("RNN_EXPLORER_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Qt warnings fail the app tests (pytest-qt reads these markers)."""
+    for item in items:
+        if "tests/app" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
+            item.add_marker(pytest.mark.qt_log_ignore(*QT_LOG_IGNORE))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_qthreads(request):
+    """Fail a test that leaves a QThread running (napari's fixture, simplified).
+
+    Every QThread started during the test is remembered with where it was started; at the
+    end each must have finished.
+    """
+    if "tests/app" not in str(request.node.fspath).replace(os.sep, "/"):
+        yield
+        return
+    from PySide6.QtCore import QThread
+
+    started: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    original = QThread.start
+
+    def start(self, *args, **kwargs):
+        started[self] = "".join(traceback.format_stack(limit=8)[:-1])
+        return original(self, *args, **kwargs)
+
+    QThread.start = start
+    try:
+        yield
+    finally:
+        QThread.start = original
+    leaked = []
+    for thread, where in list(started.items()):
+        try:
+            if thread.isRunning():
+                leaked.append(where)
+        except RuntimeError:  # the C++ object is gone: it cannot be running
+            pass
+    if leaked:
+        pytest.fail(f"{len(leaked)} QThread(s) still running after the test; started at:\n" + "\n".join(leaked))
