@@ -635,8 +635,11 @@ def _parse_npy(raw: bytes, name: str) -> np.ndarray:
     return array.reshape(shape, order="F" if fortran else "C").copy()
 
 
-def _number_or_none(value) -> float | None:
-    return float(value) if type(value) in (int, float) else None
+def _number_or_none(value: Any) -> float | None:
+    try:
+        return _number(value)
+    except TypeError:
+        return None
 
 
 def _one_line(err: BaseException) -> str:
