@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from core import bptt
+from core import bptt, jacobians
 from core.init import initialise
 from core.recurrent import make_recurrent
 
@@ -194,9 +194,9 @@ def test_closed_form_step_jacobians_equal_autograd_on_the_models_own_cell(kind, 
     net = make(kind, nonlinearity, layers=2, hidden=6, seed=6)
     x = torch.randn(9, 3, 3, dtype=torch.float64)
     trace = net.probe(x)
-    inputs = bptt._top_layer_inputs(net, x, trace, None)
-    closed = bptt._step_jacobians(net, inputs, trace, 2).dense()
-    auto = bptt._step_jacobians_autograd(net, inputs, trace, 2)
+    inputs = jacobians.top_layer_inputs(net, x, trace, None)
+    closed = jacobians.step_jacobians(net, inputs, trace, 2).dense()
+    auto = jacobians.step_jacobians_autograd(net, inputs, trace, 2)
     torch.testing.assert_close(closed, auto, rtol=1e-10, atol=1e-12)
 
 
