@@ -52,13 +52,15 @@ DEGENERATE = 1e-30  # norms this far below the largest (or underflowed) are not 
 def _through_time(net, x: Tensor, loss_fn: Callable[[Tensor, State], Tensor],
                   truncate: int | None, kwargs: dict) -> tuple[np.ndarray, Trace]:
     """(norms [L, T] float64, loop-mode trace) for ``loss_fn`` on ``net(x)``."""
+    if x.is_floating_point():  # a graph to differentiate even when parameters are frozen
+        x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         out, state, trace = net(x, detach_every=truncate or None, **kwargs)
         loss = loss_fn(out, state)
         if not (isinstance(loss, Tensor) and loss.dim() == 0):
             raise ValueError("loss_fn(out, state) must return a scalar tensor")
         if not loss.requires_grad:
-            raise ValueError("the loss does not depend on the recurrent parameters (no autograd graph)")
+            raise ValueError("the loss does not depend on the recurrent outputs (no autograd graph)")
         nodes = [h for layer in trace.steps for h in layer]
         # autograd.grad (not backward): parameters' .grad stay untouched.
         grads = torch.autograd.grad(loss, nodes, allow_unused=True, materialize_grads=True)
@@ -193,7 +195,7 @@ def gradient_record(model, batch, step: int, truncate: int = 0) -> GradientRecor
                                per_step=False)
     return GradientRecord(
         step=step,
-        norms=tuple(norms),
+        norms=tuple(row.copy() for row in norms),
         jacobian=jac.norms,
         factor=fit_rate(norms[-1]),
         predicted=predicted_factor(net, trace, m),

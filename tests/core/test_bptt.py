@@ -125,6 +125,14 @@ def test_grad_through_time_leaves_parameter_grads_alone():
     assert all(bool((p.grad == 7.0).all()) for p in net.parameters())
 
 
+def test_grad_through_time_works_with_frozen_parameters():
+    net = make("gru", layers=2)
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    want = bptt.grad_through_time(net, x, lambda o, s: o[-1].sum())
+    net.requires_grad_(False)
+    np.testing.assert_array_equal(bptt.grad_through_time(net, x, lambda o, s: o[-1].sum()), want)
+
+
 def test_grad_through_time_rejects_a_non_scalar_loss():
     net = make("rnn")
     with pytest.raises(ValueError, match="scalar"):
