@@ -148,7 +148,8 @@ def jacobian_norms(net, x: Tensor, lengths: Tensor | None = None, *, mask: Tenso
     """||dh_T/dh_t||_2 of the top layer for one batch element of x [T, B, I].
 
     The top layer's h_t reaches h_T only through its own recurrence, so this is the exact
-    total derivative for the top layer; computed in float64 from a no-grad probe.
+    total derivative for the top layer. Computed from a no-grad probe; products in float64,
+    the final singular values in the model's precision.
     """
     T, B = x.shape[0], x.shape[1]
     if not 0 <= batch_index < B:
@@ -165,7 +166,7 @@ def predicted_factor(net, trace: Trace, m: Tensor | None = None) -> float | None
     backward product diag(f') W_hh shrinks a vector by rho(W_hh) times the root mean square
     of f' per step (exact for normal W_hh and constant f'). None for relu and gated cells.
     """
-    if net.kind != "rnn" or net.nonlinearity not in GAMMA:
+    if net.kind != "rnn" or net.nonlinearity != "tanh":
         return None
     h = trace.hidden[-1].detach().double()
     d2 = (1 - h**2) ** 2
@@ -245,7 +246,7 @@ def clip_and_measure(parameters_named: Iterable[tuple[str, Tensor]], max_norm: f
     Args:
         parameters_named: (name, parameter) pairs, e.g. ``model.named_parameters()``;
             parameters without a gradient are skipped.
-        max_norm: clip threshold; None or <= 0 measures without clipping.
+        max_norm: clip threshold; None, 0 or less (or nan) measures without clipping.
     Returns:
         (total norm before, total norm after, whether clipping changed the gradient,
         {name: gradient norm before clipping}). When the total is not finite (a nan or
@@ -255,13 +256,14 @@ def clip_and_measure(parameters_named: Iterable[tuple[str, Tensor]], max_norm: f
     named = [(n, p.grad) for n, p in parameters_named if p.grad is not None]
     if not named:
         return 0.0, 0.0, False, {}
-    norms = torch.stack([torch.linalg.vector_norm(g.detach().double()) for _, g in named])
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float64) for _, g in named])
     per_param = {n: float(v) for (n, _), v in zip(named, norms.tolist(), strict=True)}
     before = float(torch.linalg.vector_norm(norms))
-    if not math.isfinite(before) or not max_norm or max_norm <= 0 or before <= max_norm:
+    if not math.isfinite(before) or max_norm is None or not max_norm > 0 or before <= max_norm:
         return before, before, False, per_param
     scale = max_norm / before
     for _, g in named:
         g.mul_(scale)
-    after = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for _, g in named])))
+    after = float(torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for _, g in named])))
     return before, after, True, per_param

@@ -292,7 +292,7 @@ def test_clip_scales_to_max_norm():
     assert named[0][1].grad.tolist() == pytest.approx([3 / 13, 4 / 13], rel=1e-6)  # direction kept
 
 
-@pytest.mark.parametrize("max_norm", [20.0, 0.0, None])
+@pytest.mark.parametrize("max_norm", [20.0, 0.0, None, float("nan"), float("inf")])
 def test_unclipped_gradients_are_unchanged(max_norm):
     named = grads([3.0, 4.0], [12.0])
     before, after, clipped, _ = bptt.clip_and_measure(named, max_norm)
