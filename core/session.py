@@ -517,7 +517,7 @@ def _not_a_zip(head: bytes) -> str:
         return "the file is empty"
     if head.startswith(b"PK"):
         return "the file is damaged or truncated (its zip directory cannot be read)"
-    if head[:1] == b"\x80":
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return ("this is a pickle (an old-style .pt/.pth checkpoint), not an RNN Explorer session; "
                 "it is not opened because loading it can run code")
     return ("not an RNN Explorer session (a zip file); .pt/.pth checkpoints are not opened "
@@ -620,17 +620,20 @@ def _parse_npz(data: bytes) -> dict[str, np.ndarray]:
 
 def _parse_npy(raw: bytes, name: str) -> np.ndarray:
     f = io.BytesIO(raw)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise Invalid(f"traces.npz member {short(name)} has unsupported .npy version {version}")
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        need(read_header is not None, f"trace {short(name)} has unsupported .npy version {version}")
+        shape, fortran, dtype = read_header(f)
+    except Invalid:
+        raise
+    except Exception as err:  # numpy evaluates the header text (ast, tokenize): any failure = damage
+        raise Invalid(f"trace {short(name)} has a damaged header ({_one_line(err)})") from None
     need(not dtype.hasobject and dtype.kind in "biufcUS", f"trace {short(name)} has dtype {dtype}, not plain data")
     need(all(type(d) is int and d >= 0 for d in shape), f"trace {short(name)} has an invalid shape")
     offset = f.tell()
-    need(math.prod(shape) * dtype.itemsize == len(raw) - offset, f"trace {short(name)} is truncated")
+    need(math.prod(shape) * dtype.itemsize == len(raw) - offset, f"trace {short(name)}: data size does not match its shape")
     array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=offset)
     return array.reshape(shape, order="F" if fortran else "C").copy()
 
