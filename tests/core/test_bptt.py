@@ -415,6 +415,7 @@ def test_open_forget_gates_carry_the_gradient_orders_of_magnitude_further():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_trained_lstm_reaches_early_steps_orders_of_magnitude_further_than_the_rnn():
     """The vanishing-lstm preset's claim, after the 2000 steps it needs (minutes on a CPU)."""
     recs = {}
