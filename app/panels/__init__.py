@@ -8,13 +8,15 @@ window, the ``shot`` command and export all read this registry, so nothing else 
 from __future__ import annotations
 
 from app.panels.base import Panel
+from app.panels.cell import CellPanel
 from app.panels.gates import GatesPanel
 from app.panels.gradients import GradientsPanel
 from app.panels.hidden import HiddenPanel
 from app.panels.spectrum import SpectrumPanel
 from app.panels.training import TrainingPanel
 
-PANELS: tuple[type[Panel], ...] = (TrainingPanel, HiddenPanel, GatesPanel, GradientsPanel, SpectrumPanel)
+PANELS: tuple[type[Panel], ...] = (TrainingPanel, HiddenPanel, GatesPanel, GradientsPanel, SpectrumPanel,
+                                   CellPanel)
 
 # Default arrangement: columns left to right, panels top to bottom, with relative sizes.
 LAYOUT: tuple[tuple[tuple[str, int], ...], ...] = (
