@@ -2,10 +2,8 @@
 in the loader's own error (SessionError / PresetError) or a good load, never another
 exception, crash or hang; and a failed open leaves the running experiment alone."""
 
-import functools
 import io
 import json
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -23,21 +21,26 @@ from core.trainer import Trainer
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-WORK = Path(tempfile.mkdtemp(prefix="rnnx-fuzz-"))  # hypothesis examples cannot use tmp_path
 
 
-@functools.cache
-def saved_session() -> bytes:
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A folder for the fuzzed files (examples share it: hypothesis cannot use tmp_path)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def saved(work) -> bytes:
+    """A real session: LSTM, parity (so metrics), two steps, two trace arrays."""
     trainer = Trainer(Experiment(task="parity", cell="lstm", hidden_size=4, seq_len=5, batch_size=2))
     list(trainer.run(2))
-    path = WORK / "good.rnnx"
-    save_session(trainer, path, traces={"h": np.arange(12, dtype=np.float32).reshape(3, 4),
-                                        "labels": np.array(["a", "b"])})
-    return path.read_bytes()
+    save_session(trainer, work / "good.rnnx", traces={"h": np.arange(12, dtype=np.float32).reshape(3, 4),
+                                                      "labels": np.array(["a", "b"])})
+    return (work / "good.rnnx").read_bytes()
 
 
-def members() -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(saved_session())) as zf:
+def members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
@@ -75,9 +78,9 @@ def mutate(data: bytes, edits) -> bytes:
     return bytes(buf)
 
 
-def load_all(data: bytes) -> None:
+def load_all(work: Path, data: bytes) -> None:
     """Every session reader on ``data``: a result or a one-line SessionError naming the file."""
-    path = WORK / "fuzzed.rnnx"
+    path = work / "fuzzed.rnnx"
     path.write_bytes(data)
     for reader in (read_session_info, read_traces, open_session):
         try:
@@ -91,24 +94,23 @@ def load_all(data: bytes) -> None:
 # ------------------------------------------------------------------------------ session
 @FUZZ
 @given(st.binary(max_size=4096))
-def test_random_bytes_never_escape_session_error(data):
-    load_all(data)
+def test_random_bytes_never_escape_session_error(work, data):
+    load_all(work, data)
 
 
 @FUZZ
 @given(st.data())
-def test_mutated_session_files_never_escape_session_error(data):
-    original = saved_session()
-    load_all(mutate(original, data.draw(mutations(len(original)))))
+def test_mutated_session_files_never_escape_session_error(work, saved, data):
+    load_all(work, mutate(saved, data.draw(mutations(len(saved)))))
 
 
 @FUZZ
 @given(st.data())
-def test_mutated_members_with_valid_checksums_reach_the_parsers_and_are_refused(data):
-    parts = members()
+def test_mutated_members_with_valid_checksums_reach_the_parsers_and_are_refused(work, saved, data):
+    parts = members(saved)
     name = data.draw(st.sampled_from(sorted(parts)))
     parts[name] = mutate(parts[name], data.draw(mutations(len(parts[name]))))
-    load_all(zipped(parts))
+    load_all(work, zipped(parts))
 
 
 JSON_VALUES = st.recursive(
@@ -130,9 +132,9 @@ def _paths(value, prefix=()):
 
 @FUZZ
 @given(st.data())
-def test_wrong_json_values_anywhere_in_the_header_are_refused(data):
+def test_wrong_json_values_anywhere_in_the_header_are_refused(work, saved, data):
     """Replace (or delete) any value of session.json: the type checks, not Python, answer."""
-    parts = members()
+    parts = members(saved)
     header = json.loads(parts["session.json"])
     path = data.draw(st.sampled_from([p for p in _paths(header) if p]))
     parent = header
@@ -143,19 +145,18 @@ def test_wrong_json_values_anywhere_in_the_header_are_refused(data):
     else:
         parent[path[-1]] = data.draw(JSON_VALUES)
     parts["session.json"] = json.dumps(header).encode()
-    load_all(zipped(parts))
+    load_all(work, zipped(parts))
 
 
-def test_a_failed_open_leaves_a_running_trainer_untouched():
+def test_a_failed_open_leaves_a_running_trainer_untouched(work, saved):
     trainer = Trainer(Experiment(hidden_size=8, seq_len=10, batch_size=8))
     list(trainer.run(2))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     optimizer = trainer.optimizer.state_dict()["state"][0]["exp_avg"].clone()
     generator, global_rng = trainer.generator.get_state(), torch.get_rng_state()
-    original = saved_session()
-    for cut in range(0, len(original), max(1, len(original) // 40)):
-        path = WORK / "cut.rnnx"
-        path.write_bytes(original[:cut])
+    for cut in range(0, len(saved), max(1, len(saved) // 40)):
+        path = work / "cut.rnnx"
+        path.write_bytes(saved[:cut])
         with pytest.raises(SessionError):
             open_session(path)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
@@ -218,15 +219,15 @@ def test_deeply_nested_preset_arrays_are_a_preset_error():
 
 @FUZZ
 @given(st.data())
-def test_mutated_trace_arrays_are_refused_or_read_as_plain_arrays(data):
+def test_mutated_trace_arrays_are_refused_or_read_as_plain_arrays(work, saved, data):
     """Damage inside an .npy (its header is Python-literal text) with every checksum valid."""
-    parts = members()
+    parts = members(saved)
     with zipfile.ZipFile(io.BytesIO(parts["traces.npz"])) as zf:
         arrays = {name: zf.read(name) for name in zf.namelist()}
     name = data.draw(st.sampled_from(sorted(arrays)))
     arrays[name] = mutate(arrays[name], data.draw(mutations(len(arrays[name]))))
     parts["traces.npz"] = zipped(arrays)
-    path = WORK / "traces.rnnx"
+    path = work / "traces.rnnx"
     path.write_bytes(zipped(parts))
     try:
         traces = read_traces(path)
