@@ -1,4 +1,4 @@
-"""Themes: light/dark colours, the colour-blind-safe palette and the colour maps.
+"""Themes: light/dark (and slide, for exported figures) colours, the colour-blind-safe palette and the colour maps.
 
 One place decides every colour the user sees, so a cell kind, a gate or the time cursor
 looks the same in every panel and in every exported image. Line colours come from the
@@ -9,7 +9,7 @@ fixed levels, so white always means 0; quantities in [0, 1] (sigmoid gates) use 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import pyqtgraph as pg
@@ -64,6 +64,7 @@ class Theme:
     diverging_map: str
     sequential_map: str
     magnitude_map: str  # log magnitudes (gradient history)
+    line_scale: float = 1.0  # exported figures widen every line by this much
 
 
 LIGHT = Theme(
@@ -110,7 +111,19 @@ DARK = Theme(
     magnitude_map="inferno",
 )
 
-THEMES = {"light": LIGHT, "dark": DARK}
+# Figures for slides (export only): white, black text, the same colour-blind-safe colours,
+# thicker lines. Fonts and lines are also enlarged with the export size (app.export).
+SLIDE = replace(
+    LIGHT,
+    name="slide",
+    background="#FFFFFF",
+    foreground="#000000",
+    muted="#5F6368",
+    cursor="#000000",
+    line_scale=1.5,
+)
+
+THEMES = {"light": LIGHT, "dark": DARK, "slide": SLIDE}
 
 
 def get_theme(name: str) -> Theme:
