@@ -1,0 +1,281 @@
+"""Encoder-decoder: attention against hand-written formulas, masking, the encoder against
+torch.nn, the decoding step against the teacher-forced pass, beam search against exhaustive
+search, decode_text's input handling and tree, and the trainer's contract."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import Experiment
+from core.decoding import beam_search, exhaustive_search, greedy, path_to
+from core.errors import UserError
+from core.recurrent import torch_reference
+from core.seq2seq import (
+    Attention,
+    DecodeInputError,
+    DecodeResult,
+    Seq2Seq,
+    attention_for_node,
+    decode_text,
+)
+from core.trainer import Trainer
+from core.translation import BOS, EOS, PAD
+
+KINDS = ("additive", "dot", "general")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny ops: one thread avoids barrier stalls on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small(attention="additive", cell="gru", **kw) -> Experiment:
+    return Experiment(task="reverse", seq_len=6, cell=cell, hidden_size=8, embed_size=5,
+                      attention=attention, batch_size=8, lr=0.01, **kw)
+
+
+def random_model(exp: Experiment, V_src=9, V_tgt=7, seed=0) -> Seq2Seq:
+    torch.manual_seed(seed)
+    model = Seq2Seq(exp, V_src, V_tgt)
+    with torch.no_grad():  # larger weights: peakier distributions, sharper attention
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model.eval()
+
+
+def padded_source(V=9, S=6, lengths=(6, 3, 1), seed=1):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (S, len(lengths)), generator=g)
+    lengths = torch.tensor(lengths)
+    src[torch.arange(S)[:, None] >= lengths[None]] = PAD
+    return src, lengths
+
+
+# ------------------------------------------------------------------------------- attention
+@pytest.mark.parametrize("kind", KINDS)
+def test_attention_weights_are_zero_at_padding_and_rows_sum_to_one(kind):
+    torch.manual_seed(0)
+    att = Attention(kind, 4)
+    memory = torch.randn(3, 5, 4) * 5
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    memory[~mask] = 100.0  # would dominate any score if it leaked
+    context, weights = att(torch.randn(3, 2, 4) * 5, att.keys(memory), memory, mask)
+    assert weights.shape == (3, 2, 5) and context.shape == (3, 2, 4)
+    assert torch.all(weights[~mask[:, None, :].expand_as(weights)] == 0.0)
+    assert torch.allclose(weights.sum(-1), torch.ones(3, 2), atol=1e-6)
+    assert torch.allclose(weights[2, :, 0], torch.ones(2))
+    assert torch.allclose(context, weights @ torch.where(mask[..., None], memory, 0.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_attention_scores_match_the_papers_formulas(kind):
+    torch.manual_seed(1)
+    H = 3
+    att = Attention(kind, H)
+    q, h = torch.randn(2, 2, H), torch.randn(2, 4, H)
+    with torch.no_grad():
+        got = att.scores(q, att.keys(h))
+    # plain Python floats from here: an independent evaluation of the formulas
+    qs, hs = q.tolist(), h.tolist()
+    W = {name: p.detach().tolist() for name, p in att.named_parameters()}
+    want = torch.zeros(2, 2, 4)
+    for b in range(2):
+        for i in range(2):
+            s_, r_ = qs[b][i], range(H)
+            for j in range(4):
+                hj = hs[b][j]
+                if kind == "dot":  # Luong: s . h_j
+                    e = sum(s_[k] * hj[k] for k in r_)
+                elif kind == "general":  # Luong: s^T W_a h_j
+                    Wa = W["key.weight"]
+                    e = sum(s_[r] * Wa[r][c] * hj[c] for r in r_ for c in r_)
+                else:  # Bahdanau: v_a^T tanh(W_a s + U_a h_j)
+                    Wq, Wk, v = W["query.weight"], W["key.weight"], W["v.weight"][0]
+                    e = sum(v[r] * math.tanh(sum(Wq[r][c] * s_[c] + Wk[r][c] * hj[c] for c in r_)) for r in r_)
+                want[b, i, j] = e
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="attention must be one of additive, dot, general; got 'none'"):
+        Attention("none", H)
+
+
+# --------------------------------------------------------------------------------- encoder
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_encoder_equals_torch_nn_with_the_same_weights(cell):
+    model = random_model(small(cell=cell, num_layers=2))
+    src, lengths = padded_source()
+    st = model.encode_batch(src, lengths)
+    ref = torch_reference(model.recurrent)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(model.src_embed(src), lengths, enforce_sorted=False)
+    out, state = ref(packed)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=src.shape[0])
+    h = state[0] if cell == "lstm" else state
+    assert torch.allclose(st.memory, out.transpose(0, 1), atol=1e-5)
+    assert torch.allclose(st.hidden, h.transpose(0, 1), atol=1e-5)
+    assert torch.equal(st.mask, src.T != PAD)
+    names = set(model.state_dict())
+    assert {"recurrent.weight_ih_l1", "decoder.weight_hh_l0", "src_embed.weight", "readout.bias"} <= names
+
+
+# ------------------------------------------------------------------- step_fn vs teacher forcing
+@pytest.mark.parametrize("attention", ["none", *KINDS])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_step_fn_log_probs_equal_the_teacher_forced_pass(attention, cell):
+    model = random_model(small(attention, cell, num_layers=2))
+    src, lengths = padded_source()
+    g = torch.Generator().manual_seed(2)
+    tgt_in = torch.cat([torch.full((1, 3), BOS), torch.randint(3, 7, (4, 3), generator=g)])
+    with torch.no_grad():
+        logits, weights = model(src, lengths, tgt_in)
+        forced = torch.log_softmax(logits, -1)
+    for b in range(3):  # one source at a time, unpadded, as decode_text runs it
+        n = int(lengths[b])
+        state = model.encode(src[:n, b], n)
+        for t in range(tgt_in.shape[0]):
+            log_probs, state = model.step_fn(tgt_in[t, b:b + 1], state)
+            assert torch.allclose(log_probs[0], forced[t, b], atol=1e-5), (b, t)
+        if attention == "none":
+            assert weights is None and model.attention_for(src[:n, b], n, [4, 5]) is None
+        else:
+            rows = model.attention_for(src[:n, b], n, tgt_in[1:, b].tolist() + [EOS])
+            assert rows.shape == (5, n)
+            assert np.allclose(rows, weights[:, b, :n].numpy(), atol=1e-5)
+            assert torch.all(weights[:, b, n:] == 0)
+
+
+def test_greedy_batch_equals_the_decoders_greedy():
+    model = random_model(small("dot", "lstm"), V_tgt=7)
+    src, lengths = padded_source()
+    batch = model.greedy_batch(src, lengths, 6)
+    for b in range(3):
+        n = int(lengths[b])
+        hyp = greedy(model.step_fn, model.encode(src[:n, b], n), BOS, EOS, 6)[0]
+        row = batch[b].tolist()
+        assert row[:len(hyp.tokens)] == list(hyp.tokens)
+        assert all(t == PAD for t in row[len(hyp.tokens):])
+
+
+@pytest.mark.parametrize("attention", ["none", "additive", "general"])
+def test_beam_search_on_the_model_finds_the_exhaustive_optimum(attention):
+    model = random_model(small(attention, "gru"), V_tgt=6, seed=3)
+    src, lengths = padded_source(lengths=(5,))
+    state = model.encode(src[:5, 0], 5)
+    for lp in (0.0, 1.0):
+        best = exhaustive_search(model.step_fn, state, BOS, EOS, 3, 6, lp)[:4]
+        # width 36 keeps every prefix of 2 tokens: the beam is exact at max_len 3
+        found = beam_search(model.step_fn, state, BOS, EOS, 36, 3, lp).hypotheses[:4]
+        assert [h.tokens for h in found] == [h.tokens for h in best]
+        assert [h.score for h in found] == pytest.approx([h.score for h in best], abs=1e-5)  # K=36 vs K=1 float noise
+    one = beam_search(model.step_fn, state, BOS, EOS, 1, 5, 0.0).hypotheses[0]
+    assert one.tokens == greedy(model.step_fn, state, BOS, EOS, 5, 0.0)[0].tokens
+
+
+# ------------------------------------------------------------------------------ decode_text
+@pytest.fixture(scope="module")
+def trainer():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tr = Trainer(small("additive", "gru").replace(seq_len=8))
+    for _ in range(5):
+        tr.step()
+    torch.set_num_threads(before)
+    return tr
+
+
+def test_decode_text_tree_and_hypotheses_are_consistent(trainer):
+    result = decode_text(trainer, "abcde", beam=3, length_penalty=1.0)
+    assert isinstance(result, DecodeResult) and result.notice is None
+    assert result.source == "abcde" and result.source_tokens == tuple("abcde")
+    tree = result.tree
+    assert [n.id for n in tree] == list(range(len(tree))) and tree[0].status == "root"
+    scores = [h.score for h in result.hypotheses]
+    assert scores == sorted(scores, reverse=True) and len(result.hypotheses) == 3
+    for hyp in result.hypotheses:
+        path = path_to(tree, hyp.node_id)
+        assert tuple(tree[i].token for i in path[1:]) == hyp.ids
+        assert tree[hyp.node_id].status == "finished"
+        assert tree[hyp.node_id].score == pytest.approx(sum(hyp.log_probs))
+        assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.ids))
+        assert hyp.tokens == tuple(result.token_texts[i] for i in hyp.ids)
+        assert hyp.text == trainer.task.tgt_vocab.decode(hyp.ids)
+    for node in tree[1:]:
+        assert node.score == pytest.approx(tree[node.parent].score + node.log_prob)
+    best = result.hypotheses[0]
+    assert result.attention.shape == (len(best.ids), 5)
+    assert np.allclose(result.attention.sum(1), 1.0, atol=1e-5)
+    assert result.greedy.node_id is None and result.greedy.score <= best.score + 1e-9
+    along = attention_for_node(trainer, result, best.node_id)
+    assert np.allclose(along, result.attention)
+    inner = tree[path_to(tree, best.node_id)[2]]
+    assert attention_for_node(trainer, result, inner.id).shape == (2, 5)
+
+
+def test_decode_text_input_handling(trainer):
+    for empty in ("", "   "):
+        with pytest.raises(DecodeInputError, match="input is empty") as info:
+            decode_text(trainer, empty)
+        assert isinstance(info.value, UserError) and isinstance(info.value, ValueError)
+    result = decode_text(trainer, "aBc!B")
+    assert result.notice == "unknown characters 'B', '!' read as <unk>"
+    assert result.source_tokens == ("a", "<unk>", "c", "<unk>", "<unk>")
+    result = decode_text(trainer, "abcdefghijkl")
+    assert result.notice.startswith("input truncated to 8 characters")
+    assert result.source == "abcdefgh" and result.attention.shape[1] == 8
+    for kwargs, message in [({"beam": 0}, "beam must be an integer from 1 to 64; got 0"),
+                            ({"max_len": 0}, "max_len must be an integer from 1 to 500; got 0"),
+                            ({"length_penalty": math.nan}, "length_penalty must be a finite number; got nan")]:
+        with pytest.raises(DecodeInputError, match=message):
+            decode_text(trainer, "abc", **kwargs)
+    model_only = decode_text(trainer.model, "abc", task=trainer.task, beam=2)
+    assert model_only.hypotheses[0].ids == decode_text(trainer, "abc", beam=2).hypotheses[0].ids
+
+
+def test_no_attention_result_has_no_attention():
+    tr = Trainer(small("none", "lstm"))
+    result = decode_text(tr, "abc", beam=2)
+    assert result.attention is None and result.hypotheses
+
+
+# --------------------------------------------------------------------------- trainer contract
+def test_trainer_records_and_evaluation_for_seq2seq():
+    exp = small("dot", "lstm", num_layers=2).replace(seq_len=12)
+    tr = Trainer(exp)
+    record = tr.step(probe=True, gradients=True, spectrum=True)
+    assert "accuracy" in record.metrics and math.isfinite(record.loss)
+    assert record.gradients is None and not hasattr(tr.model, "loss_from_outputs")
+    probe = record.probe
+    assert probe.T == 12 and probe.labels == (*tr.task.probe_text, "", "", "")
+    assert probe.hidden[0].shape == (12, 8) and set(probe.gates[0]) == {"input", "forget", "cell", "output"}
+    assert probe.unmasked_hidden is not None  # the probe is padded to T
+    assert len(record.spectrum.singular_values) == 2
+    ev = tr.evaluate()
+    assert set(ev) == {"exact_match", "token_accuracy"} and 0 <= ev["exact_match"] <= 1
+    again = Trainer(exp)
+    again.step()
+    assert again.history.column("loss")[0] == tr.history.column("loss")[0]
+
+
+def test_a_perfect_model_scores_exact_match_one():
+    """evaluate() against a model that answers from the held-out table (its own reference)."""
+    task = Trainer(small("none", "gru")).task
+    answers = {src: tgt for src, tgt in task.heldout}
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def greedy_batch(self, src, lengths, max_len):
+            rows = []
+            for b in range(src.shape[1]):
+                text = "".join(task.src_vocab.itos[i] for i in src[:lengths[b], b])
+                ids = [*task.tgt_vocab.encode(answers[text]), EOS]
+                rows.append(ids + [PAD] * (max_len - len(ids)))
+            return torch.tensor(rows)
+
+    assert task.evaluate(Oracle()) == {"exact_match": 1.0, "token_accuracy": 1.0}
