@@ -161,3 +161,15 @@ def summarize(infos: Sequence[KindInfo], records: Sequence[CompareRecord]) -> li
             steps_to_target=steps_to_target(steps, losses, info.target),
         ))
     return rows
+
+
+def running_mean(values: np.ndarray, window: int = FINAL_WINDOW) -> np.ndarray:
+    """[N] mean of the last ``window`` values at each point (fewer at the start): the trend
+    under the batch noise, as the loss curves draw it."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values.copy()
+    sums = np.cumsum(values)
+    out = sums.copy()
+    out[window:] = sums[window:] - sums[:-window]
+    return out / np.minimum(np.arange(1, values.size + 1), window)

@@ -87,3 +87,10 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="steps"):
         next(Comparison(tiny(), kinds=("rnn",)).run(0))
     assert math.isnan(summarize([KindInfo("rnn", 1, None, None)], [])[0].final_loss)
+
+
+def test_running_mean_averages_the_last_window_values():
+    from core.compare import running_mean
+
+    np.testing.assert_allclose(running_mean(np.array([2.0, 4.0, 6.0, 8.0]), window=2), [2, 3, 5, 7])
+    assert running_mean(np.array([])).size == 0

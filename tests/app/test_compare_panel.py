@@ -1,0 +1,80 @@
+"""Compare: three kinds trained off the GUI thread on one seed; curves and table read their records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.panels.compare import ComparePanel
+from app.theme import LIGHT, cell_color
+from core.compare import KINDS, running_mean, summarize
+from core.trainer import Trainer
+
+
+@pytest.fixture
+def panel(qtbot, lstm_run):
+    p = ComparePanel(LIGHT)
+    qtbot.addWidget(p)
+    p.resize(1400, 800)
+    p.reset(lstm_run[0])
+    yield p
+    p.shutdown()
+
+
+def test_three_kinds_train_on_one_seed_and_the_table_matches_their_records(qtbot, panel):
+    experiment = panel.run.experiment
+    with qtbot.waitSignal(panel.runner.ended, timeout=120_000) as ended:
+        panel.start(steps=12)
+        assert panel.start_button.text() == "Stop" and panel.runner.running
+    assert ended.args == ["done"]
+    assert not panel.runner.running and panel.start_button.text() == "Start"
+    for kind in KINDS:  # the same losses as three independent trainers with the seed
+        alone = Trainer(experiment.replace(cell=kind))
+        expected = [alone.step().loss for _ in range(12)]
+        assert [r.loss for r in panel.records if r.kind == kind and r.seconds > 0] == expected
+    rows = summarize(panel.infos, panel.records)
+    assert panel.rows == rows
+    table = panel.table_text()
+    for row, text in zip(rows, table, strict=True):
+        assert text[0].endswith(row.kind)
+        assert text[1] == f"{row.param_count:,}"
+        assert text[2] == f"{row.seconds_per_step * 1000:.1f} ms"
+        assert text[3] == f"{row.final_loss:.4g}"
+        assert text[4] == ("—" if row.steps_to_target is None else f"{row.steps_to_target:,}")
+    assert [r.param_count for r in rows] == [Trainer(experiment.replace(cell=k)).param_count for k in KINDS]
+    for kind in KINDS:  # curves: the records, in the kind's colour everywhere
+        losses = np.array([r.loss for r in panel.records if r.kind == kind and r.seconds > 0])
+        np.testing.assert_allclose(panel.smooth[kind].yData, running_mean(losses), rtol=1e-12)
+        assert panel.smooth[kind].opts["pen"].color().name().upper() == cell_color(kind).upper()
+        assert len(panel.grads[kind].yData) == experiment.seq_len
+
+
+def test_stop_ends_the_comparison_early_and_start_can_run_again(qtbot, panel):
+    panel.start(steps=100_000)
+    qtbot.waitUntil(lambda: len(panel.records) >= 6, timeout=120_000)
+    with qtbot.waitSignal(panel.runner.ended, timeout=60_000) as ended:
+        panel.start_button.click()  # Stop
+    assert ended.args == ["stopped"]
+    steps = max(r.step for r in panel.records)
+    assert steps < 100_000
+    assert all(any(r.kind == k and r.gradients is not None for r in panel.records) for k in KINDS)
+    assert "stopped" in panel.status.text()
+    with qtbot.waitSignal(panel.runner.ended, timeout=120_000):
+        panel.start(steps=3)
+    assert max(r.step for r in panel.records) == 3  # a fresh comparison
+
+
+def test_shutdown_during_a_run_joins_the_thread(qtbot, panel):
+    panel.start(steps=100_000)
+    qtbot.waitUntil(lambda: len(panel.records) >= 3, timeout=120_000)
+    thread = panel.runner.thread
+    assert panel.runner.shutdown(timeout=10)
+    assert not thread.isRunning() and not panel.runner.running
+
+
+def test_a_new_run_clears_the_comparison(qtbot, panel, gru_padding_run):
+    panel.run_now(panel.run.experiment, 2)
+    assert len(panel.records) == 2 * len(KINDS) and panel.table_text()[0][1] != ""
+    panel.reset(gru_padding_run[0])
+    panel.refresh(force=True)
+    assert panel.records == [] and panel.table_text()[0][1] == ""
