@@ -202,6 +202,9 @@ class MainWindow(QMainWindow):
         self.controller.state_changed.connect(self._on_state)
         self.controller.failed.connect(self._on_failed)
         self.controller.set_speed(float(self.transport.speed.currentData()))
+        for panel in self.panels.values():  # panels that ask the engine directly (decoding)
+            if hasattr(panel, "connect_engine"):
+                panel.connect_engine(self.controller)
         experiment = self.initial_experiment
         if experiment is None:
             preset = self.form.presets.get(self.preset_name) or engine.load_preset(self.preset_name)
@@ -220,6 +223,9 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop the frame timer and the worker thread (waits for the step in progress)."""
         self.frame_timer.stop()
+        for panel in self.panels.values():  # panels with threads of their own (compare)
+            if hasattr(panel, "shutdown"):
+                panel.shutdown()
         if self.controller is not None:
             for signal in (self.controller.built, self.controller.records_ready,
                            self.controller.state_changed, self.controller.failed):
