@@ -78,3 +78,12 @@ def test_a_new_run_clears_the_comparison(qtbot, panel, gru_padding_run):
     panel.reset(gru_padding_run[0])
     panel.refresh(force=True)
     assert panel.records == [] and panel.table_text()[0][1] == ""
+
+
+def test_closing_the_window_stops_a_comparison(qtbot, window):
+    compare = window.panels["compare"]
+    compare.start(steps=100_000)
+    qtbot.waitUntil(lambda: len(compare.records) >= 3, timeout=120_000)
+    thread = compare.runner.thread
+    window.close()
+    assert not thread.isRunning() and not compare.runner.running
