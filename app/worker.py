@@ -43,6 +43,26 @@ class Failure:
     field: str | None = None
 
 
+@dataclass(frozen=True)
+class Job:
+    """``fn(trainer)``, run in the worker thread between training steps (``TrainingController.call``).
+
+    ``fn`` must return plain data (no live tensors); ``tag`` comes back with the result.
+    """
+
+    fn: Callable[[Any], Any]
+    tag: Any = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a Job returned (``value``), or why it failed (``failure``)."""
+
+    tag: Any
+    value: Any = None
+    failure: Failure | None = None
+
+
 class TrainingWorker(QObject):
     """Steps a trainer in its own thread. Slots run in that thread; ``request`` and
     ``stop_now`` are thread-safe and may be called from any thread."""
@@ -51,6 +71,7 @@ class TrainingWorker(QObject):
     records_ready = Signal(object)  # list of StepRecord / ProbeRecord / GradientRecord / SpectrumRecord
     state_changed = Signal(str)  # idle | running | paused | diverged
     failed = Signal(object)  # Failure
+    job_done = Signal(object)  # JobResult
 
     def __init__(self, make_trainer: Callable[[Any], Any] | None = None):
         super().__init__()
@@ -123,6 +144,23 @@ class TrainingWorker(QObject):
     def set_speed(self, steps_per_second: float) -> None:
         """Limit the run to this many steps per second; 0 means as fast as possible."""
         self._interval_ms = 0 if steps_per_second <= 0 else max(1, round(1000 / steps_per_second))
+
+    @Slot(object)
+    def call(self, job: Job) -> None:
+        """Run ``job.fn(trainer)`` here, where no step can change the model meanwhile (e.g.
+        decoding), and emit ``job_done``. Failures come back in the result, not ``failed``."""
+        from core.errors import UserError
+
+        try:
+            if self._trainer is None:
+                raise UserError("there is no model yet: build an experiment first")
+            result = JobResult(job.tag, job.fn(self._trainer))
+        except Exception as err:  # shown by whoever asked, never swallowed
+            if not isinstance(err, (UserError, ValueError)):
+                log.exception("worker job failed")
+            message = str(err) if isinstance(err, (UserError, ValueError)) else f"{type(err).__name__}: {err}"
+            result = JobResult(job.tag, failure=Failure(message, getattr(err, "field", None)))
+        self.job_done.emit(result)
 
     @Slot()
     def shutdown(self) -> None:
@@ -214,6 +252,8 @@ class TrainingController(QObject):
     _pause = Signal()
     _speed = Signal(float)
     _shutdown = Signal()
+    _call = Signal(object)
+    job_done = Signal(object)  # JobResult, on the GUI thread
 
     def __init__(self, make_trainer: Callable[[Any], Any] | None = None, parent: QObject | None = None):
         super().__init__(parent)
@@ -229,6 +269,8 @@ class TrainingController(QObject):
         self._speed.connect(self.worker.set_speed)
         self._shutdown.connect(self.worker.shutdown)
         self.worker.state_changed.connect(self._remember_state)
+        self._call.connect(self.worker.call)  # queued: the worker lives in the thread
+        self.worker.job_done.connect(self._relay_job)
         self.thread.start()
 
     # Signals of the worker, re-exposed for connecting (delivered on the GUI thread).
@@ -271,6 +313,15 @@ class TrainingController(QObject):
 
     def request(self, instruments: Iterable[str]) -> None:
         self.worker.request(instruments)
+
+    def call(self, fn: Callable[[Any], Any], tag: Any = None) -> None:
+        """Run ``fn(trainer)`` in the worker thread, between steps; ``job_done`` brings a
+        JobResult with ``tag``. For work on the live model that must not race training."""
+        self._call.emit(Job(fn, tag))
+
+    @Slot(object)
+    def _relay_job(self, result: JobResult) -> None:
+        self.job_done.emit(result)
 
     @property
     def is_alive(self) -> bool:
