@@ -79,7 +79,8 @@ def mutate(data: bytes, edits) -> bytes:
 
 
 def load_all(work: Path, data: bytes) -> None:
-    """Every session reader on ``data``: a result or a one-line SessionError naming the file."""
+    """Every session reader on ``data``: a result or a one-line SessionError naming the file;
+    a trainer that opens can take a step."""
     path = work / "fuzzed.rnnx"
     path.write_bytes(data)
     for reader in (read_session_info, read_traces, open_session):
@@ -89,6 +90,8 @@ def load_all(work: Path, data: bytes) -> None:
             assert str(path) in str(err) and "\n" not in str(err)
         else:
             assert result is not None
+            if isinstance(result, Trainer):
+                result.step()  # what opens must also train (it may diverge, not raise)
 
 
 # ------------------------------------------------------------------------------ session

@@ -294,9 +294,20 @@ def test_an_older_schema_is_migrated(saved, tmp_path):
     (lambda h: h["optimizer"]["param_groups"][0].update(lr=-1.0), "optimizer settings are invalid"),
     (lambda h: h["optimizer"]["param_groups"][0].update(betas="high"), "optimizer setting 'betas'"),
     (lambda h: h["optimizer"]["param_groups"][0].update(params=[0]), "parameter groups do not match"),
+    (lambda h: h["optimizer"]["param_groups"][0].update(eps="x"), "optimizer setting 'eps' is 'x'"),
 ])
 def test_wrong_values_in_session_json_are_refused(saved, tmp_path, edit, match):
     refused(rezip(saved, tmp_path / "edited.rnnx", header=edit), match)
+
+
+def test_machine_specific_optimizer_flags_come_from_this_machine(saved, tmp_path):
+    def cuda_only(header):
+        header["optimizer"]["param_groups"][0].update(capturable=True, fused=True, amsgrad=False)
+
+    trainer = open_session(rezip(saved, tmp_path / "gpu.rnnx", header=cuda_only))
+    assert trainer.optimizer.param_groups[0]["capturable"] is False
+    assert trainer.optimizer.param_groups[0]["fused"] is None
+    assert not trainer.step().diverged
 
 
 def test_wrong_tensors_are_refused(saved, tmp_path):
