@@ -82,7 +82,7 @@ def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | 
     trainer = (make_trainer or default_make_trainer)(chosen.experiment)
     records = train_records(trainer, steps)
     info = run_info(trainer)
-    widget = _window(chosen, info, records, theme) if panel == "all" else _panel(panel, info, records, theme)
+    widget = build_window(info, records, theme, chosen.name) if panel == "all" else _panel(panel, info, records, theme)
     image = render(widget, width, height, app)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not image.save(str(out), "PNG"):
@@ -91,13 +91,16 @@ def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | 
     return out
 
 
-def _window(preset: Any, info: Any, records: list[Any], theme: str) -> Any:
-    from app.engine import list_presets
+def build_window(info: Any, records: list[Any], theme: str = "light", preset: str | None = None) -> Any:
+    """The real main window, not shown and without a worker, showing ``records`` of the run
+    ``info`` describes (``preset`` names the preset it came from, if any). Also used by export."""
+    from app.engine import DEFAULT_PRESET, list_presets
     from app.main_window import MainWindow
 
-    window = MainWindow(preset=preset.name, theme=theme, autostart=False)
-    window.form.set_presets(list_presets(), current=preset.name)
-    window.form.set_experiment(preset.experiment)
+    name = preset or DEFAULT_PRESET
+    window = MainWindow(preset=name, theme=theme, autostart=False)
+    window.form.set_presets(list_presets(), current=name)
+    window.form.set_experiment(info.experiment)
     window._on_built(info)
     window._on_records(records)
     window._on_state("diverged" if records and getattr(records[-1], "diverged", False) else "paused")
