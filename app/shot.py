@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,10 @@ def ensure_app() -> Any:
     return app
 
 
-def train_records(trainer: Any, steps: int) -> list[Any]:
-    """The build snapshot, then ``steps`` StepRecords with instruments spread over the run."""
+def train_records(trainer: Any, steps: int, progress: Callable[[int, int], None] | None = None) -> list[Any]:
+    """The build snapshot, then ``steps`` StepRecords with instruments spread over the run.
+
+    ``progress(done, steps)`` is called after each step (the export command's progress bar)."""
     records: list[Any] = [r for r in (trainer.probe(), trainer.gradients(), trainer.spectrum()) if r is not None]
     every = max(steps // HISTORY_SNAPSHOTS, 1)
     for i in range(1, steps + 1):
@@ -53,6 +56,8 @@ def train_records(trainer: Any, steps: int) -> list[Any]:
         snapshot = last or i % every == 0
         record = trainer.step(probe=last, gradients=snapshot, spectrum=snapshot)
         records.append(record)
+        if progress is not None:
+            progress(i, steps)
         if record.diverged:
             if not last:  # show the state it diverged from
                 records.append(trainer.probe())
