@@ -19,10 +19,12 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QWid
 
 from app import engine
 from app.experiment_form import ExperimentForm
+from app.export_dialog import ExportActions
 from app.help import ABOUT_HTML, EQUATIONS_HTML, HelpDialog, shortcuts_html
 from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
 from app.schedule import InstrumentSchedule
 from app.series import RateMeter
+from app.sessions import SessionManager
 from app.status import StatusBar
 from app.theme import Theme, apply_theme, get_theme
 from app.transport import TransportBar
@@ -73,6 +75,8 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self.menus: dict[str, QMenu] = {}
         self._build_menus()
+        self.exports = ExportActions(self)  # File > Export, and every panel's right-click menu
+        self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
 
         self.transport.run_toggled.connect(self.toggle_run)
         self.transport.step_requested.connect(self.step)
