@@ -43,6 +43,7 @@ from .config import FIELDS, ConfigError, Experiment
 from .errors import SessionError, UserError
 from .logs import LOGGER, data_dir
 from .records import StepRecord
+from .trainer import Trainer
 
 FORMAT = "rnn-explorer-session"
 SCHEMA = 1
@@ -75,16 +76,16 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {0: _from_schema_0}
 
 
 # ------------------------------------------------------------------- trainer state
-class Invalid(Exception):
+class _Invalid(Exception):
     """Something read is wrong; the public functions turn it into SessionError naming the file."""
 
 
-def need(condition: bool, message: str) -> None:
+def _need(condition: bool, message: str) -> None:
     if not condition:
-        raise Invalid(message)
+        raise _Invalid(message)
 
 
-def short(value: Any) -> str:
+def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -96,7 +97,7 @@ _IGNORED_FIELDS = ("lr", "clip", "steps", "device")  # may differ between state 
 _MACHINE_SETTINGS = {"foreach", "fused", "capturable", "differentiable"}  # optimizer kernels
 
 
-def trainer_state(trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def trainer_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Everything needed to continue ``trainer`` exactly, as CPU tensors and JSON-ready data.
 
     tensors: "model/<state_dict name>", "optimizer/<parameter index>/<key>",
@@ -156,23 +157,23 @@ def history_columns(history) -> dict[str, Any]:
 def history_from_columns(columns: Any, like: Any = ()) -> Any:
     """The inverse of history_columns, as the same kind of history as ``like``
     (a core.history.History, or a list of StepRecords with param_grad_norms {})."""
-    need(isinstance(columns, dict), "history must be a table of columns")
+    _need(isinstance(columns, dict), "history must be a table of columns")
     steps = columns.get("step")
-    need(isinstance(steps, list) and all(type(s) is int for s in steps), "history.step must list whole numbers")
+    _need(isinstance(steps, list) and all(type(s) is int for s in steps), "history.step must list whole numbers")
     n = len(steps)
 
     def column(table: dict, name: str, parse: Callable[[Any], Any], label: str = "history") -> list:
         values = table.get(name)
-        need(isinstance(values, list) and len(values) == n, f"{label}.{name} must list {n} values")
+        _need(isinstance(values, list) and len(values) == n, f"{label}.{name} must list {n} values")
         try:
             return [parse(v) for v in values]
         except TypeError:
-            raise Invalid(f"{label}.{name} holds a value of the wrong type") from None
+            raise _Invalid(f"{label}.{name} holds a value of the wrong type") from None
 
     cols = {k: column(columns, k, _number) for k in HISTORY_FLOATS}
     cols.update({k: column(columns, k, _flag) for k in HISTORY_FLAGS})
     table = columns.get("metrics", {})
-    need(isinstance(table, dict), "history.metrics must be a table of columns")
+    _need(isinstance(table, dict), "history.metrics must be a table of columns")
     metrics = {k: column(table, k, lambda v: math.nan if v is None else _number(v), "history.metrics")
                for k in table}
     if hasattr(type(like), "from_columns"):
@@ -209,20 +210,20 @@ def _flag(value: Any) -> bool:
     raise TypeError(value)
 
 
-def restore_state(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, global_rng: bool = True) -> None:
-    """Check every tensor and value against ``trainer``, then load them (raises Invalid)."""
-    need(isinstance(meta, dict), "state metadata must be a table")
+def _restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, global_rng: bool = True) -> None:
+    """Check every tensor and value against ``trainer``, then load them (raises _Invalid)."""
+    _need(isinstance(meta, dict), "state metadata must be a table")
     try:
         experiment = Experiment.from_dict(meta.get("config"))
     except ConfigError as err:
-        raise Invalid(f"config: {err}") from None
+        raise _Invalid(f"config: {err}") from None
     mine = trainer.experiment
     differs = [f for f in FIELDS if f not in _IGNORED_FIELDS and getattr(experiment, f) != getattr(mine, f)]
-    need(not differs, f"the state belongs to another experiment ({differs[0] if differs else ''} differs)")
+    _need(not differs, f"the state belongs to another experiment ({differs[0] if differs else ''} differs)")
     step_count = meta.get("step_count")
-    need(type(step_count) is int and step_count >= 0, f"step_count must be a whole number; got {short(step_count)}")
+    _need(type(step_count) is int and step_count >= 0, f"step_count must be a whole number; got {_short(step_count)}")
     names = [name for name, _ in trainer.model.named_parameters()]
-    need(meta.get("param_names") == names, "param_names do not match this experiment's model")
+    _need(meta.get("param_names") == names, "param_names do not match this experiment's model")
     weights = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     model_state = _checked_model_state(trainer.model, weights)
     optimizer_state = _checked_optimizer_state(trainer, tensors, meta.get("optimizer"))
@@ -230,12 +231,12 @@ def restore_state(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, glob
     global_state = _checked_rng(tensors.get("rng/torch_cpu"), "rng/torch_cpu")
     known = {f"model/{k}" for k in model_state} | {"rng/data", "rng/torch_cpu"}
     stray = sorted(k for k in tensors if k not in known and not k.startswith("optimizer/"))
-    need(not stray, f"unexpected tensor {short(stray[0]) if stray else ''}")
+    _need(not stray, f"unexpected tensor {_short(stray[0]) if stray else ''}")
     history = history_from_columns(meta.get("history"), trainer.history)
     try:
         trainer.optimizer.load_state_dict(optimizer_state)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
-        raise Invalid(f"optimizer state does not fit this optimizer ({err})") from None
+        raise _Invalid(f"optimizer state does not fit this optimizer ({err})") from None
     with torch.no_grad():
         trainer.model.load_state_dict(model_state, strict=True)
     trainer.generator.set_state(data_rng)
@@ -249,28 +250,28 @@ def restore_state(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, glob
 def _checked_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors]
-    need(not missing, f"model weight {short(missing[0]) if missing else ''} is missing")
+    _need(not missing, f"model weight {_short(missing[0]) if missing else ''} is missing")
     extra = [k for k in tensors if k not in expected]
-    need(not extra, f"model weight {short(extra[0]) if extra else ''} does not belong to this model")
+    _need(not extra, f"model weight {_short(extra[0]) if extra else ''} does not belong to this model")
     for name, ref in expected.items():
         t = tensors[name]
-        need(tuple(t.shape) == tuple(ref.shape), f"model weight {name!r} has shape {tuple(t.shape)}; "
+        _need(tuple(t.shape) == tuple(ref.shape), f"model weight {name!r} has shape {tuple(t.shape)}; "
                                                  f"this experiment needs {tuple(ref.shape)}")
-        need(t.dtype == ref.dtype, f"model weight {name!r} is {t.dtype}; expected {ref.dtype}")
+        _need(t.dtype == ref.dtype, f"model weight {name!r} is {t.dtype}; expected {ref.dtype}")
     return tensors
 
 
 def _checked_optimizer_state(trainer, tensors: dict[str, torch.Tensor], meta: Any) -> dict:
     """A state_dict for trainer.optimizer, each entry checked against its parameter."""
-    need(isinstance(meta, dict), "optimizer settings are missing")
+    _need(isinstance(meta, dict), "optimizer settings are missing")
     params = list(trainer.model.parameters())
     names = [name for name, _ in trainer.model.named_parameters()]
     fresh = trainer.optimizer.state_dict()["param_groups"]
     saved = meta.get("param_groups")
-    need(isinstance(saved, list) and len(saved) == len(fresh), "optimizer parameter groups do not match")
+    _need(isinstance(saved, list) and len(saved) == len(fresh), "optimizer parameter groups do not match")
     groups = []
     for mine, theirs in zip(fresh, saved, strict=True):
-        need(isinstance(theirs, dict) and theirs.get("params") == mine["params"],
+        _need(isinstance(theirs, dict) and theirs.get("params") == mine["params"],
              "optimizer parameter groups do not match the model")
         group = dict(mine)
         for key, value in theirs.items():
@@ -284,22 +285,22 @@ def _checked_optimizer_state(trainer, tensors: dict[str, torch.Tensor], meta: An
         if not key.startswith("optimizer/"):
             continue
         index_text, _, name = key[len("optimizer/"):].partition("/")
-        need(index_text.isascii() and index_text.isdigit() and int(index_text) < len(params) and name,
-             f"optimizer tensor {short(key)} is not named <parameter index>/<key>")
+        _need(index_text.isascii() and index_text.isdigit() and int(index_text) < len(params) and name,
+             f"optimizer tensor {_short(key)} is not named <parameter index>/<key>")
         index = int(index_text)
-        need(t.is_floating_point() and (t.dim() == 0 or t.shape == params[index].shape),
+        _need(t.is_floating_point() and (t.dim() == 0 or t.shape == params[index].shape),
              f"optimizer state {name!r} of {names[index]!r} has shape {tuple(t.shape)} ({t.dtype})")
         state.setdefault(index, {})[name] = t.clone()  # load_state_dict would alias it; steps mutate it
     extra = meta.get("state", {})
-    need(isinstance(extra, dict), "optimizer state must be a table")
+    _need(isinstance(extra, dict), "optimizer state must be a table")
     for index_text, entries in extra.items():
-        need(index_text.isascii() and index_text.isdigit() and int(index_text) < len(params)
-             and isinstance(entries, dict), f"optimizer state {short(index_text)} is not a parameter index")
+        _need(index_text.isascii() and index_text.isdigit() and int(index_text) < len(params)
+             and isinstance(entries, dict), f"optimizer state {_short(index_text)} is not a parameter index")
         for name, value in entries.items():
-            need(value is None or type(value) in (bool, int, float), f"optimizer state {short(name)} is not a number")
+            _need(value is None or type(value) in (bool, int, float), f"optimizer state {_short(name)} is not a number")
             state.setdefault(int(index_text), {}).setdefault(name, value)
     for index, entries in state.items():
-        need(set(entries) == expected, f"optimizer state of {names[index]!r} has {sorted(entries)}; "
+        _need(set(entries) == expected, f"optimizer state of {names[index]!r} has {sorted(entries)}; "
                                        f"expected {sorted(expected)}")
     return {"state": state, "param_groups": groups}
 
@@ -318,7 +319,7 @@ def _setting(key: str, value: Any, current: Any) -> Any:
             return value
     except TypeError:
         pass
-    raise Invalid(f"optimizer setting {key!r} is {short(value)}")
+    raise _Invalid(f"optimizer setting {key!r} is {_short(value)}")
 
 
 def _expected_state_keys(cls: type, group: dict) -> set[str]:
@@ -329,22 +330,22 @@ def _expected_state_keys(cls: type, group: dict) -> set[str]:
         probe.grad = torch.ones(1)
         scratch.step()
     except (ValueError, TypeError, RuntimeError, AssertionError) as err:  # torch asserts some
-        raise Invalid(f"optimizer settings are invalid ({_one_line(err)})") from None
+        raise _Invalid(f"optimizer settings are invalid ({_one_line(err)})") from None
     return set(scratch.state[probe]) if probe in scratch.state else set()
 
 
 def _checked_rng(state: Any, name: str) -> torch.Tensor:
-    need(isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1,
+    _need(isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1,
          f"{name} is missing or not a uint8 generator state")
     try:
         torch.Generator().set_state(state)  # on a scratch generator: refuse before changing anything
     except RuntimeError as err:
-        raise Invalid(f"{name} is not a valid generator state ({_one_line(err)})") from None
+        raise _Invalid(f"{name} is not a valid generator state ({_one_line(err)})") from None
     return state
 
 
 # ------------------------------------------------------------------------------- saving
-def save_session(trainer, path: str | os.PathLike, traces: dict[str, np.ndarray] | None = None) -> None:
+def save_session(trainer: Trainer, path: str | os.PathLike, traces: dict[str, np.ndarray] | None = None) -> None:
     """Write ``trainer`` (and optional named trace arrays) to ``path`` atomically.
 
     Call it between steps (from the thread that drives the trainer, or while training is
@@ -366,16 +367,16 @@ def write_session(path: str | os.PathLike, tensors: dict[str, torch.Tensor], met
     on the training thread and write (compress, fsync) on another.
     """
     path = Path(path)
+    members = {"traces.npz": _npz_bytes(traces, path)} if traces else {}
     header = {"format": FORMAT, "schema": SCHEMA, "app_version": app_version(),
               "torch_version": torch.__version__,
               "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
               **meta, "traces": sorted(traces) if traces else []}
-    members = {"session.json": json.dumps(header, allow_nan=False, separators=(",", ":")).encode()}
+    members = {"session.json": json.dumps(header, allow_nan=False, separators=(",", ":")).encode(),
+               **members}
     for member, prefix in TENSOR_FILES.items():
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         members[member] = safetensors.torch.save(part, metadata={"format": FORMAT})
-    if traces:
-        members["traces.npz"] = _npz_bytes(traces, path)
     try:
         with atomic_write(path) as f, zipfile.ZipFile(f, "w") as zf:
             for name, data in members.items():
@@ -394,7 +395,7 @@ def _npz_bytes(traces: dict[str, np.ndarray], path: Path) -> bytes:
         for name, value in traces.items():
             array = np.asarray(value)
             if not isinstance(name, str) or not name or array.dtype.kind not in "biufcUS":
-                raise SessionError(f"{path}: trace {short(name)} must be a named numeric, bool or "
+                raise SessionError(f"{path}: trace {_short(name)} must be a named numeric, bool or "
                                    f"string array; got dtype {array.dtype}")
             total += array.nbytes
             if total > MAX_TRACE_BYTES:
@@ -422,7 +423,7 @@ def app_version() -> str:
 
 
 # ------------------------------------------------------------------------------ opening
-def open_session(path: str | os.PathLike, *, global_rng: bool = True):
+def open_session(path: str | os.PathLike, *, global_rng: bool = True) -> Trainer:
     """A new Trainer that continues the saved one exactly (same losses, same batches).
 
     Nothing existing is touched: a fresh ``Trainer(experiment)`` is built and loaded. When
@@ -430,8 +431,6 @@ def open_session(path: str | os.PathLike, *, global_rng: bool = True):
     very last step (only after everything was read and checked). A session saved on
     ``cuda`` opens on ``cpu`` when CUDA is absent. Raises SessionError naming the file.
     """
-    from .trainer import Trainer
-
     source = str(path)
     try:
         with _open_zip(path) as zf:
@@ -443,27 +442,27 @@ def open_session(path: str | os.PathLike, *, global_rng: bool = True):
             try:
                 trainer = Trainer(experiment)
             except UserError as err:
-                raise Invalid(str(err)) from None
+                raise _Invalid(str(err)) from None
             limits = _limits(trainer.model)
             tensors = {}
             for member, prefix in TENSOR_FILES.items():
                 for name, tensor in _read_safetensors(zf, member, limits[member]).items():
                     tensors[prefix + name] = tensor
-        restore_state(trainer, tensors, header, global_rng=global_rng)
-    except Invalid as err:
+        _restore(trainer, tensors, header, global_rng=global_rng)
+    except _Invalid as err:
         raise SessionError(f"{source}: {err}") from None
     return trainer
 
 
-def restore_trainer_state(trainer, tensors: dict[str, torch.Tensor], meta: dict, *,
+def restore_trainer_state(trainer: Trainer, tensors: dict[str, torch.Tensor], meta: dict, *,
                           global_rng: bool = True, source: str = "trainer state") -> None:
     """Load what ``trainer_state`` captured into ``trainer`` (built from the same experiment).
 
     Everything is checked before anything changes: on SessionError the trainer is as it was.
     """
     try:
-        restore_state(trainer, tensors, meta, global_rng=global_rng)
-    except Invalid as err:
+        _restore(trainer, tensors, meta, global_rng=global_rng)
+    except _Invalid as err:
         raise SessionError(f"{source}: {err}") from None
 
 
@@ -479,7 +478,7 @@ def read_session_info(path: str | os.PathLike) -> dict[str, Any]:
         experiment = _experiment(header)
         history = header.get("history")
         losses = history.get("loss") if isinstance(history, dict) else None
-        need(isinstance(losses, list), "history.loss is missing")
+        _need(isinstance(losses, list), "history.loss is missing")
         return {
             "path": str(path), "schema": header["_schema_written"],
             "app_version": header.get("app_version"), "torch_version": header.get("torch_version"),
@@ -488,7 +487,7 @@ def read_session_info(path: str | os.PathLike) -> dict[str, Any]:
             "last_loss": _number_or_none(losses[-1]) if losses else None,
             "traces": header["traces"],
         }
-    except Invalid as err:
+    except _Invalid as err:
         raise SessionError(f"{path}: {err}") from None
 
 
@@ -500,32 +499,34 @@ def read_traces(path: str | os.PathLike) -> dict[str, np.ndarray]:
             if not header["traces"]:
                 return {}
             arrays = _parse_npz(_read_member(zf, "traces.npz", MAX_TRACE_BYTES))
-        need(sorted(arrays) == header["traces"], "traces.npz does not hold the traces listed in session.json")
+        _need(sorted(arrays) == header["traces"], "traces.npz does not hold the traces listed in session.json")
         return arrays
-    except Invalid as err:
+    except _Invalid as err:
         raise SessionError(f"{path}: {err}") from None
 
 
 def _open_zip(path) -> zipfile.ZipFile:
-    """The session zip, or Invalid saying what the file is instead."""
+    """The session zip, or _Invalid saying what the file is instead."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a folder, or a pipe that would block
+        raise _Invalid("not a regular file")
     try:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
-        raise Invalid("no such file") from None
+        raise _Invalid("no such file") from None
     except (zipfile.BadZipFile, EOFError, ValueError, struct.error, OSError) as err:
         try:
             with open(path, "rb") as f:
                 head = f.read(8)
         except OSError:
-            raise Invalid(f"cannot read the file ({_reason(err)})") from None
-        raise Invalid(_not_a_zip(head)) from None
+            raise _Invalid(f"cannot read the file ({_reason(err)})") from None
+        raise _Invalid(_not_a_zip(head)) from None
     names = zf.namelist()
     if "session.json" not in names:
         zf.close()
         if any(n.endswith(".pkl") or n.endswith("/data/0") for n in names):
-            raise Invalid("this is a PyTorch checkpoint (.pt/.pth), not an RNN Explorer session; "
+            raise _Invalid("this is a PyTorch checkpoint (.pt/.pth), not an RNN Explorer session; "
                           "it is not opened because loading it can run code")
-        raise Invalid("not an RNN Explorer session (the zip holds no session.json)")
+        raise _Invalid("not an RNN Explorer session (the zip holds no session.json)")
     return zf
 
 
@@ -546,18 +547,18 @@ def _read_member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise Invalid(f"{name} is missing") from None
-    need(not info.flag_bits & 0x1, f"{name} is encrypted")
-    need(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED),
+        raise _Invalid(f"{name} is missing") from None
+    _need(not info.flag_bits & 0x1, f"{name} is encrypted")
+    _need(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED),
          f"{name} uses an unsupported compression method ({info.compress_type})")
-    need(info.file_size <= limit, f"{name} declares {info.file_size} bytes; at most {limit} are "
+    _need(info.file_size <= limit, f"{name} declares {info.file_size} bytes; at most {limit} are "
                                   "expected for this experiment (damaged file or zip bomb)")
     try:
         with zf.open(info) as f:
             data = f.read(limit + 1)
     except _ZIP_ERRORS as err:
-        raise Invalid(f"{name} is damaged ({_one_line(err)})") from None
-    need(len(data) <= limit, f"{name} is larger than the {limit} bytes allowed")
+        raise _Invalid(f"{name} is damaged ({_one_line(err)})") from None
+    _need(len(data) <= limit, f"{name} is larger than the {limit} bytes allowed")
     return data
 
 
@@ -567,26 +568,26 @@ def _read_header(zf: zipfile.ZipFile) -> dict:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise Invalid(f"session.json is not valid JSON ({_one_line(err)})") from None
-    need(isinstance(header, dict), "session.json must hold a JSON object")
-    need(header.get("format") == FORMAT,
-         f"not an RNN Explorer session (format {short(header.get('format'))}; expected {FORMAT!r})")
+        raise _Invalid(f"session.json is not valid JSON ({_one_line(err)})") from None
+    _need(isinstance(header, dict), "session.json must hold a JSON object")
+    _need(header.get("format") == FORMAT,
+         f"not an RNN Explorer session (format {_short(header.get('format'))}; expected {FORMAT!r})")
     schema = header.get("schema")
-    need(type(schema) is int and schema >= 0, f"schema must be a whole number; got {short(schema)}")
+    _need(type(schema) is int and schema >= 0, f"schema must be a whole number; got {_short(schema)}")
     if schema > SCHEMA:
-        raise Invalid(f"was written by a newer RNN Explorer (schema {schema}; this version reads "
+        raise _Invalid(f"was written by a newer RNN Explorer (schema {schema}; this version reads "
                       f"up to {SCHEMA})")
     header["_schema_written"] = schema
     while schema < SCHEMA:
-        need(schema in MIGRATIONS, f"schema {schema} is too old to open (this version reads "
+        _need(schema in MIGRATIONS, f"schema {schema} is too old to open (this version reads "
                                    f"{min(MIGRATIONS)} to {SCHEMA})")
         header = MIGRATIONS[schema](header)
         schema += 1
         header["schema"] = schema
     step_count = header.get("step_count")
-    need(type(step_count) is int and step_count >= 0, f"step_count must be a whole number; got {short(step_count)}")
+    _need(type(step_count) is int and step_count >= 0, f"step_count must be a whole number; got {_short(step_count)}")
     traces = header.get("traces", [])
-    need(isinstance(traces, list) and all(isinstance(t, str) for t in traces),
+    _need(isinstance(traces, list) and all(isinstance(t, str) for t in traces),
          "traces must be a list of names")
     header["traces"] = sorted(traces)
     return header
@@ -594,11 +595,11 @@ def _read_header(zf: zipfile.ZipFile) -> dict:
 
 def _experiment(header: dict) -> Experiment:
     config = header.get("config")
-    need(isinstance(config, dict), "config is missing or not a table of experiment fields")
+    _need(isinstance(config, dict), "config is missing or not a table of experiment fields")
     try:
         return Experiment.from_dict(config)
     except ConfigError as err:
-        raise Invalid(f"config: {err}") from None
+        raise _Invalid(f"config: {err}") from None
 
 
 def _limits(model: torch.nn.Module) -> dict[str, int]:
@@ -615,7 +616,7 @@ def _read_safetensors(zf: zipfile.ZipFile, name: str, limit: int) -> dict[str, t
     try:
         return safetensors.torch.load(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError) as err:
-        raise Invalid(f"{name} is not a valid safetensors file ({_one_line(err)})") from None
+        raise _Invalid(f"{name} is not a valid safetensors file ({_one_line(err)})") from None
 
 
 def _parse_npz(data: bytes) -> dict[str, np.ndarray]:
@@ -624,14 +625,14 @@ def _parse_npz(data: bytes) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-            need(sum(i.file_size for i in infos) <= MAX_TRACE_BYTES, "traces.npz is too large")
+            _need(sum(i.file_size for i in infos) <= MAX_TRACE_BYTES, "traces.npz is too large")
             for info in infos:
-                need(info.filename.endswith(".npy"), f"traces.npz holds {short(info.filename)}, not an array")
-                need(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and not info.flag_bits & 1,
-                     f"traces.npz member {short(info.filename)} is encrypted or oddly compressed")
+                _need(info.filename.endswith(".npy"), f"traces.npz holds {_short(info.filename)}, not an array")
+                _need(info.compress_type in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) and not info.flag_bits & 1,
+                     f"traces.npz member {_short(info.filename)} is encrypted or oddly compressed")
                 arrays[info.filename[:-4]] = _parse_npy(zf.read(info), info.filename)
     except _ZIP_ERRORS as err:
-        raise Invalid(f"traces.npz is damaged ({_one_line(err)})") from None
+        raise _Invalid(f"traces.npz is damaged ({_one_line(err)})") from None
     return arrays
 
 
@@ -641,16 +642,16 @@ def _parse_npy(raw: bytes, name: str) -> np.ndarray:
         version = np.lib.format.read_magic(f)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0,
                        (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        need(read_header is not None, f"trace {short(name)} has unsupported .npy version {version}")
+        _need(read_header is not None, f"trace {_short(name)} has unsupported .npy version {version}")
         shape, fortran, dtype = read_header(f)
-    except Invalid:
+    except _Invalid:
         raise
     except Exception as err:  # numpy evaluates the header text (ast, tokenize): any failure = damage
-        raise Invalid(f"trace {short(name)} has a damaged header ({_one_line(err)})") from None
-    need(not dtype.hasobject and dtype.kind in "biufcUS", f"trace {short(name)} has dtype {dtype}, not plain data")
-    need(all(type(d) is int and d >= 0 for d in shape), f"trace {short(name)} has an invalid shape")
+        raise _Invalid(f"trace {_short(name)} has a damaged header ({_one_line(err)})") from None
+    _need(not dtype.hasobject and dtype.kind in "biufcUS", f"trace {_short(name)} has dtype {dtype}, not plain data")
+    _need(all(type(d) is int and d >= 0 for d in shape), f"trace {_short(name)} has an invalid shape")
     offset = f.tell()
-    need(math.prod(shape) * dtype.itemsize == len(raw) - offset, f"trace {short(name)}: data size does not match its shape")
+    _need(math.prod(shape) * dtype.itemsize == len(raw) - offset, f"trace {_short(name)}: data size does not match its shape")
     array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape), offset=offset)
     return array.reshape(shape, order="F" if fortran else "C").copy()
 

@@ -351,7 +351,10 @@ def test_zip_bombs_are_refused_before_inflating(saved, tmp_path):
 
 def test_missing_and_unreadable_paths_are_session_errors(tmp_path):
     refused(tmp_path / "nope.rnnx", "no such file")
-    refused(tmp_path, "")
+    refused(tmp_path, "not a regular file")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.rnnx")
+        refused(tmp_path / "pipe.rnnx", "not a regular file")  # opening it would block
 
 
 def test_a_failed_open_leaves_the_current_experiment_alone(saved, tmp_path):
