@@ -80,6 +80,10 @@ def load_trainer(args: argparse.Namespace):
     if getattr(args, "session", None):
         from .session import open_session
 
+        fixed = [f"--{k}" for k in ("seed", "cell", "device") if getattr(args, k, None) is not None]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change a saved session (it continues exactly); "
+                             "only --steps, --lr and --clip apply with --session")
         trainer = open_session(args.session)
         overrides = {k: getattr(args, k) for k in ("lr", "clip") if getattr(args, k, None) is not None}
         if "lr" in overrides:
@@ -98,13 +102,14 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be >= 1; got {steps}")
     last = None
     every = max(1, steps // 200)
+    first = trainer.step_count
     for record in trainer.run(steps):
         last = record
         if args.json:
             print(json.dumps({"step": record.step, "loss": record.loss, "grad_norm": record.grad_norm,
                               "clipped": record.clipped, **record.metrics}), flush=True)
         elif record.step % every == 0 or record.diverged:
-            _progress(min(record.step, steps), steps, record.loss)
+            _progress(min(record.step - first, steps), steps, record.loss)
     if not args.json:
         sys.stderr.write("\n")
     status = "diverged" if last.diverged else "ok"
@@ -115,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         "steps": trainer.step_count,
         "final_loss": float(sum(tail) / len(tail)),
         "baseline": trainer.task.baseline,
+        "steps_run": trainer.step_count - first,
         "experiment": trainer.experiment.to_dict(),
         **trainer.evaluate(),
     }

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """repr of a value for a message, shortened so a huge value cannot flood it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class ConfigError(ValueError):
     """An experiment field has a value outside what is allowed. ``field`` names it."""
 
@@ -139,7 +145,7 @@ def coerce(name: str, value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError, OverflowError):
         kind = "an integer" if name in _INT_FIELDS else "a number"
-        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {value!r}") from None
+        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {shown(value)}") from None
 
 
 def validate_field(name: str, value: Any) -> None:
@@ -147,11 +153,11 @@ def validate_field(name: str, value: Any) -> None:
     spec = FIELDS[name]
     if spec.choices is not None:
         if value not in spec.choices:
-            raise ConfigError(name, f"{name} must be {spec.describe()}; got {value!r}")
+            raise ConfigError(name, f"{name} must be {spec.describe()}; got {shown(value)}")
         return
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if name in _INT_FIELDS and numeric and not isinstance(value, int):
         numeric = False
     if not numeric or value != value or not (spec.lo <= value <= spec.hi):
         kind = "an integer" if name in _INT_FIELDS else "a number"
-        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {value!r}")
+        raise ConfigError(name, f"{name} must be {kind} {spec.describe()}; got {shown(value)}")

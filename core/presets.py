@@ -39,10 +39,10 @@ def parse_preset(data: bytes | str, source: str = "<preset>") -> Preset:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         table = tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise PresetError(f"{source}: not a valid TOML preset ({err})") from None
     schema = table.get("schema")
-    if schema != SCHEMA:
+    if type(schema) is not int or schema != SCHEMA:
         raise PresetError(f"{source}: schema must be {SCHEMA}; got {schema!r}")
     fields = {}
     for key in ("name", "title", "group", "description"):

@@ -406,20 +406,10 @@ def _npz_bytes(traces: dict[str, np.ndarray], path: Path) -> bytes:
 
 
 def app_version() -> str:
-    """The installed package version, else the checkout's pyproject.toml, else "unknown"."""
-    from importlib import metadata
+    """This program's version (core.__version__, also the package version)."""
+    from core import __version__
 
-    try:
-        return metadata.version("rnn-explorer")
-    except metadata.PackageNotFoundError:
-        pass
-    try:
-        import tomllib
-
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        return str(tomllib.loads(pyproject.read_text("utf-8"))["project"]["version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "unknown"
+    return __version__
 
 
 # ------------------------------------------------------------------------------ opening

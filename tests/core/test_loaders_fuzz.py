@@ -212,9 +212,6 @@ def test_any_experiment_values_in_a_preset_are_checked(fields, schema):
     parse("\n".join(lines))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="core.presets.parse_preset lets tomllib's RecursionError escape; fix: add "
-                          "RecursionError to its except clause (then remove this mark)")
 def test_deeply_nested_preset_arrays_are_a_preset_error():
     parse('schema = 1\nname = "x"\ntitle = "t"\ngroup = "gates"\ndescription = "d"\nx = '
           + "[" * 5000 + "]" * 5000)
