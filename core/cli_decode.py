@@ -133,12 +133,12 @@ def run_decode(args: argparse.Namespace) -> int:
 
     text = args.input if args.input is not None else trainer.task.probe_text
     prepare_text(trainer.task, text)  # a bad input fails now, not after training
-    last = None
+    last, first = None, trainer.step_count  # a session starts where it was saved
     every = max(1, steps // 200)
     for record in trainer.run(steps):
         last = record
-        if record.step % every == 0 or record.diverged:
-            _progress(min(record.step, steps), steps, record.loss)
+        if (record.step - first) % every == 0 or record.diverged:
+            _progress(min(record.step - first, steps), steps, record.loss)
     if steps:
         sys.stderr.write("\n")
     diverged = last is not None and last.diverged

@@ -74,3 +74,16 @@ def test_bad_arguments_give_one_line(capsys, argv, message):
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert "[" not in err  # refused before any training
+
+
+def test_session_decodes_the_saved_model_without_training_unless_asked(capsys, tmp_path):
+    path = str(tmp_path / "rev.zip")
+    assert main(["train", "--preset", "reverse-attention", "--steps", "2", "--save", path]) == 0
+    capsys.readouterr()
+    code, out, err = decode(capsys, "--session", path, "--input", "abc", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 2 and "[" not in err
+    code, out, err = decode(capsys, "--session", path, "--steps", "1", "--json")
+    assert code == 0 and json.loads(out)["steps"] == 3 and "] 1/1" in err
+    code, out, err = decode(capsys, "--session", path, "--seed", "3")
+    assert code == 2 and "cannot change a saved session" in err
