@@ -242,7 +242,7 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
 def _visible_controls(panel: Panel) -> list[QWidget]:
     options = getattr(panel, "options", None)
     items = [options.itemAt(i) for i in range(options.count())] if options is not None else []
-    return [item.widget() for item in items if item.widget() is not None and item.widget().isVisible()]
+    return [item.widget() for item in items if item.widget() is not None and not item.widget().isHidden()]
 
 
 @dataclass
@@ -260,8 +260,8 @@ class Stage:
         scale = self.figure.device_scale
         width, height = self.figure.layout_size
         painter.save()
+        painter.fillRect(QRectF(0, 0, *self.figure.size), QColor(self.theme.surface))  # the whole canvas
         painter.scale(scale, scale)
-        painter.fillRect(QRectF(0, 0, width, height), QColor(self.theme.surface))
         if self.caption:
             _draw_caption(painter, self.caption, width, self.theme)
         with widened_pens(self.panel, scale, self.theme.line_scale):

@@ -117,20 +117,14 @@ def plain(value: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of everything that decides the numbers and the pictures."""
-    from importlib import metadata
-
+    import pyqtgraph
+    import PySide6
     import torch
 
-    from core.session import app_version
+    from core import __version__
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for dist in ("PySide6", "pyqtgraph"):
-        try:
-            out[dist.lower()] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist.lower()] = "unknown"
-    out["app"] = app_version()
-    return out
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "pyside6": PySide6.__version__, "pyqtgraph": pyqtgraph.__version__, "app": __version__}
 
 
 def experiment_record(run: Any, step: int, *, source: dict[str, Any] | None = None,

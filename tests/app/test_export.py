@@ -1,0 +1,212 @@
+"""Figure and data export: exact pixel sizes, SVG with its text, data that round-trips, Export All."""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QGuiApplication, QImage
+
+from app.export import SIZE_PRESETS, Figure, at_dpi, caption_lines, parse_size, save_png, save_svg
+from app.export_all import export_all, frame_count, parse_formats, parse_panels, save_frames
+from app.export_data import choose_format, data_kind, write_data
+from app.panels import panel_class, panel_names
+from app.theme import LIGHT, get_theme
+
+SVG = "{http://www.w3.org/2000/svg}"
+LOSS_BGR = (0xB2, 0x72, 0x00)  # the loss colour, #0072B2, as stored in an ARGB32 image
+
+
+def fed(qtbot, run, name: str):
+    info, records = run
+    panel = panel_class(name)(LIGHT)
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.reset(info)
+    for record in records:
+        panel.update_record(record)
+    panel.refresh(force=True)
+    return panel
+
+
+@pytest.fixture
+def training(qtbot, lstm_run):
+    return fed(qtbot, lstm_run, "training")
+
+
+@pytest.fixture
+def hidden(qtbot, lstm_run):
+    return fed(qtbot, lstm_run, "hidden")
+
+
+@pytest.mark.parametrize("preset", list(SIZE_PRESETS))
+def test_png_has_exactly_the_preset_pixel_size(training, tmp_path, preset):
+    size = SIZE_PRESETS[preset]
+    path = save_png(training, tmp_path / "training.png", Figure(size=size))
+    assert QImage(str(path)).size().toTuple() == size
+
+
+def test_png_at_a_custom_size_and_at_a_dpi(training, tmp_path):
+    path = save_png(training, tmp_path / "custom.png", Figure(size=(1001, 333), theme="dark"))
+    assert QImage(str(path)).size().toTuple() == (1001, 333)
+    figure = at_dpi(training, 192)
+    assert figure.size == (1800, 1000) and figure.device_scale == 2.0
+    image = QImage(str(save_png(training, tmp_path / "dpi.png", figure)))
+    assert image.size().toTuple() == (1800, 1000)
+    assert round(image.dotsPerMeterX() * 0.0254) == 192
+
+
+def test_slide_png_has_thick_lines_and_leaves_the_panel_as_it_was(training, tmp_path):
+    widths = [training.loss_curve.opts["pen"].widthF(), training.baseline.pen.widthF()]
+    options_shown = not training.log_loss.isHidden()
+    path = save_png(training, tmp_path / "slide.png", Figure())
+    image = QImage(str(path)).convertToFormat(QImage.Format_ARGB32)
+    pixels = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.width(), 4)[..., :3]
+    loss = np.all(np.abs(pixels.astype(int) - LOSS_BGR) < 30, axis=-1)
+    runs = [_longest_run(loss[:, x]) for x in range(800, 1400, 50)]
+    assert max(runs) >= 5  # 2 px on screen -> 2 x 2 (scale) x 1.5 (slide lines) = 6 px
+    assert [training.loss_curve.opts["pen"].widthF(), training.baseline.pen.widthF()] == widths
+    assert not training.log_loss.isHidden() == options_shown
+    assert training.theme is LIGHT and training.size().toTuple() == (900, 500)
+
+
+def _longest_run(column: np.ndarray) -> int:
+    best = run = 0
+    for v in column:
+        run = run + 1 if v else 0
+        best = max(best, run)
+    return best
+
+
+def test_svg_parses_and_keeps_axis_labels_legend_and_caption(training, tmp_path):
+    path = save_svg(training, tmp_path / "training.svg", Figure(size=(1280, 720)), ("Training", "LSTM · seed 0"))
+    root = ET.parse(path).getroot()
+    assert root.get("viewBox") == "0 0 1280 720"
+    texts = {"".join(t.itertext()).strip() for t in root.iter(f"{SVG}text")}
+    assert {"loss", "step", "training loss", "Training", "LSTM · seed 0"} <= texts
+    assert any(r.get("width") == "1280" for r in root.iter(f"{SVG}rect"))  # an explicit background
+
+
+def test_caption_names_the_panel_and_the_key_settings(training):
+    title, details = caption_lines(training, step=6)
+    assert title == "Training"
+    for part in ("LSTM", "8 units", "T 12", "lr 0.01", "seed 0", "step 6"):
+        assert part in details
+
+
+def test_training_curves_round_trip_through_csv(training, tmp_path):
+    data = training.export_data()
+    assert data_kind(data) == "table" and len(data["loss"]) == 6
+    path = write_data(data, tmp_path / "training.csv")
+    with open(path, newline="") as f:
+        header = next(csv.reader(f))
+    assert header == list(data)
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    np.testing.assert_array_equal(table, np.column_stack(list(data.values())))
+
+
+def test_hidden_traces_round_trip_through_npz(hidden, tmp_path):
+    data = hidden.export_data()
+    assert choose_format(data, ("csv", "npz", "json")) == "npz"
+    with np.load(write_data(data, tmp_path / "hidden.npz"), allow_pickle=False) as saved:
+        assert set(saved.files) == set(data)
+        for name, array in data.items():
+            np.testing.assert_array_equal(saved[name], array)
+
+
+def test_structures_go_to_json_with_non_finite_numbers_as_null(tmp_path):
+    tree = {"tokens": ["<s>", "a"], "beams": [{"score": -0.5, "children": []}],
+            "attention": np.array([[0.25, 0.75], [np.nan, 1.0]])}
+    assert choose_format(tree, ("csv", "npz", "json")) == "json"
+    saved = json.loads(write_data(tree, tmp_path / "decoding.json").read_text())
+    assert saved["attention"] == [[0.25, 0.75], [None, 1.0]] and saved["beams"][0]["score"] == -0.5
+
+
+def test_the_data_format_is_the_best_one_asked_for():
+    table = {"step": np.arange(3.0), "loss": np.ones(3)}
+    arrays = {"h": np.zeros((3, 4)), "t": np.arange(3)}
+    assert choose_format(table, ("npz", "json")) == "npz"
+    assert choose_format(arrays, ("csv",)) is None
+    assert choose_format(arrays, ("csv", "json")) == "json"
+    assert choose_format(table, ("csv", "npz", "json"), preferred="json") == "json"
+    with pytest.raises(ValueError, match="not a table"):
+        write_data(arrays, "h.csv")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: parse_size("0x10"), "from 320x240 to 7680x4320; got 0x10"),
+    (lambda: parse_size("big"), "WIDTHxHEIGHT .* slide, 4k, square; got 'big'"),
+    (lambda: parse_formats("png,gif"), "unknown format 'gif'; choose from png, svg, csv, npz, json"),
+    (lambda: parse_panels("training,nope", panel_names()), "unknown panel 'nope'; choose from training"),
+    (lambda: get_theme("neon"), "theme must be one of light, dark, slide; got 'neon'"),
+    (lambda: Figure(scale=100).validated(), "scale must be from 0.25 to 16; got 100"),
+])
+def test_bad_values_are_refused_naming_what_is_allowed(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_frames_step_through_the_probe(hidden, tmp_path, lstm_run):
+    hidden.set_time_cursor(3)
+    count = frame_count(hidden)
+    assert count == lstm_run[1][-1].probe.T
+    paths = save_frames(hidden, tmp_path / "frames", Figure(size=(640, 360)))
+    assert [p.name for p in paths] == [f"hidden_{t:03d}.png" for t in range(count)]
+    assert QImage(str(paths[-1])).size().toTuple() == (640, 360)
+    assert hidden.time_cursor == 3
+
+
+def test_copy_puts_the_figure_on_the_clipboard(training):
+    from app.export import copy_image
+
+    copy_image(training, Figure(size=(800, 450)))
+    assert QGuiApplication.clipboard().image().size().toTuple() == (800, 450)
+
+
+def test_export_all_from_the_window_writes_visible_panels_and_experiment_json(qtbot, lstm_run, tmp_path):
+    from app.shot import build_window
+
+    window = build_window(*lstm_run)
+    qtbot.addWidget(window)
+    window.resize(1400, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    visible = [p.name for p in window.visible_panels()]
+    window.exports.figure = Figure(size=(640, 360))
+    written = window.exports.export_all(tmp_path)
+    names = {p.name for p in written}
+    assert {"training.png", "training.svg", "training.csv", "hidden.npz", "experiment.json"} <= names
+    assert names >= {f"{n}.png" for n in visible}
+    record = json.loads((tmp_path / "experiment.json").read_text())
+    assert record["config"] == lstm_run[0].experiment.to_dict() and record["seed"] == 0 and record["step"] == 6
+    assert {"python", "torch", "app", "numpy", "pyside6", "pyqtgraph"} <= set(record["versions"])
+    assert [p.name for p in window.visible_panels()] == visible  # every panel went back to its dock
+    assert all(window.docks[n].widget() is window.panels[n] for n in window.panels)
+    actions = [a.text() for a in window.panels["hidden"].actions()]
+    assert actions == ["Export Figure…", "Export Data…", "Copy Figure"]
+
+
+def test_export_all_refuses_bad_formats_before_writing(training, tmp_path, lstm_run):
+    with pytest.raises(ValueError, match="unknown format 'tiff'"):
+        export_all([training], tmp_path / "out", lstm_run[0], 6, formats=("png", "tiff"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_export_dialog_writes_the_chosen_format_and_size(qtbot, training, hidden, tmp_path):
+    from app.export_dialog import ExportDialog
+
+    dialog = ExportDialog({"training": training, "hidden": hidden}, "hidden", Figure())
+    qtbot.addWidget(dialog)
+    assert dialog.current_panel is hidden and dialog.figure() == Figure()
+    dialog.size.setCurrentIndex(dialog.size.findData("square"))
+    dialog.kind.setCurrentIndex(dialog.kind.findData("svg"))
+    path = dialog.export_to(tmp_path / dialog.suggested_name())
+    assert path.name == "hidden.svg" and ET.parse(path).getroot().get("viewBox") == "0 0 1080 1080"
+    dialog.kind.setCurrentIndex(dialog.kind.findData("data"))
+    assert dialog.suggested_name() == "hidden.npz"
+    dialog.size.setCurrentIndex(dialog.size.findData("dpi"))
+    dialog.dpi.setValue(144)
+    assert dialog.figure().size == (1350, 750)
