@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("app.cli", "core.cli", "core.cli_decode", "core.cli_bench")
+COMMAND_MODULES = ("app.cli", "app.export_cli", "core.cli", "core.cli_decode", "core.cli_bench")
 
 EXIT_USAGE = 2
 
