@@ -1,0 +1,96 @@
+"""The export command: named files of the right size, experiment.json, frames, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtGui import QImage
+
+from main import main
+from tests.app.conftest import tiny
+
+
+@pytest.fixture(scope="module")
+def session_file(tmp_path_factory):
+    """A tiny LSTM session saved after 4 steps."""
+    from core.session import save_session
+    from core.trainer import Trainer
+
+    trainer = Trainer(tiny())
+    for _ in range(4):
+        trainer.step()
+    path = tmp_path_factory.mktemp("sessions") / "tiny.rnnx"
+    save_session(trainer, path)
+    return path
+
+
+def test_export_from_a_session_writes_one_file_per_panel_and_format(qapp, session_file, tmp_path, capsys):
+    out = tmp_path / "figs"
+    rc = main(["export", "--session", str(session_file), "--steps", "2", "--out", str(out),
+               "--panels", "training,hidden", "--formats", "png,svg,csv,npz,json", "--size", "800x450",
+               "--frames"])
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["experiment.json", "frames", "hidden.npz", "hidden.png", "hidden.svg",
+                     "training.csv", "training.png", "training.svg"]
+    for name in ("training.png", "hidden.png"):
+        assert QImage(str(out / name)).size().toTuple() == (800, 450)
+    steps = np.loadtxt(out / "training.csv", delimiter=",", skiprows=1, ndmin=2)[:, 0]
+    np.testing.assert_array_equal(steps, np.arange(1, 7))  # the saved 4 steps, then 2 more
+    record = json.loads((out / "experiment.json").read_text())
+    assert record["step"] == 6 and record["config"]["hidden_size"] == 8 and record["source"]["session"]
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert frames == [f"hidden_{t:03d}.png" for t in range(12)]
+    printed = capsys.readouterr().out.split()
+    assert str(out / "training.png") in printed and str(out / "experiment.json") in printed
+
+
+def test_export_from_a_preset_trains_first(qapp, tmp_path, capsys):
+    out = tmp_path / "preset"
+    rc = main(["export", "--preset", "adding-lstm", "--steps", "2", "--out", str(out), "--panels", "training",
+               "--formats", "png", "--size", "square", "--theme", "light"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["experiment.json", "training.png"]
+    assert QImage(str(out / "training.png")).size().toTuple() == (1080, 1080)
+    record = json.loads((out / "experiment.json").read_text())
+    assert record["source"] == {"preset": "adding-lstm", "steps": 2} and record["figure"]["theme"] == "light"
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--formats", "png,gif"], "'gif'; choose from png, svg, csv, npz, json"),
+    (["--panels", "training,loss"], "'loss'; choose from training, hidden"),
+    (["--theme", "neon"], "light, dark, slide; got 'neon'"),
+    (["--size", "0x10"], "from 320x240 to 7680x4320; got 0x10"),
+    (["--size", "big"], "slide, 4k, square; got 'big'"),
+    (["--steps", "-1"], "--steps must be 0 or more; got -1"),
+    (["--scale", "0"], "scale must be from 0.25 to 16; got 0"),
+])
+def test_bad_arguments_give_one_line_errors_and_write_nothing(qapp, session_file, tmp_path, capsys, flags, named):
+    out = tmp_path / "never"
+    rc = main(["export", "--session", str(session_file), "--out", str(out), *flags])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("error: ") and "\n" not in err and named in err
+    assert not out.exists()
+
+
+def test_an_unwritable_out_folder_is_named(qapp, session_file, tmp_path, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    for out in (blocker, blocker / "sub"):
+        assert main(["export", "--session", str(session_file), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and str(blocker) in err
+
+
+def test_an_unknown_preset_or_damaged_session_is_one_line(qapp, tmp_path, capsys):
+    assert main(["export", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
+    assert "nope" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.rnnx"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["export", "--session", str(damaged), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(damaged) in err and "\n" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
