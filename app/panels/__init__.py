@@ -10,6 +10,7 @@ from __future__ import annotations
 from app.panels.base import Panel
 from app.panels.cell import CellPanel
 from app.panels.compare import ComparePanel
+from app.panels.decoding import DecodingPanel
 from app.panels.gates import GatesPanel
 from app.panels.gradients import GradientsPanel
 from app.panels.hidden import HiddenPanel
@@ -17,7 +18,7 @@ from app.panels.spectrum import SpectrumPanel
 from app.panels.training import TrainingPanel
 
 PANELS: tuple[type[Panel], ...] = (TrainingPanel, HiddenPanel, GatesPanel, GradientsPanel, SpectrumPanel,
-                                   CellPanel, ComparePanel)
+                                   CellPanel, DecodingPanel, ComparePanel)
 
 # Default arrangement: columns left to right, panels top to bottom, with relative sizes.
 LAYOUT: tuple[tuple[tuple[str, int], ...], ...] = (
