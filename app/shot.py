@@ -88,6 +88,8 @@ def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | 
     records = train_records(trainer, steps)
     info = run_info(trainer)
     widget = build_window(info, records, theme, chosen.name) if panel == "all" else _panel(panel, info, records, theme)
+    if panel != "all" and hasattr(widget, "prepare_shot"):
+        widget.prepare_shot(trainer)  # a panel's own work first: decoding decodes the probe, compare compares
     image = render(widget, width, height, app)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not image.save(str(out), "PNG"):
