@@ -167,21 +167,31 @@ def _caption_fonts():
     return ui_font(FONT_POINTS + 1, bold=True), ui_font(FONT_POINTS - 1.5)
 
 
-def caption_height(lines: tuple[str, str]) -> int:
-    title_font, detail_font = _caption_fonts()
-    return round(6 + QFontMetricsF(title_font).height() + QFontMetricsF(detail_font).height() + 4)
+def _details(text: str, width: float) -> tuple[str, float]:
+    """The details line wrapped to at most two lines of ``width`` (elided beyond): (text, height)."""
+    metrics = QFontMetricsF(_caption_fonts()[1])
+    shown = metrics.elidedText(text, Qt.ElideRight, 1.9 * width)
+    height = metrics.boundingRect(QRectF(0, 0, width, 1e6), Qt.TextWordWrap, shown).height()
+    return shown, max(height, metrics.height())
+
+
+def caption_height(lines: tuple[str, str], width: int) -> int:
+    """Layout pixels the caption takes above a panel ``width`` layout pixels wide."""
+    return round(4 + QFontMetricsF(_caption_fonts()[0]).height() + _details(lines[1], width - 16)[1] + 6)
 
 
 def _draw_caption(painter: QPainter, lines: tuple[str, str], width: int, theme: Any) -> None:
     title_font, detail_font = _caption_fonts()
-    y = 4.0
-    for text, font, color in ((lines[0], title_font, theme.foreground), (lines[1], detail_font, theme.muted)):
-        metrics = QFontMetricsF(font)
-        painter.setFont(font)
-        painter.setPen(QColor(color))
-        shown = metrics.elidedText(text, Qt.ElideRight, width - 16)
-        painter.drawText(QRectF(8, y, width - 16, metrics.height()), Qt.AlignLeft | Qt.AlignVCenter, shown)
-        y += metrics.height()
+    title_height = QFontMetricsF(title_font).height()
+    painter.setFont(title_font)
+    painter.setPen(QColor(theme.foreground))
+    title = QFontMetricsF(title_font).elidedText(lines[0], Qt.ElideRight, width - 16)
+    painter.drawText(QRectF(8, 4, width - 16, title_height), Qt.AlignLeft | Qt.AlignVCenter, title)
+    details, height = _details(lines[1], width - 16)
+    painter.setFont(detail_font)
+    painter.setPen(QColor(theme.muted))
+    painter.drawText(QRectF(8, 4 + title_height, width - 16, height), Qt.AlignLeft | Qt.AlignTop | Qt.TextWordWrap,
+                     details)
 
 
 # ------------------------------------------------------------------------------ staging
@@ -215,7 +225,7 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
     panel.apply_theme(theme)
     try:
         width, height = figure.layout_size
-        top = caption_height(lines) if figure.caption and lines else 0
+        top = caption_height(lines, width) if figure.caption and lines else 0
         panel.setMinimumSize(0, 0)
         panel.resize(width, max(height - top, 1))
         panel.show()

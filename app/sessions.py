@@ -203,7 +203,9 @@ class SessionManager(QObject):
         if self._active and self.autosave_timer.interval() > 0:
             self.autosave_timer.start()
         path, self._pending_open = self._pending_open, None
-        if path is None:
+        if path is None:  # a new or reset experiment: Save must ask where, not overwrite the old file
+            self.path = None
+            window.setWindowFilePath("")
             return
         history, self._history = self._history, []
         if history:

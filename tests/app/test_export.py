@@ -8,7 +8,9 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from PySide6.QtGui import QGuiApplication, QImage
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication
 
 from app.export import SIZE_PRESETS, Figure, at_dpi, caption_lines, parse_size, save_png, save_svg
 from app.export_all import export_all, frame_count, parse_formats, parse_panels, save_frames
@@ -187,6 +189,32 @@ def test_export_all_from_the_window_writes_visible_panels_and_experiment_json(qt
     assert all(window.docks[n].widget() is window.panels[n] for n in window.panels)
     actions = [a.text() for a in window.panels["hidden"].actions()]
     assert actions == ["Export Figure…", "Export Data…", "Copy Figure"]
+
+
+def test_right_click_on_a_plot_reaches_the_panel_menu(qtbot, lstm_run):
+    from app.shot import build_window
+
+    window = build_window(*lstm_run)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    panel = window.panels["training"]
+    assert panel.contextMenuPolicy() == Qt.ActionsContextMenu
+    reached = []
+
+    class Catch(QObject):  # stands in for the menu (QMenu.exec would block the test)
+        def eventFilter(self, watched, event):  # noqa: N802
+            if event.type() == QEvent.ContextMenu:
+                reached.append(watched)
+                return True
+            return False
+
+    catch = Catch()
+    panel.installEventFilter(catch)
+    viewport = panel.plot_widgets()[0].viewport()
+    pos = viewport.rect().center()
+    QApplication.sendEvent(viewport, QContextMenuEvent(QContextMenuEvent.Mouse, pos, viewport.mapToGlobal(pos)))
+    assert reached == [panel]
 
 
 def test_export_all_refuses_bad_formats_before_writing(training, tmp_path, lstm_run):

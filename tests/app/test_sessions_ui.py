@@ -81,11 +81,12 @@ def test_save_then_open_restores_the_step_count_and_config(qtbot, window, tmp_pa
     with qtbot.waitSignal(window.run_built, timeout=60_000):
         window.apply_experiment(tiny(hidden_size=6, cell="gru"))
     assert window.run_info.step == 0 and window.run_info.kind == "gru"
+    assert window.sessions.path is None  # a new run: Save asks where instead of overwriting run.rnnx
 
     with qtbot.waitSignal(window.sessions.opened, timeout=60_000):
         assert window.sessions.open(path)
     assert window.run_info.step == 3 and window.run_info.experiment == saved_experiment
-    assert window.form.experiment == saved_experiment
+    assert window.form.experiment == saved_experiment and window.sessions.path == path
     assert list(window.panels["training"].series.column("step")) == [1, 2, 3]  # the saved past is shown
     run_to(qtbot, window, 4)  # and training continues from it
 
