@@ -19,7 +19,9 @@ and decoding); both paths share every parameter, named as torch names them
 Decoding (core.decoding) sees the model through ``encode`` and ``step_fn``; the state is a
 :class:`DecoderState` whose tensors all have the live hypotheses first, so decoders can reorder
 it. There is deliberately no ``loss_from_outputs``: gradients through time are an encoder-only
-instrument, and the trainer skips them for this model.
+instrument, and the trainer skips them for this model. Source padding is always masked (the
+experiment's padding, truncation, masking and tbptt fields do not apply), and the trainer's
+``init`` scheme reaches the encoder (``recurrent``) only; the decoder keeps torch's default.
 """
 
 from __future__ import annotations
