@@ -279,3 +279,82 @@ def test_a_perfect_model_scores_exact_match_one():
             return torch.tensor(rows)
 
     assert task.evaluate(Oracle()) == {"exact_match": 1.0, "token_accuracy": 1.0}
+
+
+# ------------------------------------------------------------------ presets (slow: training)
+def train_preset(name: str, steps: int | None = None, **changes) -> Trainer:
+    from core.presets import load_preset
+
+    exp = load_preset(name).experiment.replace(**changes)
+    tr = Trainer(exp)
+    for record in tr.run(steps or exp.steps):
+        assert not record.diverged
+    return tr
+
+
+@pytest.fixture(scope="module")
+def dates_trainers():
+    """dates-attention and dates-noattention trained for their full budget (1 thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield {name: train_preset(name) for name in ("dates-attention", "dates-noattention")}
+    finally:
+        torch.set_num_threads(before)
+
+
+BUCKETS = (12, 20)  # source length 1-12, 13-20, 21-30 characters
+
+
+@pytest.mark.slow
+def test_dates_attention_preset_reaches_high_exact_match(dates_trainers):
+    tr = dates_trainers["dates-attention"]
+    ev = tr.task.evaluate(tr.model, by_length=BUCKETS)
+    assert ev["exact_match"] >= 0.9, ev
+    assert min(v for k, v in ev.items() if k.startswith("exact_match_len")) >= 0.85, ev
+    assert tr.evaluate()["exact_match"] == ev["exact_match"]
+
+
+@pytest.mark.slow
+def test_dates_without_attention_is_far_worse_on_long_inputs(dates_trainers):
+    with_, without = (dates_trainers[n].task.evaluate(dates_trainers[n].model, by_length=BUCKETS)
+                      for n in ("dates-attention", "dates-noattention"))
+    long = "exact_match_len_21-30"
+    assert without[long] <= with_[long] - 0.5, (with_, without)
+    assert without["exact_match"] <= with_["exact_match"] - 0.5
+
+
+@pytest.mark.slow
+def test_reversal_without_attention_degrades_with_length():
+    """The classic curve (Bahdanau et al. 2014, fig. 2), on reversal at 1000 of its 1500 steps:
+    without attention, exact match falls from short to long strings; with attention it holds."""
+    buckets = (6, 11)  # 3-6, 7-11, 12-16 letters
+    results = {}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for attention in ("dot", "none"):
+            tr = train_preset("reverse-attention", 1000, attention=attention)
+            results[attention] = tr.task.evaluate(tr.model, by_length=buckets)
+    finally:
+        torch.set_num_threads(before)
+    short, long = "exact_match_len_1-6", "exact_match_len_12-16"
+    assert results["none"][short] >= 0.8 and results["none"][long] <= 0.2, results
+    assert results["dot"][long] >= 0.8, results
+
+
+@pytest.mark.slow
+def test_beam_vs_greedy_preset_shows_what_its_description_says():
+    import re
+
+    from core.presets import load_preset
+
+    description = load_preset("beam-vs-greedy").description
+    text = re.search(r'Decode "([^"]+)"', description).group(1)
+    tr = train_preset("beam-vs-greedy")
+    result = decode_text(tr, text, beam=4, length_penalty=1.0)
+    best, greedy_ = result.hypotheses[0], result.greedy
+    assert best.score > greedy_.score + 0.02, (best, greedy_)
+    assert best.text != greedy_.text
+    assert greedy_.text in description and best.text in description and f"{best.score:.3f}" in description
+    assert f"{greedy_.score:.3f}" in description
