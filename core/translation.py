@@ -81,6 +81,11 @@ class TranslationBatch(Batch):
     tgt_in: Tensor | None = None
     tgt_out: Tensor | None = None
 
+    @property
+    def src_lengths(self) -> Tensor:
+        """[B] real source lengths (the same tensor as ``lengths``)."""
+        return self.lengths
+
     def to(self, device: str) -> TranslationBatch:
         def move(t):
             return t.to(device) if t is not None else None

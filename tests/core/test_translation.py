@@ -130,7 +130,7 @@ def test_batch_is_padded_masked_and_shifted():
     S, B = batch.src.shape
     assert B == 16 and S == int(batch.lengths.max())
     assert torch.equal(batch.valid, batch.src != PAD)
-    assert torch.equal(batch.valid.sum(0), batch.lengths)
+    assert torch.equal(batch.valid.sum(0), batch.lengths) and batch.src_lengths is batch.lengths
     assert batch.x.shape == (S, B, len(task.src_vocab))
     assert torch.equal(batch.x.argmax(-1)[batch.valid], batch.src[batch.valid])
     assert torch.all(batch.x[~batch.valid] == 0)
