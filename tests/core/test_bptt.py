@@ -417,15 +417,15 @@ def test_open_forget_gates_carry_the_gradient_orders_of_magnitude_further():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_trained_lstm_reaches_early_steps_orders_of_magnitude_further_than_the_rnn():
-    """The vanishing-lstm preset's claim, after the 2000 steps it needs (minutes on a CPU)."""
-    recs = {}
-    for name in ("vanishing-lstm", "vanishing-rnn"):
-        tr = trainer(name)
-        for _ in range(2000):
-            tr.step()
-        recs[name] = tr.gradients()
-    assert reach(recs["vanishing-lstm"]) > 1e3 * reach(recs["vanishing-rnn"])
-    assert recs["vanishing-lstm"].factor > 0.95 > recs["vanishing-rnn"].factor
+    """The vanishing-lstm preset's claim, after the 2000 steps it needs (a minute on an idle
+    CPU). The RNN is compared untrained: training leaves its factor well below 1 (measured
+    0.89 at step 0, 0.75-0.88 over 2000 steps), so its reach stays below 1e-5."""
+    tr = trainer("vanishing-lstm")
+    for _ in range(2000):
+        tr.step()
+    lstm, rnn = tr.gradients(), trainer("vanishing-rnn").gradients()
+    assert reach(lstm) > 1e3 * reach(rnn)
+    assert lstm.factor > 0.95 > rnn.factor
 
 
 def test_tbptt_preset_full_and_truncated_agree_in_the_last_chunk_only():
