@@ -207,7 +207,7 @@ def _settle(panel: Panel) -> None:
 def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -> Iterator[Stage]:
     """Lift ``panel`` out of its container, styled and laid out for ``figure``; put it back after."""
     theme = get_theme(figure.theme)
-    old_theme, old_size, was_visible = panel.theme, panel.size(), panel.isVisible()
+    old_theme, old_size, old_minimum, was_visible = panel.theme, panel.size(), panel.minimumSize(), panel.isVisible()
     palette_set, old_palette = panel.testAttribute(Qt.WA_SetPalette), QPalette(panel.palette())
     parent = panel.parentWidget()
     box = parent.layout() if parent is not None and isinstance(parent.layout(), QBoxLayout) else None
@@ -230,6 +230,10 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
         panel.resize(width, max(height - top, 1))
         panel.show()
         _settle(panel)
+        if panel.height() > max(height - top, 1) or panel.width() > width:
+            raise ValueError(f"size {figure.size[0]}x{figure.size[1]} lays {panel.title} out at {width}x{height}, "
+                             f"smaller than it can be ({panel.width()}x{panel.height() + top}); "
+                             f"choose a larger size or a smaller scale")
         yield Stage(panel, figure, theme, lines if figure.caption else None, top)
     finally:
         panel.hide()
@@ -244,6 +248,7 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
             box.insertWidget(index, panel, stretch)
         elif parent is not None:
             panel.setParent(parent)
+        panel.setMinimumSize(old_minimum)
         panel.resize(old_size)
         panel.setVisible(was_visible)
         panel.refresh(force=True)

@@ -75,6 +75,14 @@ def test_slide_png_has_thick_lines_and_leaves_the_panel_as_it_was(training, tmp_
     assert training.theme is LIGHT and training.size().toTuple() == (900, 500)
 
 
+def test_a_size_too_small_for_the_panel_is_refused_and_nothing_written(training, tmp_path):
+    training.plot_widgets()[0].setMinimumSize(1500, 100)
+    with pytest.raises(ValueError, match="choose a larger size or a smaller scale"):
+        save_png(training, tmp_path / "small.png", Figure(size=(640, 360)))
+    assert not (tmp_path / "small.png").exists() and training.theme is LIGHT
+    assert training.parentWidget() is None and not training.log_loss.isHidden()
+
+
 def _longest_run(column: np.ndarray) -> int:
     best = run = 0
     for v in column:
