@@ -104,18 +104,26 @@ class CompareRunner(QObject):
         if self.worker is not None:
             self.worker.stop_now()
 
+    def _current(self) -> bool:
+        """Whether the signal being delivered comes from the running comparison (not one
+        already shut down, whose last queued signals may still arrive)."""
+        return self.worker is not None and self.sender() is self.worker
+
     @Slot(object)
     def _began(self, infos: Any) -> None:
-        self.began.emit(infos)
+        if self._current():
+            self.began.emit(infos)
 
     @Slot(object)
     def _records(self, records: Any) -> None:
-        self.records_ready.emit(records)
+        if self._current():
+            self.records_ready.emit(records)
 
     @Slot(str)
     def _ended(self, how: str) -> None:
-        self._join()
-        self.ended.emit(how)
+        if self._current():
+            self._join()
+            self.ended.emit(how)
 
     def _join(self, timeout: float | None = None) -> bool:
         thread, worker = self.thread, self.worker

@@ -69,16 +69,20 @@ class ComparePanel(Panel):
         self.loss_plot = new_plot(view.ci, t, row=0, col=0, x="step", y="loss", title="Training loss")
         self.grad_plot = new_plot(view.ci, t, row=0, col=1, x="time step t",
                                   y="‖∂L/∂h<sub>t</sub>‖", title="Gradients through time, after the last step")
-        for plot, corner in ((self.loss_plot, (-10, 10)), (self.grad_plot, (10, 10))):
+        for plot in (self.loss_plot, self.grad_plot):
             plot.setLogMode(y=True)
             plot.getAxis("left").setWidth(64)
-            plot.addLegend(offset=corner)  # gradients grow towards the last t: legend on the left
+        # one legend, bottom left, where falling losses leave room (colours are the same in both)
+        self.loss_plot.addLegend(offset=(10, -10))
         self.loss_plot.setClipToView(True)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        self.raw = {k: self.loss_plot.plot(pen=pen(cell_color(k) + "50", 1)) for k in KINDS}
+        for line in (self.baseline, self.target):  # labels stay legible over the curves
+            line.label.fill = pg.mkBrush(t.surface + "D8")
+            line.setZValue(30)
+        self.raw = {k: self.loss_plot.plot(pen=pen(cell_color(k) + "38", 1)) for k in KINDS}
         self.smooth = {k: self.loss_plot.plot(pen=pen(cell_color(k), 2.6), name=k) for k in KINDS}
-        self.grads = {k: self.grad_plot.plot(pen=pen(cell_color(k), 2.6), name=k) for k in KINDS}
+        self.grads = {k: self.grad_plot.plot(pen=pen(cell_color(k), 2.6)) for k in KINDS}
         self.grad_message = message(self.grad_plot, t)
         self.table = QTableWidget(len(KINDS), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -173,7 +177,8 @@ class ComparePanel(Panel):
     def clear(self) -> None:
         """A new run was built: an old comparison no longer describes it."""
         if self.runner.running:
-            self.runner.stop()
+            self.runner.shutdown()  # within a step; its last queued records are dropped
+            self._ended("stopped")
         self._forget()
         self.status.setText("")
         self.start_button.setEnabled(True)

@@ -87,3 +87,15 @@ def test_closing_the_window_stops_a_comparison(qtbot, window):
     thread = compare.runner.thread
     window.close()
     assert not thread.isRunning() and not compare.runner.running
+
+
+def test_a_new_run_during_a_comparison_stops_it_and_drops_its_last_records(qtbot, panel, gru_padding_run):
+    from PySide6.QtCore import QCoreApplication
+
+    panel.start(steps=100_000)
+    qtbot.waitUntil(lambda: len(panel.records) >= 3, timeout=120_000)
+    thread = panel.runner.thread
+    panel.reset(gru_padding_run[0])
+    assert not thread.isRunning() and not panel.runner.running
+    QCoreApplication.processEvents()  # deliver whatever the old worker had queued
+    assert panel.records == [] and panel.start_button.text() == "Start"
