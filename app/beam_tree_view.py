@@ -104,7 +104,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         self.steps_of = np.array([n.step for n in tree])
         xs, ys = view.positions[:, 0], view.positions[:, 1]
         self.plot.setLimits(xMin=-1.5, xMax=xs.max() + 3, yMin=ys.min() - 2, yMax=ys.max() + 2)
-        self.plot.setRange(xRange=(-0.6, xs.max() + 1.2), yRange=(ys.min() - 0.8, ys.max() + 0.8), padding=0.02)
+        self.plot.setRange(xRange=(-0.6, xs.max() + 1.9), yRange=(ys.min() - 0.8, ys.max() + 0.8), padding=0.02)
 
     def _scale(self) -> float:
         """Node size factor: full size while rows are at least 30 px apart, smaller below."""
@@ -246,6 +246,18 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
             lines.append(f"score = {node.score:.3f} / {node.step}^{view.result.length_penalty:g} = "
                          f"{node.score / node.step ** view.result.length_penalty:.3f}")
         return "\n".join(lines)
+
+    def apply_theme(self, theme: Theme) -> None:
+        """Restyle in place (the panel's base styles axes and background)."""
+        self.theme = theme
+        self.pruned_edges.setPen(pen(theme.muted + "55", 1.0))
+        self.edges.setPen(pen(theme.muted, 1.8))
+        self.selected_line.setPen(pen(theme.accent, 5.0))
+        self.bar.axis.setTextPen(theme.foreground)
+        self.plot.legend.setLabelTextColor(theme.foreground)
+        self.plot.legend.setBrush(pg.mkBrush(theme.surface + "E0"))
+        if self.view is not None:
+            self.show_steps(self.steps)
 
     def clear_tree(self) -> None:
         """Forget the decode (not ``clear``: GraphicsLayoutWidget's clear empties the layout)."""

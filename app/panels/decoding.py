@@ -85,6 +85,10 @@ class DecodingPanel(Panel):
         for w in (QLabel("Input"), self.input, self.run_button, self.next_button, self.beam, self.penalty,
                   self.max_len):
             self.options.addWidget(w)
+        # a changed setting means a new decode, which Next expansion starts from step 1
+        self.input.textChanged.connect(self._settings_changed)
+        for box in (self.beam, self.penalty, self.max_len):
+            box.valueChanged.connect(self._settings_changed)
         self.notice = QLabel("")
         self.notice.setObjectName("decoding-notice")
         self.notice.setWordWrap(True)
@@ -159,6 +163,9 @@ class DecodingPanel(Panel):
         self._pending_steps = 1 if reuse else None
         self._say("decoding…")
         self.engine.call(partial(decode_view, request=request), self._tag)
+
+    def _settings_changed(self) -> None:
+        self.next_button.setEnabled(self.available)
 
     def _job_done(self, result) -> None:
         if result.tag != self._tag:
@@ -302,6 +309,7 @@ class DecodingPanel(Panel):
     def clear(self) -> None:
         self.view, self._tag, self.selected, self.hypotheses = None, None, None, []
         self.shown_steps = 0
+        self._model_step = self.run.step if self.run else 0
         self.tree.clear_tree()
         self.table.setRowCount(0)
         self.attention.set(None, (), ())
@@ -345,3 +353,4 @@ class DecodingPanel(Panel):
     def on_theme(self, theme: Theme) -> None:
         self.attention.apply_theme(theme)
         self.tree_message.setColor(theme.muted)
+        self.tree.apply_theme(theme)

@@ -10,7 +10,7 @@ import torch
 from PySide6.QtCore import QPointF, Qt
 
 from app.panels.decoding import DecodingPanel
-from app.theme import LIGHT
+from app.theme import DARK, LIGHT
 from app.worker import TrainingController
 from core.beam_tree import path_to
 from core.config import Experiment
@@ -103,6 +103,12 @@ def test_next_expansion_adds_exactly_the_nodes_of_one_step(qtbot, decoding):
         assert [(n.id, n.parent, n.token, n.status) for n in added] == \
             [(n.id, n.parent, n.token, n.status) for n in expansions[k]]
     assert not panel.next_button.isEnabled()  # the search is done
+    old = panel.view
+    panel.beam.setValue(2)  # a new setting: Next expansion starts a new decode from step 1
+    assert panel.next_button.isEnabled()
+    panel.next_button.click()
+    qtbot.waitUntil(lambda: panel.view is not old, timeout=60_000)
+    assert panel.shown_steps == 1 and panel.view.request.beam == 2
 
 
 def test_selecting_a_hypothesis_shows_its_attention_rows(qtbot, decoding):
@@ -175,6 +181,8 @@ def test_a_model_without_attention_says_so(qtbot, decoding):
     qtbot.waitUntil(lambda: panel.view is not None, timeout=60_000)
     assert panel.attention.weights.size == 0
     assert "no attention" in panel.attention.message.textItem.toPlainText()
+    panel.apply_theme(DARK)  # restyles in place, the tree redrawn
+    assert panel.tree.theme is DARK and panel.tree.count == len(panel.view.result.tree)
 
 
 def test_hundreds_of_nodes_step_without_lag(qtbot, decoding):
