@@ -212,13 +212,21 @@ class CellPanel(Panel):
         self.unit.setValue(min(max(int(round(x)), 0), self.unit.maximum()))
 
     def prepare_shot(self, trainer=None) -> None:
-        """Before a screenshot: show the time step where the chosen unit's state changes most
-        (t = 0 starts from h_0 = 0, which says little)."""
+        """Before a screenshot: show a telling time step, not t = 0 (h_0 = 0 says little):
+        the last marked input when the task marks some (the adding problem's operands),
+        else where the chosen unit's state changes most."""
         self.refresh(force=True)
-        if self.probe is not None:
-            h = self.probe.hidden[self.current_layer][:, self.unit.value()]
-            self.set_time_cursor(int(np.argmax(np.abs(np.diff(h, prepend=0.0)))))
-            self.refresh(force=True)
+        p = self.probe
+        if p is None:
+            return
+        marked = [t for t, label in enumerate(p.labels) if label.startswith("*")]
+        if marked:
+            t = marked[-1]
+        else:
+            h = p.hidden[self.current_layer][:, self.unit.value()]
+            t = int(np.argmax(np.abs(np.diff(h)))) + 1 if p.T > 1 else 0
+        self.set_time_cursor(t)
+        self.refresh(force=True)
 
     # -- keyboard ----------------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt naming)
