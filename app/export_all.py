@@ -6,7 +6,7 @@ versions needed to regenerate them. With ``frames``, panels that follow the time
 that offer their own frames, e.g. beam expansions) also get a numbered PNG sequence in
 ``frames/`` (``frames/hidden_000.png`` ...) for animated slides.
 
-Everything is checked before the first file is written; each file is written atomically.
+Arguments are checked before the first file is written, and each file is written atomically.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def export_all(panels: Sequence[Panel], out: str | Path, run: Any, step: int, *,
     figures = [f for f in formats if f in FIGURE_FORMATS]
     data_formats = tuple(f for f in formats if f in DATA_FORMATS)
     total = len(panels) * (len(figures) + (1 if data_formats else 0)) + (len(panels) if frames else 0) + 1
-    done = 0
+    done = framed = 0
     written: list[Path] = []
 
     def advance(what: str) -> None:
@@ -158,10 +158,11 @@ def export_all(panels: Sequence[Panel], out: str | Path, run: Any, step: int, *,
             advance(f"{panel.name} data")
         if frames:
             made = save_frames(panel, out / FRAMES_DIR, figure, step)
-            if not made:
-                warn(f"{panel.name}: no frames (it does not follow the time cursor)")
+            framed += bool(made)
             written.extend(made)
             advance(f"{panel.name} frames")
+    if frames and not framed:
+        warn("no frames: none of these panels follows the time cursor (try hidden, gates or cell)")
     record = experiment_record(run, step, source=source, figure=figure, panels=[p.name for p in panels],
                                files=[str(p.relative_to(out)) for p in written])
     written.append(write_experiment(out / EXPERIMENT_FILE, record))
