@@ -9,8 +9,9 @@ The trainer lives in the worker thread, so both directions go through it:
   if the file turns out damaged, the worker reports it and keeps the current trainer. On
   success the saved history is replayed to the panels as plain StepRecords.
 * Save: the trainer's state is captured in the worker thread between two steps
-  (``trainer_state``, a copy taking milliseconds) and written here (explicit saves) or on a
-  writer thread (autosaves, so a big history does not stall the window). Writes are atomic.
+  (``TrainingController.call`` with ``trainer_state``: CPU copies, milliseconds) and written
+  here (explicit saves) or on a writer thread (autosaves, so a big history does not stall
+  the window). Writes are atomic.
 
 Autosave runs on a QTimer (``AUTOSAVE_MINUTES``; settings key ``autosave/minutes``; 0 turns
 it off) and skips when nothing changed. At start, an autosave newer than the last clean
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
@@ -40,6 +41,7 @@ log = logging.getLogger("rnn_explorer.app")
 AUTOSAVE_MINUTES = 5.0
 MAX_RECENT = 8
 FILTER = "RNN Explorer sessions (*.rnnx)"
+SAVE_TAG = "session-save"  # marks our jobs among the worker's job results
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,20 @@ class SessionManager(QObject):
     opened = Signal(str)  # path, after the opened session's run was built and shown
     failed = Signal(str)  # a one-line message for the user (also shown in a dialog)
     recovery_offered = Signal(str)  # path of the autosave offered back
-    _captured = Signal(object)  # (path, tensors, meta, error, autosave), from the worker thread
 
     def __init__(self, window: Any, autosave_minutes: float | None = None):
         super().__init__(window)
         self.window = window
         self.path: Path | None = None  # where Save writes (None: Save asks, as Save As)
-        self.trainer: Any = None  # the worker's trainer; used only in the worker thread
         self._history: list[StepRecord] = []  # made in the worker thread, read on run_built
         self._pending_open: Path | None = None
-        self._hooked: Any = None  # the controller whose failures we watch
+        self._hooked: Any = None  # the controller whose failures and job results we watch
         self._writer: threading.Thread | None = None
         self._autosaved_step: int | None = None
         self._active = False  # a worker was started: this is the interactive app, not shot/export
         self.recovery_box: QMessageBox | None = None
         self._make_base = window.make_trainer or engine.make_trainer
         window.make_trainer = self._make_trainer  # read by window.start() when the worker starts
-        self._captured.connect(self._write, Qt.QueuedConnection)
         window.run_built.connect(self._on_built)
         window.installEventFilter(self)
         self.autosave_timer = QTimer(self)
@@ -171,10 +170,7 @@ class SessionManager(QObject):
         window = self.window
         if window.controller is None:
             window.start()
-        controller = window.controller
-        if self._hooked is not controller:
-            controller.failed.connect(self._on_worker_failed)
-            self._hooked = controller
+        controller = self._controller()
         controller.pause()  # the worker halts before building, between two steps
         self._pending_open = path
         window.status.showMessage(f"Opening {path.name}…", 3000)
@@ -191,7 +187,6 @@ class SessionManager(QObject):
         else:
             trainer = self._make_base(source)
             self._history = []
-        self.trainer = trainer
         return trainer
 
     @Slot(object)
@@ -243,35 +238,36 @@ class SessionManager(QObject):
         """Capture the trainer between two steps (worker thread) and write ``path`` atomically.
 
         Returns False when there is nothing to save yet; ``saved`` is emitted when written."""
-        controller = self.window.controller
-        if controller is None or self.trainer is None or not controller.is_alive:
+        window = self.window
+        if window.controller is None or window.run_info is None or not window.controller.is_alive:
             if not autosave:
                 self._fail("Nothing to save yet: the experiment is still being built.", "Cannot save the session")
             return False
-        path = Path(path)
-        QTimer.singleShot(0, controller.worker, lambda: self._capture(path, autosave))
+        self._controller().call(_capture, tag=(SAVE_TAG, Path(path), autosave))
         return True
 
-    def _capture(self, path: Path, autosave: bool) -> None:
-        """Runs in the worker thread, between two steps."""
-        from core.session import trainer_state
+    def _controller(self) -> Any:
+        """The window's training controller, with our handlers connected once."""
+        controller = self.window.controller
+        if self._hooked is not controller:
+            controller.failed.connect(self._on_worker_failed)
+            controller.job_done.connect(self._on_job_done)
+            self._hooked = controller
+        return controller
 
-        trainer = self.trainer
-        if trainer is None:  # the window closed meanwhile
+    def _on_job_done(self, result: Any) -> None:
+        tag = result.tag
+        if not (isinstance(tag, tuple) and tag and tag[0] == SAVE_TAG):
+            return  # another panel's job
+        _, path, autosave = tag
+        if result.failure is not None:
+            message = f"{path}: {result.failure.message}"
+            if autosave:
+                log.error("autosave failed: %s", message)
+            else:
+                self._fail(message, "Cannot save the session")
             return
-        try:
-            tensors, meta = trainer_state(trainer)
-            self._captured.emit((path, tensors, meta, None, autosave))
-        except Exception as err:  # shown to the user at the boundary, never swallowed
-            log.exception("capturing the session failed")
-            self._captured.emit((path, None, None, f"{path}: {err}", autosave))
-
-    @Slot(object)
-    def _write(self, job: tuple) -> None:
-        path, tensors, meta, error, autosave = job
-        if error is not None:
-            self._fail(error, "Cannot save the session") if not autosave else log.error("autosave: %s", error)
-            return
+        tensors, meta = result.value
         if autosave:
             self._writer = threading.Thread(target=self._write_autosave, args=(path, tensors, meta),
                                             name="autosave-writer", daemon=True)
@@ -357,7 +353,6 @@ class SessionManager(QObject):
             self._writer.join()
         if self.recovery_box is not None:
             self.recovery_box.close()
-        self.trainer = None
         if not self._active:
             return  # an offscreen window (shot, export) says nothing about the app's last exit
         try:
@@ -380,6 +375,13 @@ class SessionManager(QObject):
     def _folder(self) -> str:
         recent = self.recent()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+
+def _capture(trainer: Any) -> tuple[dict, dict]:
+    """Runs in the worker thread between two steps: CPU copies of the state (milliseconds)."""
+    from core.session import trainer_state
+
+    return trainer_state(trainer)
 
 
 def _autosave_file() -> Path:
