@@ -124,6 +124,10 @@ def run_export(args: argparse.Namespace) -> int:
     with quiet_offscreen_notes():
         window = build_window(info, past + records, args.theme, args.preset)
         try:
+            for name in names:  # a panel's own work first, as for shot: decoding decodes, compare compares
+                prepare = getattr(window.panels[name], "prepare_shot", None)
+                if callable(prepare):
+                    prepare(trainer)
             written = export_all([window.panels[n] for n in names], out, info, trainer.step_count,
                                  formats=formats, figure=figure, frames=args.frames,
                                  source={**source, "steps": steps}, progress=bar, warn=notes.append)
