@@ -18,13 +18,14 @@ queued signals, and on ``shutdown`` stops the worker, quits the thread and waits
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from app.engine import make_trainer as default_make_trainer
 from app.engine import run_info
@@ -33,6 +34,11 @@ log = logging.getLogger("rnn_explorer.app")
 
 INSTRUMENTS = ("probe", "gradients", "spectrum")
 TICK_SECONDS = 1 / 30  # at full speed, emit at most this often (the GUI redraws at ~30 Hz)
+MAX_UNDELIVERED = 2  # record lists in flight to the GUI before training waits for it
+# While the worker runs Python code, a GUI thread waiting for the GIL gets it after the
+# interpreter's switch interval (5 ms by default) on each of its many short Qt calls;
+# 0.5 ms keeps redraws smooth during training (measured: ~2x more panel updates per second).
+SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class TrainingWorker(QObject):
         self._pending = 0
         self._interval_ms = 0  # 0 = as fast as possible
         self._budget = 0  # the experiment's step budget: a run pauses when it gets there
+        self._undelivered = 0  # record lists emitted but not yet taken by the GUI thread
+        self._lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._tick)
@@ -97,6 +105,20 @@ class TrainingWorker(QObject):
     def stop_now(self) -> None:
         """Leave the current tick after the step in progress."""
         self._stop.set()
+
+    def delivered(self) -> None:
+        """The GUI thread took one list of records (``TrainingController`` calls this)."""
+        with self._lock:
+            self._undelivered = max(self._undelivered - 1, 0)
+
+    def _emit_records(self, records: list[Any]) -> None:
+        with self._lock:
+            self._undelivered += 1
+        self.records_ready.emit(records)
+
+    def _gui_behind(self) -> bool:
+        with self._lock:
+            return self._undelivered >= MAX_UNDELIVERED
 
     # -- slots (worker thread) ---------------------------------------------------------------
     @Slot(object)
@@ -113,7 +135,7 @@ class TrainingWorker(QObject):
         for event in self._wanted.values():
             event.clear()
         self.built.emit(run_info(trainer))
-        self.records_ready.emit(self._snapshot())
+        self._emit_records(self._snapshot())
         self._set_state("idle")
 
     @Slot(int)
@@ -183,9 +205,13 @@ class TrainingWorker(QObject):
         self._timer.start(interval_ms)
 
     def _tick(self) -> None:
+        if self._gui_behind():  # back-pressure: never queue up more than the GUI can draw
+            self._timer.start(2)
+            return
         records: list[Any] = []
         deadline = time.perf_counter() + TICK_SECONDS
         paced = self._interval_ms > 0 and not self._pending
+        diverged = failed = False
         try:
             while not self._stop.is_set() and (self._running or self._pending):
                 record = self._trainer.step(**self._attachments())
@@ -193,7 +219,7 @@ class TrainingWorker(QObject):
                 self._pending = max(self._pending - 1, 0)
                 if record.diverged:
                     self._halt()
-                    self._set_state("diverged")
+                    diverged = True
                     break
                 if self._running and record.step == self._budget:
                     self._running = False  # the budget is reached; Run again continues past it
@@ -202,16 +228,19 @@ class TrainingWorker(QObject):
                     break
         except Exception as err:
             self._halt()
+            failed = True
             self._report(err, "training")
-        if records:
-            self.records_ready.emit(records)
-        if self._stop.is_set():
+        if records:  # records first, so the GUI has them when the state changes
+            self._emit_records(records)
+        if diverged:
+            self._set_state("diverged")
+        elif self._stop.is_set():
             return
-        if self._pending:
+        elif self._pending:
             self._timer.start(0)
         elif self._running:
             self._timer.start(self._interval_ms)
-        elif records and not records[-1].diverged:
+        elif records or failed:
             self._set_state("paused")
 
     def _attachments(self) -> dict[str, bool]:
@@ -244,7 +273,17 @@ class TrainingWorker(QObject):
 
 
 class TrainingController(QObject):
-    """GUI-thread handle on the worker thread. Commands return at once (queued)."""
+    """GUI-thread handle on the worker thread. Commands return at once (queued).
+
+    The worker's signals are relayed through this object's own signals with explicit
+    queued connections, so anything connected here (even a lambda, which has no thread of
+    its own and would otherwise run in the worker's thread) runs on the GUI thread.
+    """
+
+    built = Signal(object)  # RunInfo
+    records_ready = Signal(object)  # list of records
+    state_changed = Signal(str)
+    failed = Signal(object)  # Failure
 
     _build = Signal(object)
     _step = Signal(int)
@@ -257,38 +296,51 @@ class TrainingController(QObject):
 
     def __init__(self, make_trainer: Callable[[Any], Any] | None = None, parent: QObject | None = None):
         super().__init__(parent)
+        self._closed = False
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         self.state = "idle"
         self.worker = TrainingWorker(make_trainer)
         self.thread = QThread()
         self.thread.setObjectName("training-worker")
         self.worker.moveToThread(self.thread)
-        self._build.connect(self.worker.build)
-        self._step.connect(self.worker.step)
-        self._run.connect(self.worker.run)
-        self._pause.connect(self.worker.pause)
-        self._speed.connect(self.worker.set_speed)
-        self._shutdown.connect(self.worker.shutdown)
-        self.worker.state_changed.connect(self._remember_state)
-        self._call.connect(self.worker.call)  # queued: the worker lives in the thread
-        self.worker.job_done.connect(self._relay_job)
+        for command, slot in ((self._build, self.worker.build), (self._step, self.worker.step),
+                              (self._run, self.worker.run), (self._pause, self.worker.pause),
+                              (self._speed, self.worker.set_speed), (self._shutdown, self.worker.shutdown)):
+            command.connect(slot, Qt.QueuedConnection)
+        self.worker.built.connect(self._relay_built, Qt.QueuedConnection)
+        self.worker.records_ready.connect(self._relay_records, Qt.QueuedConnection)
+        self.worker.state_changed.connect(self._relay_state, Qt.QueuedConnection)
+        self.worker.failed.connect(self._relay_failed, Qt.QueuedConnection)
+        self._call.connect(self.worker.call, Qt.QueuedConnection)
+        self.worker.job_done.connect(self._relay_job, Qt.QueuedConnection)
         self.thread.start()
 
-    # Signals of the worker, re-exposed for connecting (delivered on the GUI thread).
-    @property
-    def built(self):
-        return self.worker.built
+    @Slot(object)
+    def _relay_built(self, info: Any) -> None:
+        if self._closed:
+            return
+        self.built.emit(info)
 
-    @property
-    def records_ready(self):
-        return self.worker.records_ready
+    @Slot(object)
+    def _relay_records(self, records: list[Any]) -> None:
+        self.worker.delivered()
+        if self._closed:  # queued before the shutdown: nobody may get records after it
+            return
+        self.records_ready.emit(records)
 
-    @property
-    def state_changed(self):
-        return self.worker.state_changed
+    @Slot(str)
+    def _relay_state(self, state: str) -> None:
+        if self._closed:
+            return
+        self.state = state
+        self.state_changed.emit(state)
 
-    @property
-    def failed(self):
-        return self.worker.failed
+    @Slot(object)
+    def _relay_failed(self, failure: Failure) -> None:
+        if self._closed:
+            return
+        self.failed.emit(failure)
 
     def build(self, experiment: Any) -> None:
         self._build.emit(experiment)
@@ -321,6 +373,8 @@ class TrainingController(QObject):
 
     @Slot(object)
     def _relay_job(self, result: JobResult) -> None:
+        if self._closed:
+            return
         self.job_done.emit(result)
 
     @property
@@ -332,6 +386,7 @@ class TrainingController(QObject):
 
         Never terminates the thread: a step in progress is allowed to finish.
         """
+        self._closed = True  # from now on, nothing the worker sent is passed on
         if not self.thread.isRunning():
             return True
         self.worker.stop_now()
@@ -342,5 +397,3 @@ class TrainingController(QObject):
             self.thread.wait()
         return in_time
 
-    def _remember_state(self, state: str) -> None:
-        self.state = state

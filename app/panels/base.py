@@ -26,16 +26,25 @@ Panels hold no numerics beyond cheap reductions from ``app.analysis``.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.engine import RunInfo
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+
+_HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
+          SpectrumRecord: "on_spectrum"}
+
+
+@cache
+def _overrides(cls: type, hook: str) -> bool:
+    return getattr(cls, hook) is not getattr(Panel, hook)
 
 
 class Panel(QWidget):
@@ -58,10 +67,16 @@ class Panel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 4)
         layout.setSpacing(2)
-        self.options = QHBoxLayout()
+        # The options row lives in a bar that never sets the panel's minimum width (a wide
+        # row would otherwise stop the window from fitting a 1280-pixel screen): when the
+        # panel is narrower than the row, the row is clipped at the right.
+        self.options_bar = QWidget()
+        self.options_bar.setObjectName("panel-options")
+        self.options_bar.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.options = QHBoxLayout(self.options_bar)
         self.options.setContentsMargins(4, 0, 4, 0)
         self.options.setSpacing(12)
-        layout.addLayout(self.options)
+        layout.addWidget(self.options_bar)
         self.note = QLabel("")  # one line of context at the right of the options row
         self.note.setObjectName("panel-note")
         self.build()
@@ -76,20 +91,22 @@ class Panel(QWidget):
         self._dirty = True
 
     def update_record(self, record: Any) -> None:
-        """Take one record from the worker (cheap: store it and mark the panel dirty)."""
+        """Take one record from the worker (cheap: store it and mark the panel dirty).
+
+        The panel is marked dirty only when it handles what arrived (it overrides the
+        matching ``on_*`` hook), so e.g. the hidden-state panel does not redraw the same
+        probe on every training step.
+        """
         if isinstance(record, StepRecord):
-            self.on_step(record)
-            attached = (record.probe, record.gradients, record.spectrum)
+            items = (record, record.probe, record.gradients, record.spectrum)
         else:
-            attached = (record,)
-        for item in attached:
-            if isinstance(item, ProbeRecord):
-                self.on_probe(item)
-            elif isinstance(item, GradientRecord):
-                self.on_gradients(item)
-            elif isinstance(item, SpectrumRecord):
-                self.on_spectrum(item)
-        self._dirty = True
+            items = (record,)
+        for item in items:
+            hook = _HOOKS.get(type(item))
+            if hook is not None:
+                getattr(self, hook)(item)
+                if _overrides(type(self), hook):
+                    self._dirty = True
 
     def refresh(self, force: bool = False) -> bool:
         """Redraw if new data arrived since the last redraw. Returns whether it drew."""

@@ -38,6 +38,7 @@ class HiddenPanel(Panel):
             self.options.addWidget(w)
         self.probe: ProbeRecord | None = None
         self.units: list[int] = [0]
+        self._legend_units: tuple[int, ...] = ()
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
         self.time_axis = LabelAxis("bottom")
@@ -134,7 +135,7 @@ class HiddenPanel(Panel):
         for i, (trace, cell_trace, row) in enumerate(zip(self.traces, self.cell_traces, self.rows, strict=True)):
             if i < len(self.units):
                 u = self.units[i]
-                trace.setData(t, h[:, u], name=f"unit {u}")
+                trace.setData(t, h[:, u])
                 trace.show()
                 row.setRegion((u - 0.5, u + 0.5))
                 row.show()
@@ -157,6 +158,9 @@ class HiddenPanel(Panel):
         self.note.setText("  ·  ".join(x for x in (f"step {p.step}", pad, mode, extra) if x))
 
     def _legend(self) -> None:
+        if tuple(self.units) == self._legend_units:  # legends are slow to rebuild: only on change
+            return
+        self._legend_units = tuple(self.units)
         legend = self.trace_plot.legend
         legend.clear()
         for trace, u in zip(self.traces, self.units, strict=False):

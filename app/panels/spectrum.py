@@ -48,10 +48,12 @@ class SpectrumPanel(Panel):
         for plot in (self.sv_plot, self.radius_plot):
             plot.getAxis("left").setWidth(56)
         self.record: SpectrumRecord | None = None
+        self._legend_names: tuple = ()
         self.radius = Series("step", *(f"l{i}" for i in range(MAX_LAYERS)))
 
     def clear(self) -> None:
         self.record = None
+        self._legend_names = ()
         self.radius.clear()
         for curve in self.radius_curves:  # colours follow the cell kind, which may change
             self.radius_plot.removeItem(curve)
@@ -102,22 +104,27 @@ class SpectrumPanel(Panel):
         series = self._series(r)
         while len(self.sv_curves) < len(series):
             self.sv_curves.append(self.sv_plot.plot(symbol="o", symbolSize=4))
-        legend = self.sv_plot.legend
-        legend.clear()
+        names = tuple((name, color) for name, _, color in series)
+        restyle = names != self._legend_names  # legends are slow to rebuild: only on change
+        if restyle:
+            self._legend_names = names
+            self.sv_plot.legend.clear()
         for i, curve in enumerate(self.sv_curves):
             if i < len(series):
                 name, values, color = series[i]
                 curve.setData(np.arange(1, len(values) + 1), values)
-                curve.setPen(pen(color, 1.8))
-                curve.setSymbolBrush(color)
-                curve.setSymbolPen(None)
+                if restyle:
+                    curve.setPen(pen(color, 1.8))
+                    curve.setSymbolBrush(color)
+                    curve.setSymbolPen(None)
+                    self.sv_plot.legend.addItem(curve, name)
                 curve.show()
-                legend.addItem(curve, name)
             else:
                 curve.hide()
         if r.bound is not None:
-            self.bound.setValue(r.bound)
-            self.bound.label.setFormat(f"1/γ = {r.bound:g}")
+            if self.bound.value() != r.bound:
+                self.bound.setValue(r.bound)
+                self.bound.label.setFormat(f"1/γ = {r.bound:g}")
             self.bound.show()
         else:
             self.bound.hide()

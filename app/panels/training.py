@@ -156,7 +156,9 @@ def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> 
     if value is None or not math.isfinite(value) or (log and value <= 0):
         line.hide()
         return
-    line.setValue(math.log10(value) if log else value)
-    if line.label is not None:
+    position = math.log10(value) if log else value
+    if line.value() != position:  # each move re-renders the label: only when it changed
+        line.setValue(position)
+    if line.label is not None and line.label.format != label:
         line.label.setFormat(label)
     line.show()

@@ -1,0 +1,115 @@
+"""Each panel on its own, fed real trainer records: what it draws, exports and shows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.panels import PANELS, panel_class, panel_names
+from app.panels.base import Panel
+
+MINE = ("training", "hidden", "gates", "gradients", "spectrum")
+
+
+def fed(qtbot, name, run, theme=None):
+    from app.theme import get_theme
+
+    info, records = run
+    panel = panel_class(name)(get_theme(theme or "light"))
+    qtbot.addWidget(panel)
+    panel.resize(800, 600)
+    panel.show()
+    panel.reset(info)
+    for record in records:
+        panel.update_record(record)
+    assert panel.refresh()
+    return panel
+
+
+def test_registry_names_classes_and_rejects_unknown_names():
+    assert set(MINE) <= set(panel_names())
+    assert all(issubclass(cls, Panel) and cls.name and cls.title for cls in PANELS)
+    assert len(set(panel_names())) == len(PANELS)
+    with pytest.raises(ValueError, match="unknown panel 'nope'; choose one of training"):
+        panel_class("nope")
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_every_panel_draws_exports_and_follows_the_cursor(qtbot, name, lstm_run):
+    panel = fed(qtbot, name, lstm_run)
+    data = panel.export_data()
+    assert data and all(isinstance(v, np.ndarray) for v in data.values())
+    panel.set_time_cursor(3)
+    assert all(line.value() == 3 for line in panel.cursors)
+    assert panel.plot_widgets()
+    assert not panel.refresh()  # nothing new: no redraw
+    panel.apply_theme(__import__("app.theme", fromlist=["DARK"]).DARK)
+    assert panel.refresh()
+
+
+def test_training_panel_marks_baseline_clipping_and_divergence(qtbot, lstm_run):
+    import dataclasses
+
+    info, records = lstm_run
+    info = dataclasses.replace(info, experiment=info.experiment.replace(clip=0.01))
+    steps = [r for r in records if hasattr(r, "loss")]
+    records = records[:-1] + [dataclasses.replace(steps[-1], clipped=True, step=steps[-1].step + 1),
+                              dataclasses.replace(steps[-1], diverged=True, loss=float("nan"),
+                                                  grad_norm=float("inf"), step=steps[-1].step + 2)]
+    panel = fed(qtbot, "training", (info, records))
+    assert panel.baseline.isVisible() and "0.167" in panel.baseline.label.format
+    assert panel.clip_line.isVisible() and "clip at 0.01" in panel.clip_line.label.format
+    assert len(panel.clip_marks.data) >= 1
+    assert sum(line.isVisible() for line in panel.divergence) == 2  # one in each plot
+    panel.log_loss.setChecked(False)
+    assert abs(panel.baseline.value() - 1 / 6) < 1e-9
+    assert "clipped" in panel.note.text()
+
+
+def test_hidden_panel_selects_units_and_shows_padding_leak(qtbot, gru_padding_run):
+    panel = fed(qtbot, "hidden", gru_padding_run)
+    probe = panel.probe
+    assert not probe.valid.all() and probe.unmasked_hidden is not None
+    assert panel.unmasked.isEnabled()
+    assert any(item.isVisible() for item in panel.shading[0]._items)
+    masked = panel.heatmap.image.image.copy()
+    panel.unmasked.setChecked(True)
+    assert not np.array_equal(masked, panel.heatmap.image.image)  # padding changed the state
+    panel.select_unit(2)
+    panel.select_unit(3, add=True)
+    assert panel.units == [2, 3]
+    assert [t.isVisible() for t in panel.traces[:3]] == [True, True, False]
+    assert panel.time_axis.labels == probe.labels
+
+
+def test_gates_panel_rows_follow_the_cell_kind(qtbot, lstm_run, gru_padding_run, rnn_run):
+    panel = fed(qtbot, "gates", lstm_run)
+    assert panel.gate_names == ("input", "forget", "cell", "output", "c")
+    data = panel.export_data()
+    assert data["forget_shut_fraction"].shape == (8,)
+    assert 0 <= data["forget_open_fraction"].min() and data["forget_open_fraction"].max() <= 1
+    info, records = gru_padding_run
+    panel.reset(info)
+    for r in records:
+        panel.update_record(r)
+    panel.refresh()
+    assert panel.gate_names == ("reset", "update", "new")
+    assert "z:" in panel.note.text()
+    info, records = rnn_run
+    panel.reset(info)
+    for r in records:
+        panel.update_record(r)
+    panel.refresh()
+    assert panel.gate_names == () and panel.placeholder.isVisible()
+
+
+def test_gradient_and_spectrum_panels_for_a_two_layer_truncated_rnn(qtbot, rnn_run):
+    grads = fed(qtbot, "gradients", rnn_run)
+    assert len(grads.curves) == 2
+    assert any(item.isVisible() for item in grads.chunks._items)  # tbptt=4 over T=12
+    assert grads.export_data()["history_log10_norm"].shape[0] == 12
+    assert "truncated every 4" in grads.note.text()
+    spectrum = fed(qtbot, "spectrum", rnn_run)
+    assert spectrum.bound.isVisible()  # 1/gamma for a tanh RNN
+    assert spectrum.layer.isVisible() and spectrum.layer.count() == 2
+    assert "regime" in spectrum.note.text()

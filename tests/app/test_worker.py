@@ -1,0 +1,161 @@
+"""The training worker on its real QThread: commands, instruments, failures, shutdown, stress."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from app.engine import make_trainer
+from app.worker import INSTRUMENTS, Failure, TrainingController
+from core.config import ConfigError
+from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from tests.app.conftest import tiny
+
+
+class Collector:
+    """Keeps everything a controller emits (on the GUI thread)."""
+
+    def __init__(self, controller: TrainingController):
+        self.built, self.records, self.states, self.failures = [], [], [], []
+        controller.built.connect(self.built.append)
+        controller.records_ready.connect(self.records.extend)
+        controller.state_changed.connect(self.states.append)
+        controller.failed.connect(self.failures.append)
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        return [r for r in self.records if isinstance(r, StepRecord)]
+
+
+@pytest.fixture
+def controller():
+    made = []
+
+    def make(factory=None):
+        c = TrainingController(factory)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        assert c.shutdown(timeout=5.0)
+
+
+def test_build_emits_run_info_and_a_snapshot_then_steps_on_request(qtbot, controller):
+    c = controller()
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: bool(got.built) and got.states[-1:] == ["idle"], timeout=60_000)
+    assert got.built[0].kind == "lstm" and got.built[0].step == 0
+    assert [type(r) for r in got.records] == [ProbeRecord, GradientRecord, SpectrumRecord]
+    c.step(3, instruments={"probe"})
+    qtbot.waitUntil(lambda: len(got.steps) == 3 and got.states[-1:] == ["paused"], timeout=30_000)
+    assert [r.step for r in got.steps] == [1, 2, 3]
+    assert [r.probe is not None for r in got.steps] == [False, False, True]
+    assert got.steps[-1].gradients is None and got.steps[-1].spectrum is None
+    assert got.failures == []
+
+
+def test_a_run_stops_at_the_step_budget(qtbot, controller):
+    c = controller()
+    got = Collector(c)
+    c.build(tiny(steps=5))
+    qtbot.waitUntil(lambda: bool(got.built), timeout=60_000)
+    c.run()
+    qtbot.waitUntil(lambda: got.states[-1:] == ["paused"], timeout=30_000)
+    assert got.steps[-1].step == 5 and "running" in got.states
+
+
+def test_a_refused_experiment_names_its_field(qtbot, controller):
+    def refuse(experiment):
+        raise ConfigError("hidden_size", "hidden_size must be an integer from 1 to 4096; got 0")
+
+    c = controller(refuse)
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: bool(got.failures), timeout=10_000)
+    assert got.failures[0] == Failure("hidden_size must be an integer from 1 to 4096; got 0", "hidden_size")
+    assert got.built == []
+
+
+def test_divergence_and_errors_pause_the_run(qtbot, controller):
+    calls = {"n": 0}
+
+    def faulty(experiment):
+        trainer = make_trainer(experiment)
+        real_step = trainer.step
+
+        def step(**attach):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                return dataclasses.replace(real_step(**attach), diverged=True)
+            if calls["n"] == 5:
+                raise RuntimeError("simulated failure")
+            return real_step(**attach)
+
+        trainer.step = step
+        return trainer
+
+    c = controller(faulty)
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: bool(got.built), timeout=60_000)
+    c.run()
+    qtbot.waitUntil(lambda: "diverged" in got.states, timeout=30_000)
+    assert len(got.steps) == 3 and got.steps[-1].diverged
+    c.run()
+    qtbot.waitUntil(lambda: bool(got.failures), timeout=30_000)
+    assert "RuntimeError" in got.failures[0].message and "simulated failure" in got.failures[0].message
+
+
+def test_shutdown_while_running_is_prompt(qtbot, controller):
+    c = controller()
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: bool(got.built), timeout=60_000)
+    c.run()
+    qtbot.waitUntil(lambda: len(got.steps) > 2, timeout=30_000)
+    start = time.perf_counter()
+    assert c.shutdown(timeout=2.0)
+    assert time.perf_counter() - start < 2.0
+    assert not c.thread.isRunning()
+
+
+def test_stress_every_panel_updated_2000_times_through_the_real_worker(qtbot, controller):
+    """Guards against binding crashes on cross-thread records and repeated setData
+    (PySide6 6.12.0's none_dealloc abort, PYSIDE-3124)."""
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    from app.panels import PANELS
+
+    host = QWidget()
+    qtbot.addWidget(host)
+    layout = QVBoxLayout(host)
+    panels = [cls() for cls in PANELS]
+    for p in panels:
+        layout.addWidget(p)
+    host.resize(640, 1200)
+    host.show()
+    updates = {"n": 0}
+
+    def on_records(records):
+        for record in records:
+            for p in panels:
+                p.update_record(record)
+                p.refresh()
+            updates["n"] += 1
+
+    c = controller()
+    c.built.connect(lambda info: [p.reset(info) for p in panels])
+    c.records_ready.connect(on_records)
+    c.worker.attach_always = frozenset(INSTRUMENTS)
+    c.build(tiny(hidden_size=4, seq_len=5, batch_size=2, task="padding", cell="gru", masking="on"))
+    qtbot.waitUntil(lambda: updates["n"] >= 3, timeout=60_000)
+    c.run()
+    qtbot.waitUntil(lambda: updates["n"] >= 2000, timeout=150_000)
+    assert c.shutdown()  # before the panels go: no record may arrive after them
+    mine = {"training", "hidden", "gates", "gradients", "spectrum"}
+    assert all(p.export_data() for p in panels if p.name in mine)
+    assert panels[0].series.column("step")[-1] >= 1990
