@@ -118,6 +118,8 @@ class MainWindow(QMainWindow):
         for name, dock in self.docks.items():
             if name not in placed and placed:
                 self.tabifyDockWidget(self.docks[placed[-1]], dock)
+        if placed:
+            self.docks[placed[-1]].raise_()  # the laid-out panel stays in front of panels tabbed onto it
         self.size_docks()
 
     def size_docks(self) -> None:
