@@ -151,3 +151,15 @@ def test_waits_for_the_probe_without_failing(qtbot, lstm_run):
     assert "waiting" in panel.note.text()
     assert panel.export_data() == {}
     panel.apply_theme(LIGHT)
+
+
+def test_in_the_window_the_new_panels_are_tabs_behind_the_gates_panel(qtbot, window):
+    gates, cell = window.panels["gates"], window.panels["cell"]
+    qtbot.waitUntil(lambda: cell.probe is not None, timeout=30_000)
+    assert gates in window.visible_panels() and cell not in window.visible_panels()
+    assert window.docks["cell"] in window.tabifiedDockWidgets(window.docks["gates"])
+    window.docks["cell"].raise_()
+    qtbot.waitUntil(lambda: cell in window.visible_panels(), timeout=5_000)
+    window.transport.scrubber.setValue(5)  # the window's scrubber moves the diagram's t
+    window.draw_frame()
+    assert cell.t == 5 and cell.diagram.nodes["h"].value == float(cell.probe.hidden[0][5, cell.unit.value()])
