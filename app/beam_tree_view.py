@@ -194,7 +194,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
                 score = f"{text}  {node.score / node.step ** lp:+.2f}".replace("-", "−")
                 wanted.append((pos[i, 0], pos[i, 1], score, QColor(self.theme.foreground), 2, (-0.16, 0.5)))
                 continue
-            if text == "eos" or self.scale < 0.6:
+            if text == "eos" or self.scale < 0.45:
                 continue  # the square says eos; too small a node to hold its token (hover names it)
             fill = brushes[i].color()
             ink = QColor(self.theme.muted) if node.status == "pruned" else ink_for(fill)
@@ -208,8 +208,10 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
             label.setZValue(10)
             self.plot.addItem(label, ignoreBounds=True)
             self.labels.append(label)
+        inner = max(FONT_POINTS * min(1.0, 1.15 * self.scale), 6.5)  # tokens shrink with their nodes
         for label, (x, y, text, color, size, anchor) in zip(self.labels, wanted, strict=False):
-            label.setFont(ui_font(FONT_POINTS + size, bold=size >= 0))
+            points = FONT_POINTS + size if anchor != (0.5, 0.5) else inner + min(size, 0)
+            label.setFont(ui_font(points, bold=size >= 0))
             label.setAnchor(anchor)
             label.setText(text, color=color)
             label.setPos(x, y)

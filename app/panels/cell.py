@@ -74,7 +74,7 @@ class CellPanel(Panel):
         self.bars_plot.scene().sigMouseClicked.connect(self._bar_clicked)
         self.probe: ProbeRecord | None = None
         self.kind = ""
-        self.vector_key = "h"
+        self.vector_key = ""  # what the side chart shows: the first gate until one is hovered
         self.values: dict[str, float] = {}
         self._animate = False
         self._unit_chosen = False
