@@ -100,7 +100,7 @@ def bench_training(kind: str = "lstm", hidden: int = 128, T: int = 100, batch: i
     times: dict[str, list[float]] = {name: [] for name in steps}
     since_probe, i = 0.0, 0
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times["loop"]) < 3:
+    while time.perf_counter() < deadline or i < 3:
         # Interleaved (and in alternating order), so load on the machine hits both alike.
         for name in ("plain", "instrumented") if i % 2 == 0 else ("instrumented", "plain"):
             times[name].append(timed(name))

@@ -7,11 +7,11 @@ from core.bench_training import bench_training
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_bench_reports_every_number(kind):
-    r = bench_training(kind, hidden=8, T=6, batch=2, input_size=3, seconds=0.3, probe_hz=1000.0)
+    r = bench_training(kind, hidden=8, T=6, batch=2, input_size=3, seconds=0.2, probe_hz=1000.0)
     for key in ("plain_s_per_step", "instrumented_s_per_step", "loop_s_per_step", "probe_s"):
         assert r[key] > 0
     assert r["ratio"] == pytest.approx(r["instrumented_s_per_step"] / r["plain_s_per_step"])
-    assert 0 < r["probes_per_step"] <= 1 and r["steps_timed"] >= 3
+    assert 0 < r["probes_per_step"] <= 1 and r["steps_timed"] >= 3 and r["loop_ratio"] > 0
 
 
 def test_bench_rejects_unknown_kinds():
