@@ -72,7 +72,9 @@ class SpectrumRecord:
                      candidate block for gated cells).
     bound:           1/gamma for tanh (1) or sigmoid (4) RNNs; None for gated cells.
     regime:          "vanishing" (sigma_max < bound: sufficient for vanishing gradients),
-                     "may explode" (sigma_max > bound: necessary for exploding), or "gated".
+                     "may explode" (sigma_max > bound: necessary for exploding), "marginal"
+                     (sigma_max = bound, e.g. orthogonal init), "gated" (lstm, gru) or
+                     "not applicable (relu)". core.bptt.REGIMES explains each in a sentence.
     """
 
     step: int

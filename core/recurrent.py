@@ -110,8 +110,9 @@ class _Instrumented:
     kind: str
 
     def _check_supported(self) -> None:
-        if self.bidirectional or self.batch_first or getattr(self, "proj_size", 0):
-            raise ValueError("only unidirectional, time-major layers without projection are supported")
+        if self.bidirectional or self.batch_first or getattr(self, "proj_size", 0) or self.dropout:
+            raise ValueError("only unidirectional, time-major layers without projection or dropout "
+                             "are supported")
 
     def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         """(weight_ih, weight_hh, bias_ih, bias_hh) of one layer, torch's names and shapes."""
@@ -241,8 +242,7 @@ class _Instrumented:
         if lengths is not None or mask is not None:
             return self.forward(x, state, lengths, mask=mask)[2]
         self._check_supported()
-        T, B = x.shape[0], x.shape[1]
-        h0, c0 = self._initial(state, B, x)
+        h0, c0 = self._initial(state, x.shape[1], x)
         inp, hidden, cells, gates = x, [], [], []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
