@@ -18,8 +18,15 @@ COMMAND_MODULES = ("app.cli", "app.export_cli", "core.cli", "core.cli_decode", "
 EXIT_USAGE = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), as every other refusal is."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python main.py",
         description="RNN Explorer: see how recurrent networks learn. Without a command, opens the app.",
     )
@@ -39,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument already reported in one line
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     from core.logs import setup_logging
 
     setup_logging(verbose=args.verbose)
