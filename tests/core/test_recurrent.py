@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from core.recurrent import GATES, make_recurrent
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-T, B, I, H = 7, 4, 5, 6
+T, B, I, H = 7, 4, 5, 6  # noqa: E741  (time, batch, input, hidden as in the docs)
 LENGTHS = torch.tensor([7, 3, 5, 1])
 
 
