@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 EXIT_DIVERGED = 3
@@ -67,6 +68,20 @@ def run_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def strict_json(data) -> str:
+    """JSON that any parser reads: a non-finite number (a diverged step's loss) becomes null."""
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), allow_nan=False)
+
+
 def _progress(step: int, total: int, loss: float) -> None:
     filled = int(30 * step / total)
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total}  loss {loss:.4g}")
@@ -106,8 +121,9 @@ def run_train(args: argparse.Namespace) -> int:
     for record in trainer.run(steps):
         last = record
         if args.json:
-            print(json.dumps({"step": record.step, "loss": record.loss, "grad_norm": record.grad_norm,
-                              "clipped": record.clipped, **record.metrics}), flush=True)
+            print(strict_json({"step": record.step, "loss": record.loss, "grad_norm": record.grad_norm,
+                               "clipped": record.clipped, "diverged": record.diverged, **record.metrics}),
+                  flush=True)
         elif record.step % every == 0 or record.diverged:
             _progress(min(record.step - first, steps), steps, record.loss)
     if not args.json:
@@ -134,7 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
         save_session(trainer, args.save)
         summary["saved"] = args.save
     if args.json:
-        print(json.dumps({"summary": summary}))
+        print(strict_json({"summary": summary}))
     else:
         print(f"{status}: {summary['steps']} steps, final loss {summary['final_loss']:.4g}"
               + (f" (baseline {summary['baseline']:.4g})" if summary["baseline"] is not None else ""))
