@@ -142,8 +142,12 @@ def run_train(args: argparse.Namespace) -> int:
     }
     if last.diverged:
         summary["diverged_at_step"] = trainer.step_count + 1
-        summary["message"] = ("loss or gradient became non-finite; the update was not applied. "
-                              "Lower the learning rate or enable clipping (--clip).")
+        summary["restored_step"] = last.restored_step
+        back = ("" if last.restored_step is None else
+                f" and the weights went back to those of step {last.restored_step}, the last with a sane loss")
+        summary["message"] = (f"loss or gradient became non-finite; the update was not applied{back}. "
+                              "Lower the learning rate or enable clipping (--clip); with --save, continue "
+                              "from there with --session.")
     if args.save:
         from .session import save_session
 

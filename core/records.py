@@ -99,6 +99,8 @@ class StepRecord:
     seconds:      wall time of the update.
     probe, gradients, spectrum: attached only when asked for (the GUI asks at most for
                   what the next frame shows).
+    restored_step: on a diverged step, the step whose state the model went back to
+                  (core.rollback), or None when there was none to go back to.
     """
 
     step: int
@@ -113,3 +115,4 @@ class StepRecord:
     probe: ProbeRecord | None = None
     gradients: GradientRecord | None = None
     spectrum: SpectrumRecord | None = None
+    restored_step: int | None = None

@@ -30,7 +30,8 @@ def available_memory() -> int:
 def estimate_memory(exp: Experiment, input_size: int = 64) -> dict[str, int]:
     """Rough upper estimate in bytes of what training ``exp`` holds at once.
 
-    weights: parameters, gradients and two optimizer moments (float32).
+    weights: parameters, gradients and two optimizer moments, and the last good state's copy
+        of parameters and moments (core.rollback), float32.
     activations: what BPTT keeps for backward over T steps (gates, states, inputs),
     doubled for the loop used by truncated or padded training.
     traces: the GUI's bounded history of probe traces.
@@ -40,7 +41,7 @@ def estimate_memory(exp: Experiment, input_size: int = 64) -> dict[str, int]:
     params = L * G * H * (max(input_size, H) + H + 2) + H * input_size
     per_step = exp.batch_size * L * H * (G + 3)
     return {
-        "weights": 4 * 4 * params,
+        "weights": 4 * 7 * params,
         "activations": 4 * 2 * T * per_step,
         "traces": 4 * TRACE_HISTORY * T * L * H * (G + 2),
     }

@@ -19,6 +19,7 @@ from .errors import UserError
 from .history import History
 from .records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from .resources import check_resources
+from .rollback import LastGood
 from .tasks import make_task
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
@@ -59,6 +60,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(experiment.seed)
         self.step_count = 0
         self.history = History()
+        self.last_good = LastGood()  # where a diverged step takes the model back to
         self._probe_batch = None
 
     @property
@@ -67,7 +69,13 @@ class Trainer:
 
     # ----------------------------------------------------------------- training
     def step(self, *, probe: bool = False, gradients: bool = False, spectrum: bool = False) -> StepRecord:
-        """One optimiser update on a fresh batch. A non-finite loss or gradient is not applied."""
+        """One optimiser update on a fresh batch.
+
+        A non-finite loss or gradient is not applied, and the model and optimizer go back to
+        the last good state (core.rollback: the weights of the last step with a sane loss),
+        from which training can continue with a lower learning rate or clipping; the step
+        count keeps counting, and ``record.restored_step`` says which step's state it is.
+        """
         from .bptt import clip_and_measure
 
         exp = self.experiment
@@ -84,14 +92,18 @@ class Trainer:
             before = after = float("nan")
             clipped, per_param = False, {}
         diverged = not (math.isfinite(loss_value) and math.isfinite(before))
+        restored = None
         if not diverged:
+            self.last_good.offer(self.model, self.optimizer, self.step_count, loss_value)
             self.optimizer.step()
             self.step_count += 1
+        else:
+            restored = self.last_good.restore(self.model, self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         record = StepRecord(
             step=self.step_count, loss=loss_value, grad_norm=before, grad_norm_clipped=after,
             clipped=clipped, diverged=diverged, metrics=metrics, param_grad_norms=per_param,
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - start, restored_step=restored,
         )
         self.history.append(record)
         if probe or gradients or spectrum:

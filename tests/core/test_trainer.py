@@ -39,17 +39,20 @@ def test_clipping_caps_the_norm():
     assert record.grad_norm_clipped == pytest.approx(1e-3, rel=1e-4)
 
 
-def test_non_finite_step_is_not_applied():
+def test_non_finite_step_is_not_applied_and_the_last_good_state_comes_back():
     trainer = Trainer(SMALL)
+    initial = [p.detach().clone() for p in trainer.model.parameters()]
     trainer.step()
     with torch.no_grad():
         trainer.model.readout.bias.fill_(float("inf"))
-    before = [p.detach().clone() for p in trainer.model.parameters()]
     record = trainer.step()
-    assert record.diverged and trainer.step_count == 1
-    for a, b in zip(before, trainer.model.parameters()):
-        assert torch.equal(a, b)
-    assert list(trainer.run(10))[-1].diverged  # run stops at the first divergence
+    assert record.diverged and trainer.step_count == 1 and record.restored_step == 0
+    for a, b in zip(initial, trainer.model.parameters()):
+        assert torch.equal(a, b)  # the weights whose loss was last finite (before step 1)
+    with torch.no_grad():
+        trainer.model.readout.bias.fill_(float("inf"))
+    records = list(trainer.run(10))
+    assert len(records) == 1 and records[0].diverged  # run stops at the first divergence
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
