@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QWidget
 
 from app import engine
 from app.experiment_form import ExperimentForm
@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.rate = RateMeter()
         self.schedule = InstrumentSchedule()
         self._painted = False
+        self.error_box: QMessageBox | None = None  # the last unexpected error shown
 
         self.transport = TransportBar(self)
         self.addToolBar(Qt.TopToolBarArea, self.transport)
@@ -240,6 +241,8 @@ class MainWindow(QMainWindow):
             self.controller = None
         for dialog in self._dialogs.values():
             dialog.close()
+        if self.error_box is not None:
+            self.error_box.close()
 
     # -- commands ---------------------------------------------------------------------------------
     def apply_experiment(self, experiment: Any) -> None:
@@ -306,6 +309,26 @@ class MainWindow(QMainWindow):
         self.form.flag(failure.field, failure.message)
         self.status.showMessage(failure.message, 15000)
         self.status.set_state(self.state)
+        if failure.details:  # a bug, not bad input: say so, with what a report of it needs
+            self.show_error(failure)
+
+    def show_error(self, failure: Failure) -> QMessageBox:
+        """A non-modal box (nothing waits for it) with the message and, under Details, the traceback."""
+        from core.logs import LOG_FILE, data_dir
+
+        if self.error_box is not None:
+            self.error_box.close()
+            self.error_box.deleteLater()
+        box = QMessageBox(QMessageBox.Warning, "Something went wrong",
+                          f"{failure.message}\n\nRNN Explorer keeps the model: you can go on training, "
+                          f"change the experiment or save the session. The details are also in the log file, "
+                          f"{data_dir() / LOG_FILE}.", QMessageBox.Ok, self)
+        box.setObjectName("error-box")
+        box.setDetailedText(failure.details or "")
+        box.setModal(False)
+        box.show()
+        self.error_box = box
+        return box
 
     # -- drawing ------------------------------------------------------------------------------------------
     def visible_panels(self) -> list[Panel]:

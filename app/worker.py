@@ -21,6 +21,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,12 @@ SWITCH_INTERVAL = 0.0005
 
 @dataclass(frozen=True)
 class Failure:
-    """A message for the user; ``field`` names the experiment field at fault, if any."""
+    """A message for the user; ``field`` names the experiment field at fault, if any;
+    ``details``, for an unexpected error (a bug, not bad input), is its traceback."""
 
     message: str
     field: str | None = None
+    details: str | None = None
 
 
 @dataclass(frozen=True)
@@ -264,12 +267,14 @@ class TrainingWorker(QObject):
     def _report(self, err: Exception, doing: str) -> None:
         from core.errors import UserError
 
+        details = None
         if not isinstance(err, (UserError, ValueError)):
             log.exception("worker failed while %s", doing)
             message = f"{type(err).__name__} while {doing}: {err}"
+            details = "".join(traceback.format_exception(err))
         else:
             message = str(err)
-        self.failed.emit(Failure(message, getattr(err, "field", None)))
+        self.failed.emit(Failure(message, getattr(err, "field", None), details))
 
 
 class TrainingController(QObject):
