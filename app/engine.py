@@ -71,6 +71,26 @@ def run_info(trainer: Any) -> RunInfo:
     )
 
 
+# Fields a built trainer changes in place (Trainer.set_learning_rate / set_clip): applying
+# only these continues the run with the same weights instead of rebuilding it.
+LIVE_FIELDS = frozenset({"lr", "clip"})
+
+
+def live_changes(running: Experiment, wanted: Experiment) -> dict[str, Any] | None:
+    """The LIVE_FIELDS that differ, or None when ``wanted`` differs in any other field."""
+    changed = {k: v for k, v in wanted.to_dict().items() if v != getattr(running, k)}
+    return changed if set(changed) <= LIVE_FIELDS else None
+
+
+def retune(trainer: Any, changes: dict[str, Any]) -> RunInfo:
+    """Apply live ``changes`` (lr, clip) to ``trainer``; run in the thread that trains it."""
+    if "lr" in changes:
+        trainer.set_learning_rate(changes["lr"])
+    if "clip" in changes:
+        trainer.set_clip(changes["clip"])
+    return run_info(trainer)
+
+
 def make_trainer(experiment: Experiment) -> Any:
     """Build a core.trainer.Trainer (imports torch on first use)."""
     from core.trainer import Trainer

@@ -4,7 +4,8 @@ Fields are built from the spec table (label, help, range or choices), never hand
 so a new experiment field appears here on its own. Input is validated as it is typed with
 the same functions ``Experiment`` uses; an invalid field gets a red border and its message
 (with the allowed range) under it, and Apply stays disabled. Nothing reaches the trainer
-until Apply (or a preset choice), which emits a complete, valid ``Experiment``.
+until Apply (or a preset choice), which emits a complete, valid ``Experiment``: ``applied``
+to build it, or ``retuned`` when only a learning rate or clip norm changed (the run goes on).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine import grouped_presets
+from app.engine import LIVE_FIELDS, grouped_presets
 from app.theme import LIGHT, Theme
 from core.config import FIELDS, SEQ2SEQ_TASKS, ConfigError, Experiment, coerce, validate_field
 
@@ -95,7 +96,8 @@ class Field:
 class ExperimentForm(QWidget):
     """Preset picker + fields + Apply. Emits ``applied(Experiment)`` with valid input only."""
 
-    applied = Signal(object)  # Experiment
+    applied = Signal(object)  # Experiment: build it (training restarts at step 0)
+    retuned = Signal(object)  # Experiment differing only in LIVE_FIELDS: the run goes on with it
     preset_chosen = Signal(object)  # Preset
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
@@ -133,7 +135,8 @@ class ExperimentForm(QWidget):
         self.apply_button = QPushButton("Apply")
         self.apply_button.setObjectName("apply")
         self.apply_button.setDefault(True)
-        self.apply_button.setToolTip("Rebuild the model with these settings (training restarts at step 0)")
+        self.apply_button.setToolTip("Rebuild the model with these settings (training restarts at step 0); "
+                                     "a new learning rate or clip norm alone continues the run with its weights")
         self.apply_button.clicked.connect(self.apply)
         buttons.addStretch(1)
         buttons.addWidget(self.revert_button)
@@ -288,7 +291,10 @@ class ExperimentForm(QWidget):
             self.flag(err.field, str(err))
             return False
         self.set_experiment(experiment)
-        self.applied.emit(experiment)
+        if changes and set(changes) <= LIVE_FIELDS:
+            self.retuned.emit(experiment)  # e.g. after a divergence: continue, lose nothing
+        else:
+            self.applied.emit(experiment)
         return True
 
     def set_theme(self, theme: Theme) -> None:

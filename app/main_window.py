@@ -11,6 +11,7 @@ appears before the engine is loaded.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -25,7 +26,7 @@ from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
 from app.schedule import InstrumentSchedule
 from app.series import RateMeter
 from app.sessions import SessionManager
-from app.status import StatusBar
+from app.status import DIVERGED, StatusBar
 from app.theme import Theme, apply_theme, get_theme
 from app.transport import TransportBar
 from app.worker import Failure, TrainingController
@@ -33,6 +34,7 @@ from core.records import ProbeRecord, StepRecord
 
 log = logging.getLogger("rnn_explorer.app")
 FRAME_MS = 33  # redraw at most ~30 times a second
+RETUNE_TAG = "retune"  # marks the window's own job among the worker's job results
 
 
 class MainWindow(QMainWindow):
@@ -85,6 +87,7 @@ class MainWindow(QMainWindow):
         self.transport.time_changed.connect(self.set_time_cursor)
         self.transport.speed_changed.connect(lambda v: self.controller and self.controller.set_speed(v))
         self.form.applied.connect(self.apply_experiment)
+        self.form.retuned.connect(self.retune)
         self.form.preset_chosen.connect(lambda p: setattr(self, "preset_name", p.name))
         self.frame_timer = QTimer(self)
         self.frame_timer.setInterval(FRAME_MS)
@@ -208,6 +211,7 @@ class MainWindow(QMainWindow):
         self.controller.records_ready.connect(self._on_records)
         self.controller.state_changed.connect(self._on_state)
         self.controller.failed.connect(self._on_failed)
+        self.controller.job_done.connect(self._on_job_done)
         self.controller.set_speed(float(self.transport.speed.currentData()))
         for panel in self.panels.values():  # panels that ask the engine directly (decoding)
             if hasattr(panel, "connect_engine"):
@@ -254,6 +258,16 @@ class MainWindow(QMainWindow):
 
     def reset(self) -> None:
         self.apply_experiment(self.form.experiment)
+
+    def retune(self, experiment: Any) -> None:
+        """Go on training with a new learning rate or clip norm, same weights (e.g. after a
+        divergence); if anything else differs from the run, or there is none, build instead."""
+        info = self.run_info
+        changes = None if info is None else engine.live_changes(info.experiment, experiment)
+        if changes is None or self.controller is None:
+            self.apply_experiment(experiment)
+            return
+        self.controller.call(partial(engine.retune, changes=changes), tag=RETUNE_TAG)
 
     def step(self, count: int = 1) -> None:
         if self.controller is not None:
@@ -304,6 +318,25 @@ class MainWindow(QMainWindow):
         self.state = state
         self.status.set_state(state)
         self.transport.set_running(state == "running")
+        if state == "diverged" and self.last_step is not None:
+            self.status.show_divergence(self.last_step)
+        elif state == "running" and self.status.currentMessage().startswith(DIVERGED):
+            self.status.clearMessage()
+
+    def _on_job_done(self, result: Any) -> None:
+        if result.tag != RETUNE_TAG or self.controller is None:
+            return  # a panel's or the sessions' job
+        if result.failure is not None:
+            self._on_failed(result.failure)
+            return
+        info = self.run_info = result.value
+        for panel in self.panels.values():
+            panel.run = info  # the same run with new settings (e.g. the clip line): its data stays
+            panel.refresh(force=True)
+        self.status.set_run(info)
+        e = info.experiment
+        self.status.showMessage(f"Learning rate {e.lr:g}, clip norm {e.clip:g}: training goes on from step "
+                                f"{info.step:,} with the same weights (Reset starts over).", 10000)
 
     def _on_failed(self, failure: Failure) -> None:
         self.form.flag(failure.field, failure.message)

@@ -8,6 +8,9 @@ from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from app.engine import RunInfo
 from app.theme import CELL_COLORS, LIGHT, OKABE_ITO, Theme
+from core.records import StepRecord
+
+DIVERGED = "Diverged after step"  # how the divergence message starts
 
 STATE_COLORS = {"idle": OKABE_ITO["grey"], "running": OKABE_ITO["green"], "paused": OKABE_ITO["orange"],
                 "diverged": OKABE_ITO["vermillion"], "starting": OKABE_ITO["grey"]}
@@ -48,7 +51,22 @@ class StatusBar(QStatusBar):
                                  f"{run.param_count:,} parameters · {run.task_title}")
         self.device_label.setText(f"device {run.device}")
 
+    def show_divergence(self, record: StepRecord) -> None:
+        """Say what a diverged step did and how to go on (kept until another message)."""
+        self.showMessage(divergence_message(record))
+
     def set_progress(self, step: int, loss: float, rate: float) -> None:
         self.step_label.setText(f"step {step:,}")
         self.loss_label.setText("loss –" if not math.isfinite(loss) else f"loss {loss:.4g}")
         self.rate_label.setText(f"{rate:,.0f} steps/s" if rate >= 1 else f"{rate:.2f} steps/s" if rate else "– steps/s")
+
+
+def divergence_message(record: StepRecord) -> str:
+    """What happened at a diverged step (see core.rollback) and what the user can do."""
+    what = f"{DIVERGED} {record.step:,}: the loss or gradient became infinite or NaN, so the update was not applied"
+    if record.restored_step is None:
+        return (f"{what}, and even the first weights fail. Change the experiment (e.g. a smaller spectral radius, "
+                "learning rate or sequence length) and Apply.")
+    return (f"{what} and the weights went back to those of step {record.restored_step:,}, the last with a sane "
+            "loss. Lower the learning rate or set a clip norm in the Experiment dock and Apply to continue from "
+            "there, or Reset to start over.")
