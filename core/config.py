@@ -38,7 +38,12 @@ class Spec:
     def describe(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(self.choices)
-        return f"from {self.lo:g} to {self.hi:g}"
+        return f"from {_bound(self.lo)} to {_bound(self.hi)}"
+
+
+def _bound(x: float) -> str:
+    """A range end as typed: 1000000 and 2147483647 in full (not 1e+06), 1e-06 short."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 TASKS = ("adding", "copy", "sine", "parity", "charlm", "padding", "reverse", "sort", "dates")
