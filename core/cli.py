@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+from pathlib import Path
 
 EXIT_DIVERGED = 3
 
@@ -111,7 +113,23 @@ def load_trainer(args: argparse.Namespace):
     return Trainer(exp), exp.steps
 
 
+def check_save_path(path: str | None) -> None:
+    """Refuse a --save path that cannot be written, before any training time is spent on it."""
+    from .errors import UserError
+
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"--save {path}: that is a folder; give a file name, e.g. {target / 'session.rnnx'}")
+    if not target.parent.is_dir():
+        raise UserError(f"--save {path}: the folder {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK):
+        raise UserError(f"--save {path}: the folder {target.parent} is not writable")
+
+
 def run_train(args: argparse.Namespace) -> int:
+    check_save_path(args.save)
     trainer, steps = load_trainer(args)
     if steps < 1:
         raise ValueError(f"--steps must be >= 1; got {steps}")
