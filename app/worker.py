@@ -17,7 +17,9 @@ queued signals, and on ``shutdown`` stops the worker, quits the thread and waits
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import sys
 import threading
 import time
@@ -35,7 +37,9 @@ log = logging.getLogger("rnn_explorer.app")
 
 INSTRUMENTS = ("probe", "gradients", "spectrum")
 TICK_SECONDS = 1 / 30  # at full speed, emit at most this often (the GUI redraws at ~30 Hz)
-MAX_UNDELIVERED = 2  # record lists in flight to the GUI before training waits for it
+# Most of the wall time an instrument may take while training runs (see _attachments).
+INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03}
+MAX_UNDELIVERED = 2  # record lists in flight to the GUI; later records wait in one list
 # While the worker runs Python code, a GUI thread waiting for the GIL gets it after the
 # interpreter's switch interval (5 ms by default) on each of its many short Qt calls;
 # 0.5 ms keeps redraws smooth during training (measured: ~2x more panel updates per second).
@@ -72,6 +76,21 @@ class JobResult:
     failure: Failure | None = None
 
 
+def leave_a_core_for_the_gui() -> None:
+    """Let torch use every core but one, so the GUI thread can always draw.
+
+    torch's intra-op pool defaults to every core; with the GUI busy on one of them, the
+    pool's threads wait on each other and a training step gets slower, not faster
+    (measured on 2 cores: 1 thread ~8 ms/step, 2 threads 68-400 ms/step for adding-lstm
+    while drawing). Called in the worker thread, where torch is first imported.
+    """
+    import torch
+
+    cores = max((os.cpu_count() or 2) - 1, 1)
+    if torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
+
+
 class TrainingWorker(QObject):
     """Steps a trainer in its own thread. Slots run in that thread; ``request`` and
     ``stop_now`` are thread-safe and may be called from any thread."""
@@ -93,7 +112,10 @@ class TrainingWorker(QObject):
         self._pending = 0
         self._interval_ms = 0  # 0 = as fast as possible
         self._budget = 0  # the experiment's step budget: a run pauses when it gets there
+        self._cost = dict.fromkeys(INSTRUMENTS, 0.0)  # seconds each instrument took last time
+        self._done = dict.fromkeys(INSTRUMENTS, float("-inf"))  # when it last finished
         self._undelivered = 0  # record lists emitted but not yet taken by the GUI thread
+        self._outbox: list[Any] = []  # records kept back while the GUI is behind
         self._lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -109,25 +131,41 @@ class TrainingWorker(QObject):
         """Leave the current tick after the step in progress."""
         self._stop.set()
 
-    def delivered(self) -> None:
-        """The GUI thread took one list of records (``TrainingController`` calls this)."""
+    def delivered(self) -> list[Any]:
+        """The GUI thread took one list of records (``TrainingController`` calls this).
+
+        Returns the records kept back while the GUI was behind, once no other list is in
+        flight (so they arrive in order); the caller delivers them, counted as one list.
+        """
         with self._lock:
             self._undelivered = max(self._undelivered - 1, 0)
+            if self._undelivered or not self._outbox:
+                return []
+            kept, self._outbox = self._outbox, []
+            self._undelivered = 1
+            return kept
 
     def _emit_records(self, records: list[Any]) -> None:
+        """Send ``records`` now, or keep them for later when the GUI is behind.
+
+        At most MAX_UNDELIVERED lists are in flight: a GUI busy drawing never has a queue
+        of lists piling up, and training never waits for the GUI either.
+        """
         with self._lock:
+            self._outbox.extend(records)
+            if self._undelivered >= MAX_UNDELIVERED:
+                return
+            records, self._outbox = self._outbox, []
             self._undelivered += 1
         self.records_ready.emit(records)
-
-    def _gui_behind(self) -> bool:
-        with self._lock:
-            return self._undelivered >= MAX_UNDELIVERED
 
     # -- slots (worker thread) ---------------------------------------------------------------
     @Slot(object)
     def build(self, experiment: Any) -> None:
         """Replace the trainer with one for ``experiment``; keep the old one if that fails."""
         self._halt()
+        self._stop.clear()  # a stop asked for before this command is spent
+        leave_a_core_for_the_gui()
         try:
             trainer = self._make_trainer(experiment)
         except Exception as err:  # shown to the user at the boundary, never swallowed
@@ -137,8 +175,10 @@ class TrainingWorker(QObject):
         self._budget = int(getattr(trainer.experiment, "steps", 0))
         for event in self._wanted.values():
             event.clear()
+        self._cost = dict.fromkeys(INSTRUMENTS, 0.0)
+        self._done = dict.fromkeys(INSTRUMENTS, float("-inf"))
         self.built.emit(run_info(trainer))
-        self._emit_records(self._snapshot())
+        self._snapshot()
         self._set_state("idle")
 
     @Slot(int)
@@ -208,16 +248,13 @@ class TrainingWorker(QObject):
         self._timer.start(interval_ms)
 
     def _tick(self) -> None:
-        if self._gui_behind():  # back-pressure: never queue up more than the GUI can draw
-            self._timer.start(2)
-            return
         records: list[Any] = []
         deadline = time.perf_counter() + TICK_SECONDS
         paced = self._interval_ms > 0 and not self._pending
         diverged = failed = False
         try:
             while not self._stop.is_set() and (self._running or self._pending):
-                record = self._trainer.step(**self._attachments())
+                record = self._instrumented_step()
                 records.append(record)
                 self._pending = max(self._pending - 1, 0)
                 if record.diverged:
@@ -246,20 +283,57 @@ class TrainingWorker(QObject):
         elif records or failed:
             self._set_state("paused")
 
-    def _attachments(self) -> dict[str, bool]:
-        """Which instruments the coming step carries; consumes the requests it serves."""
-        if self._pending > 1 and not self._running:
-            return dict.fromkeys(INSTRUMENTS, False)  # only the last of a batch is shown
-        wanted = {}
-        for name, event in self._wanted.items():
-            wanted[name] = event.is_set() or name in self.attach_always
-            event.clear()
-        return wanted
+    def _attachments(self) -> list[str]:
+        """Which instruments the coming step carries; consumes the requests it serves.
 
-    def _snapshot(self) -> list[Any]:
-        trainer = self._trainer
-        records = [trainer.probe(), trainer.gradients(), trainer.spectrum()]
-        return [r for r in records if r is not None]
+        While running, each instrument keeps to its share of wall time (INSTRUMENT_SHARE,
+        from its last measured cost): gradients through time on a big model can cost more
+        than many training steps, and showing them must not stall training. A request
+        that must wait stays pending. A manual Step gets everything asked for.
+        """
+        if self._pending > 1 and not self._running:
+            return []  # only the last of a batch is shown
+        now = time.perf_counter()
+        chosen = []
+        for name in INSTRUMENTS:
+            forced = name in self.attach_always
+            if not (self._wanted[name].is_set() or forced):
+                continue
+            rest = self._cost[name] * (1.0 / INSTRUMENT_SHARE[name] - 1.0)
+            if self._running and not forced and now - self._done[name] < rest:
+                continue
+            self._wanted[name].clear()
+            chosen.append(name)
+        return chosen
+
+    def _instrumented_step(self) -> Any:
+        """One training step, then the chosen instruments, each timed for its budget."""
+        chosen = self._attachments()
+        record = self._trainer.step()
+        extras = {}
+        for name in chosen:
+            if self._stop.is_set():
+                break
+            extras[name] = self._measure(name)
+        return dataclasses.replace(record, **extras) if extras else record
+
+    def _measure(self, name: str) -> Any:
+        """``trainer.probe()`` / ``gradients()`` / ``spectrum()``, remembering its cost."""
+        start = time.perf_counter()
+        value = getattr(self._trainer, name)()
+        self._done[name] = time.perf_counter()
+        self._cost[name] = self._done[name] - start
+        return value
+
+    def _snapshot(self) -> None:
+        """The new model's state before any step: cheap instruments first, so the panels
+        fill at once; gradients through time (the costly one) in a second list."""
+        first = [self._measure("probe"), self._measure("spectrum")]
+        self._emit_records([r for r in first if r is not None])
+        if not self._stop.is_set():
+            gradients = self._measure("gradients")
+            if gradients is not None:
+                self._emit_records([gradients])
 
     def _set_state(self, state: str) -> None:
         self.state_changed.emit(state)
@@ -329,10 +403,12 @@ class TrainingController(QObject):
 
     @Slot(object)
     def _relay_records(self, records: list[Any]) -> None:
-        self.worker.delivered()
+        kept = self.worker.delivered()
         if self._closed:  # queued before the shutdown: nobody may get records after it
             return
         self.records_ready.emit(records)
+        if kept:  # what the worker kept back while we were busy, after the event loop turns
+            QTimer.singleShot(0, self, lambda: self._relay_records(kept))
 
     @Slot(str)
     def _relay_state(self, state: str) -> None:

@@ -116,6 +116,10 @@ class Panel(QWidget):
         self.redraw()
         return True
 
+    def invalidate(self) -> None:
+        """Redraw at the next ``refresh`` even if no new record arrived."""
+        self._dirty = True
+
     def set_time_cursor(self, t: int) -> None:
         """Move this panel's time cursors to time step ``t`` of the probe."""
         self.time_cursor = int(t)
@@ -173,6 +177,9 @@ class Panel(QWidget):
     # -- helpers for subclasses -------------------------------------------------------------------
     def add_view(self, view: pg.GraphicsView, stretch: int = 1) -> pg.GraphicsView:
         view.setBackground(self.theme.surface)
+        # Antialias the curves only (each curve sets it for itself): for images, axes, bars
+        # and shading it buys nothing visible and costs ~25% of a frame in software raster.
+        view.setAntialiasing(False)
         self.layout().addWidget(view, stretch)
         self._views.append(view)
         return view

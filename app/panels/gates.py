@@ -102,9 +102,9 @@ class GatesPanel(Panel):
         self.view = self.add_view(pg.GraphicsLayoutWidget())
         self.probe: ProbeRecord | None = None
         self.rows: list[_Row] = []
-        self.kind = ""
+        self.kind: str | None = None
         self.placeholder = None
-        self._build_rows("lstm")
+        self._build_rows("")  # rows come with the first run: its cell kind decides them
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -119,7 +119,7 @@ class GatesPanel(Panel):
         self.remove_heatmaps()
         self.remove_cursors()
         self.rows = []
-        gates = list(GATES[kind]) + (["c"] if kind == "lstm" else [])
+        gates = list(GATES.get(kind, ())) + (["c"] if kind == "lstm" else [])
         for i, gate in enumerate(gates):
             self.rows.append(_Row(self, gate, i, last=i == len(gates) - 1,
                                   bars_axis=i == len(GATES[kind]) - 1))
@@ -137,13 +137,15 @@ class GatesPanel(Panel):
             plot.hideAxis("left")
             plot.hideAxis("bottom")
             self.placeholder = message(plot, self.theme)
-            self.placeholder.setText("A plain RNN has no gates:\nh_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)")
+            self.placeholder.setText(
+                "A plain RNN has no gates:\nh_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)" if kind == "rnn"
+                else "The gates appear when the model is built.")
             self.placeholder.show()
         self.legend.setVisible(bool(self.rows))
 
     def clear(self) -> None:
         self.probe = None
-        kind = self.run.kind if self.run else "lstm"
+        kind = self.run.kind if self.run else ""
         self._build_rows(kind)
         layers = self.run.num_layers if self.run else 1
         self.layer.blockSignals(True)

@@ -55,6 +55,7 @@ class GradientsPanel(Panel):
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         self.record: GradientRecord | None = None
+        self._T = 0
         self.snapshots = Snapshots(limit=400)
 
     def clear(self) -> None:
@@ -102,7 +103,9 @@ class GradientsPanel(Panel):
         if image.size:
             self.history.set(image.T, levels=log_levels(image))
             self.step_axis.set_steps(self.snapshots.steps())
-        self.norm_plot.setXRange(-0.5, T - 0.5, padding=0)
+        if self._T != T:
+            self._T = T
+            self.norm_plot.setXRange(-0.5, T - 0.5, padding=0)
         parts = [f"step {r.step}", f"per-step factor: measured {r.factor:.3g} (dashed)"]
         if r.predicted is not None:
             parts.append(f"predicted from the spectrum {r.predicted:.3g} (dotted)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGraphicsItem
 
 from app.analysis import tick_stride
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
@@ -30,6 +31,9 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         axis.setTickFont(font)
         axis.label.setFont(font)
         axis.enableAutoSIPrefix(False)  # "(x0.001)" on a log axis reads as an error
+        # Drawing tick labels is most of a frame's cost; an axis changes far less often than
+        # the data, so keep it as a pixmap until its range (and so its picture) changes.
+        axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
     if plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=theme.foreground, size=f"{FONT_POINTS + 1}pt")
     plot.showGrid(x=True, y=True, alpha=0.15)
@@ -49,8 +53,10 @@ def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None,
         axes["bottom"] = bottom_axis
     if left_axis is not None:
         axes["left"] = left_axis
-    plot = layout.addPlot(row=row, col=col, title=title or None, axisItems=axes or None, **kwargs)
-    plot.setMenuEnabled(False)
+    # enableMenu=False also skips building pyqtgraph's context menus (a third of the time
+    # it takes to create a plot, and the window's start-up is made of ~30 plots).
+    plot = layout.addPlot(row=row, col=col, title=title or None, axisItems=axes or None,
+                          enableMenu=False, **kwargs)
     plot.hideButtons()
     if x:
         plot.setLabel("bottom", x)
@@ -71,7 +77,10 @@ class LabelAxis(pg.AxisItem):
         self.labels: tuple[str, ...] = ()
 
     def set_labels(self, labels: tuple[str, ...]) -> None:
-        self.labels = tuple(labels)
+        labels = tuple(labels)
+        if labels == self.labels:
+            return  # redrawing tick text is the costliest part of an axis
+        self.labels = labels
         self.picture = None
         self.update()
 
@@ -112,6 +121,8 @@ class StepAxis(pg.AxisItem):
         self.steps = np.zeros(0, dtype=np.int64)
 
     def set_steps(self, steps: np.ndarray) -> None:
+        if np.array_equal(steps, self.steps):
+            return
         self.steps = steps
         self.picture = None
         self.update()

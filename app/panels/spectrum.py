@@ -21,6 +21,7 @@ from app.theme import SERIES, Theme, cell_color
 from core.records import SpectrumRecord
 
 MAX_LAYERS = 8
+MAX_DOTS = 64
 
 
 class SpectrumPanel(Panel):
@@ -103,7 +104,7 @@ class SpectrumPanel(Panel):
             return
         series = self._series(r)
         while len(self.sv_curves) < len(series):
-            self.sv_curves.append(self.sv_plot.plot(symbol="o", symbolSize=4))
+            self.sv_curves.append(self.sv_plot.plot())
         names = tuple((name, color) for name, _, color in series)
         restyle = names != self._legend_names  # legends are slow to rebuild: only on change
         if restyle:
@@ -115,6 +116,9 @@ class SpectrumPanel(Panel):
                 curve.setData(np.arange(1, len(values) + 1), values)
                 if restyle:
                     curve.setPen(pen(color, 1.8))
+                    # dots help read a few values; hundreds are a line (and slow to draw)
+                    curve.setSymbol("o" if len(values) <= MAX_DOTS else None)
+                    curve.setSymbolSize(4)
                     curve.setSymbolBrush(color)
                     curve.setSymbolPen(None)
                     self.sv_plot.legend.addItem(curve, name)

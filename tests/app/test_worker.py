@@ -49,7 +49,7 @@ def test_build_emits_run_info_and_a_snapshot_then_steps_on_request(qtbot, contro
     c.build(tiny())
     qtbot.waitUntil(lambda: bool(got.built) and got.states[-1:] == ["idle"], timeout=60_000)
     assert got.built[0].kind == "lstm" and got.built[0].step == 0
-    assert [type(r) for r in got.records] == [ProbeRecord, GradientRecord, SpectrumRecord]
+    assert [type(r) for r in got.records] == [ProbeRecord, SpectrumRecord, GradientRecord]
     c.step(3, instruments={"probe"})
     qtbot.waitUntil(lambda: len(got.steps) == 3 and got.states[-1:] == ["paused"], timeout=30_000)
     assert [r.step for r in got.steps] == [1, 2, 3]
