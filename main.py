@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="RNN Explorer: see how recurrent networks learn. Without a command, opens the app.",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log details to stderr")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads for headless commands (default 1, or $RNN_EXPLORER_THREADS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args([*argv, "gui"])
     try:
+        if args.command != "gui":  # the app sets its own threads, after the window shows
+            from core.runtime import configure_threads
+
+            configure_threads(args.threads)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
