@@ -18,6 +18,15 @@ QT_LOG_IGNORE = (r"This plugin does not support propagateSizeHints\(\)",
                  r"This plugin does not support raise\(\)")
 
 
+def pytest_configure(config):
+    """One torch thread, as the headless commands use (core.runtime): on a busy 2-core
+    machine two OpenMP threads waiting on each other make training 10x slower, and the
+    slow tests' budgets were measured with one."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path_factory, monkeypatch):
     """Logs and autosaves go to a temporary directory, never the user's."""
