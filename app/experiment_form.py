@@ -157,7 +157,15 @@ class ExperimentForm(QWidget):
         self.description.setObjectName("preset-description")
         self.description.setTextInteractionFlags(Qt.TextSelectableByMouse)
         layout.addWidget(self.preset_combo)
-        layout.addWidget(self.description)
+        # A long story scrolls within 7 lines, so the fields stay in view.
+        story = QScrollArea()
+        story.setObjectName("preset-story")
+        story.setWidgetResizable(True)
+        story.setFrameShape(QScrollArea.NoFrame)
+        story.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        story.setWidget(self.description)
+        story.setFixedHeight(self.description.fontMetrics().lineSpacing() * 7 + 6)
+        layout.addWidget(story)
         return box
 
     def _section(self, title: str, names: tuple[str, ...]) -> QWidget:

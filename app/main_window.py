@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.error_box: QMessageBox | None = None  # the last unexpected error shown
 
         self.transport = TransportBar(self)
+        self.transport.set_theme(self.theme)
         self.addToolBar(Qt.TopToolBarArea, self.transport)
         self.addActions(self.transport.time_actions)
         self.form = ExperimentForm(self.theme)
@@ -292,6 +293,7 @@ class MainWindow(QMainWindow):
             panel.apply_theme(self.theme)
             panel.refresh()
         self.form.set_theme(self.theme)
+        self.transport.set_theme(self.theme)
         self.theme_actions[name].setChecked(True)
 
     # -- data from the worker ------------------------------------------------------------------------

@@ -168,15 +168,18 @@ def apply_theme(theme: Theme, app: QApplication | None = None) -> None:
 
 def qt_palette(theme: Theme) -> QPalette:
     """A QPalette for the Fusion style matching ``theme``."""
-    p = QPalette()
     fg, bg, surface = QColor(theme.foreground), QColor(theme.background), QColor(theme.surface)
+    # Controls a shade off the window colour; QPalette(button, window) derives the bevel
+    # shades (Light, Mid, Dark, Shadow) Fusion draws slider grooves and frames with.
+    button = bg.lighter(150) if bg.lightness() < 128 else bg.darker(103)
+    p = QPalette(button, bg)
     roles = {
         QPalette.Window: bg,
         QPalette.WindowText: fg,
         QPalette.Base: surface,
         QPalette.AlternateBase: bg,
         QPalette.Text: fg,
-        QPalette.Button: bg,
+        QPalette.Button: button,
         QPalette.ButtonText: fg,
         QPalette.ToolTipBase: surface,
         QPalette.ToolTipText: fg,

@@ -7,8 +7,10 @@ scrubber picks a time step t of the probe sequence; the window moves every panel
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QStyle, QToolBar, QWidget
+from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QSlider, QToolBar, QWidget
+
+from app.icons import icon
 
 SPEEDS = (("Full speed", 0.0), ("100 steps/s", 100.0), ("30 steps/s", 30.0), ("10 steps/s", 10.0),
           ("3 steps/s", 3.0), ("1 step/s", 1.0))
@@ -35,17 +37,17 @@ class TransportBar(QToolBar):
         self.setObjectName("transport")
         self.setMovable(False)
         self.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
-        icon = self.style().standardIcon
-        self.reset_action = self._action("Reset", "Ctrl+R", icon(QStyle.SP_BrowserReload),
+        self._icon_color = "#202124"
+        self.reset_action = self._action("Reset", "Ctrl+R", QIcon(),
                                          "Rebuild the model at step 0 with the same seed",
                                          self.reset_requested.emit)
         self.addSeparator()
-        self.run_action = self._action("Run", "Space", icon(QStyle.SP_MediaPlay),
+        self.run_action = self._action("Run", "Space", QIcon(),
                                        "Train continuously; press again to pause", self.run_toggled.emit)
-        self.step_action = self._action("Step", "S", icon(QStyle.SP_MediaSkipForward),
+        self.step_action = self._action("Step", "S", QIcon(),
                                         "One training step (one optimiser update)",
                                         lambda: self.step_requested.emit(1))
-        self.step10_action = self._action("Step ×10", "Shift+S", icon(QStyle.SP_MediaSeekForward),
+        self.step10_action = self._action("Step ×10", "Shift+S", QIcon(),
                                           "Ten training steps", lambda: self.step_requested.emit(10))
         self.speed = QComboBox()
         self.speed.setObjectName("speed")
@@ -86,10 +88,22 @@ class TransportBar(QToolBar):
         self.addAction(action)
         return action
 
+    def set_theme(self, theme) -> None:
+        """Icons and scrubber in ``theme``'s colours (the style's own vanish on dark)."""
+        self._icon_color = theme.foreground
+        for action, name in ((self.reset_action, "reset"), (self.step_action, "step"),
+                             (self.step10_action, "step10")):
+            action.setIcon(icon(name, theme.foreground))
+        self.set_running(self.run_action.text() == "Pause")
+        self.scrubber.setStyleSheet(
+            f"QSlider::groove:horizontal {{ height: 4px; background: {theme.muted}; border-radius: 2px; }}"
+            f"QSlider::sub-page:horizontal {{ background: {theme.accent}; border-radius: 2px; }}"
+            f"QSlider::handle:horizontal {{ background: {theme.accent}; width: 14px; margin: -6px 0;"
+            f" border-radius: 7px; }}")
+
     def set_running(self, running: bool) -> None:
-        style = self.style()
         self.run_action.setText("Pause" if running else "Run")
-        self.run_action.setIcon(style.standardIcon(QStyle.SP_MediaPause if running else QStyle.SP_MediaPlay))
+        self.run_action.setIcon(icon("pause" if running else "run", self._icon_color))
 
     def set_labels(self, labels: tuple[str, ...]) -> None:
         """The probe's time axis (one label per t); keeps t when still in range."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
 from app.analysis import false_runs, saturation
 from app.engine import GATE_SYMBOLS, GATES, TANH_GATES
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LabelAxis, Shading, message, new_plot
-from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme
+from app.panels.plots import Heatmap, LabelAxis, Shading, new_plot
+from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
 from core.records import ProbeRecord
 
 SHUT_COLOR, OPEN_COLOR = OKABE_ITO["blue"], OKABE_ITO["orange"]
@@ -51,11 +52,11 @@ class _Row:
         self.shading = Shading(self.plot, t.padding)
         panel.add_cursor(self.plot)
         self.bars = new_plot(layout, t, row=row, col=2)
-        self.bars.setXRange(-1, 1, padding=0.02)
+        self.bars.setXRange(-1.15, 1.15, padding=0)
         self.bars.setYLink(self.plot)
         self.bars.getAxis("left").setStyle(showValues=False)
         self.bars.getAxis("left").setWidth(2)
-        self.bars.getAxis("bottom").setTicks([[(-1, "100%"), (0, "0"), (1, "100%")]])
+        self.bars.getAxis("bottom").setTicks([[(-0.5, "50%"), (0, "0"), (0.5, "50%")]])
         if bars_axis:
             self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
         else:
@@ -103,7 +104,12 @@ class GatesPanel(Panel):
         self.probe: ProbeRecord | None = None
         self.rows: list[_Row] = []
         self.kind: str | None = None
-        self.placeholder = None
+        self.placeholder = QLabel("")  # shown instead of the plots when there are no gates
+        self.placeholder.setObjectName("gates-placeholder")
+        self.placeholder.setAlignment(Qt.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setFont(ui_font(FONT_POINTS + 1))
+        self.layout().addWidget(self.placeholder, 1)
         self._build_rows("")  # rows come with the first run: its cell kind decides them
 
     @property
@@ -131,16 +137,12 @@ class GatesPanel(Panel):
             layout.setColumnMinimumWidth(2, 140)
             for row in self.rows[1:]:
                 row.plot.setXLink(self.rows[0].plot)
-            self.placeholder = None
-        else:
-            plot = new_plot(self.view.ci, self.theme, row=0, col=0)
-            plot.hideAxis("left")
-            plot.hideAxis("bottom")
-            self.placeholder = message(plot, self.theme)
-            self.placeholder.setText(
-                "A plain RNN has no gates:\nh_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)" if kind == "rnn"
-                else "The gates appear when the model is built.")
-            self.placeholder.show()
+        self.placeholder.setText(
+            "A plain RNN has no gates: h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh).\n"
+            "Its hidden state is in the Hidden state panel." if kind == "rnn"
+            else "The gates appear when the model is built.")
+        self.placeholder.setVisible(not self.rows)
+        self.view.setVisible(bool(self.rows))
         self.legend.setVisible(bool(self.rows))
 
     def clear(self) -> None:

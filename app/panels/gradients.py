@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt
 
 from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, Shading, StepAxis, message, new_plot, pen
+from app.panels.plots import Heatmap, LogAxis, Shading, StepAxis, message, new_plot, pen
 from app.series import Snapshots
 from app.theme import SERIES, Theme, cell_color
 from core.records import GradientRecord
@@ -32,7 +32,7 @@ class GradientsPanel(Panel):
     def build(self) -> None:
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
-        self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h_t‖")
+        self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h_t‖", left_axis=LogAxis("left"))
         self.norm_plot.setLogMode(y=True)
         self.norm_plot.getAxis("bottom").setStyle(showValues=False)
         self.norm_plot.addLegend(offset=(10, 5), colCount=4)  # layers, when there are several

@@ -113,6 +113,20 @@ class LabelAxis(pg.AxisItem):
         return out
 
 
+class LogAxis(pg.AxisItem):
+    """A log axis that labels only 1, 2 and 5 times a power of ten when labels crowd."""
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph naming)
+        strings = super().logTickStrings(values, scale, spacing)
+        if len(values) <= 6:
+            return strings
+        out = []
+        for v, text in zip(values, strings, strict=True):
+            mantissa = 10 ** (float(v) - np.floor(float(v) + 1e-9))
+            out.append(text if min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-3 else "")
+        return out
+
+
 class StepAxis(pg.AxisItem):
     """An axis whose integer positions stand for training steps listed in ``steps``."""
 

@@ -38,7 +38,7 @@ class SpectrumPanel(Panel):
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
         self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ_k")
-        self.sv_plot.addLegend(offset=(-10, 5))
+        self.sv_plot.addLegend(offset=(-10, 5), colCount=2)
         self.sv_curves: list[pg.PlotDataItem] = []
         self.bound = hline(self.sv_plot, t.diverged, position=0.5)
         self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W_hh)")
@@ -126,15 +126,16 @@ class SpectrumPanel(Panel):
             else:
                 curve.hide()
         if r.bound is not None:
-            if self.bound.value() != r.bound:
+            self.bound.show()  # first: a hidden label ignores new text
+            if self.bound.value() != r.bound or not self.bound.label.toPlainText():
                 self.bound.setValue(r.bound)
                 self.bound.label.setFormat(f"1/γ = {r.bound:g}")
-            self.bound.show()
         else:
             self.bound.hide()
         self._draw_radius(len(r.radius))
         sigma = max((float(v[0]) for _, v, _ in series if len(v)), default=float("nan"))
-        self.note.setText(f"step {r.step}  ·  σ_max {sigma:.3g}  ·  regime: {r.regime}")
+        bound = "" if r.bound is None else f"  ·  σ_max < 1/γ = {r.bound:g} would make gradients vanish"
+        self.note.setText(f"step {r.step}  ·  σ_max {sigma:.3g}  ·  regime: {r.regime}{bound}")
 
     def _draw_radius(self, layers: int) -> None:
         while len(self.radius_curves) < layers:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from app.analysis import positive_for_log
 from app.panels.base import Panel
-from app.panels.plots import hline, new_plot, pen
+from app.panels.plots import LogAxis, hline, new_plot, pen
 from app.series import Series
 from app.theme import Theme
 from core.records import StepRecord
@@ -43,8 +43,9 @@ class TrainingPanel(Panel):
         self.metrics: dict[str, float] = {}
         view = self.add_view(pg.GraphicsLayoutWidget())
         t = self.theme
-        self.loss_plot = new_plot(view.ci, t, row=0, col=0, y="loss")
-        self.grad_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="‖∇‖ (before clipping)")
+        self.loss_plot = new_plot(view.ci, t, row=0, col=0, y="loss", left_axis=LogAxis("left"))
+        self.grad_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="‖∇‖ (before clipping)",
+                                  left_axis=LogAxis("left"))
         self.grad_plot.setXLink(self.loss_plot)
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
@@ -53,11 +54,10 @@ class TrainingPanel(Panel):
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
             plot.getAxis("left").setWidth(64)
-        self.loss_plot.addLegend(offset=(-10, 10))
         # Aliased: Qt strokes a thick antialiased zigzag (a noisy loss, downsampled by peaks)
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms whatever the length (tests/app/test_soak.py).
-        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), name="training loss", antialias=False)
+        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5), antialias=False)
@@ -159,9 +159,9 @@ def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> 
     if value is None or not math.isfinite(value) or (log and value <= 0):
         line.hide()
         return
+    line.show()  # first: a hidden label ignores new text
     position = math.log10(value) if log else value
     if line.value() != position:  # each move re-renders the label: only when it changed
         line.setValue(position)
-    if line.label is not None and line.label.format != label:
+    if line.label is not None and (line.label.format != label or not line.label.toPlainText()):
         line.label.setFormat(label)
-    line.show()
