@@ -16,13 +16,14 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QWidget
 
 from app import engine
+from app.controller import TrainingController
 from app.experiment_form import ExperimentForm
 from app.export_dialog import ExportActions
-from app.help import ABOUT_HTML, EQUATIONS_HTML, HelpDialog, shortcuts_html
+from app.help import HelpDialog
+from app.menus import build_menus
 from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
 from app.schedule import InstrumentSchedule
 from app.series import RateMeter
@@ -30,7 +31,7 @@ from app.sessions import SessionManager
 from app.status import DIVERGED, StatusBar
 from app.theme import Theme, apply_theme, get_theme
 from app.transport import TransportBar
-from app.worker import Failure, TrainingController
+from app.worker import Failure
 from core.records import ProbeRecord, StepRecord
 
 log = logging.getLogger("rnn_explorer.app")
@@ -146,47 +147,8 @@ class MainWindow(QMainWindow):
             self.resizeDocks([d for d, _ in docks], [height * h // weight for _, h in docks], Qt.Vertical)
 
     def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = self.menus["file"] = bar.addMenu("&File")
-        export = QAction("Export Window Image…", self)
-        export.triggered.connect(self._export_image_dialog)
-        file_menu.addAction(export)
-        file_menu.addSeparator()
-        quit_action = QAction("Quit", self)
-        quit_action.setShortcut(QKeySequence.Quit)
-        quit_action.triggered.connect(self.close)
-        file_menu.addAction(quit_action)
-
-        view = self.menus["view"] = bar.addMenu("&View")
-        view.addAction(self.experiment_dock.toggleViewAction())
-        view.addAction(self.transport.toggleViewAction())
-        view.addSeparator()
-        for dock in self.docks.values():
-            view.addAction(dock.toggleViewAction())
-        view.addSeparator()
-        theme_menu = view.addMenu("Theme")
-        group = QActionGroup(self)
-        self.theme_actions: dict[str, QAction] = {}
-        for name in ("light", "dark"):
-            action = QAction(name.capitalize(), self, checkable=True)
-            action.setChecked(name == self.theme.name)
-            action.triggered.connect(lambda _=False, n=name: self.set_theme(n))
-            group.addAction(action)
-            theme_menu.addAction(action)
-            self.theme_actions[name] = action
-        reset_layout = QAction("Reset Layout", self)
-        reset_layout.triggered.connect(self.arrange_panels)
-        view.addAction(reset_layout)
-
-        help_menu = self.menus["help"] = bar.addMenu("&Help")
         self._dialogs: dict[str, HelpDialog] = {}
-        for title, html, keys in (("Keyboard Shortcuts", shortcuts_html(), "F1"),
-                                  ("Equations", EQUATIONS_HTML, ""), ("About RNN Explorer", ABOUT_HTML, "")):
-            action = QAction(title + "…", self)
-            if keys:
-                action.setShortcut(QKeySequence(keys))
-            action.triggered.connect(lambda _=False, t=title, h=html: self.show_help(t, h))
-            help_menu.addAction(action)
+        self.menus.update(build_menus(self))
 
     def show_help(self, title: str, html: str) -> HelpDialog:
         dialog = self._dialogs.get(title)

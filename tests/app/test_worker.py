@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from app.controller import TrainingController
 from app.engine import make_trainer
-from app.worker import INSTRUMENTS, Failure, TrainingController
+from app.worker import INSTRUMENTS, Failure
 from core.config import ConfigError
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from tests.app.conftest import tiny
