@@ -144,3 +144,33 @@ def test_preset_picker_is_grouped_and_applies(qtbot, window):
     headers = [i for i in range(combo.count()) if combo.itemData(i, Qt.UserRole) is None]
     assert all(not combo.model().item(i).isEnabled() for i in headers)
     assert tiny() == window.form.experiment
+
+
+def test_keyboard_shortcuts_drive_the_transport(qtbot, window):
+    window.activateWindow()
+    window.transport.scrubber.setFocus()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5_000)
+    qtbot.keyClick(window.transport.scrubber, Qt.Key_S)
+    qtbot.waitUntil(lambda: window.last_step is not None and window.state == "paused", timeout=30_000)
+    assert window.last_step.step == 1
+    qtbot.keyClick(window.transport.scrubber, Qt.Key_End)
+    assert window.transport.time_step == 11
+    qtbot.keyClick(window.transport.scrubber, Qt.Key_Left)
+    assert window.transport.time_step == 10
+    qtbot.keyClick(window.transport.scrubber, Qt.Key_Space)
+    qtbot.waitUntil(lambda: window.state == "running", timeout=10_000)
+    qtbot.keyClick(window.transport.scrubber, Qt.Key_Space)
+    qtbot.waitUntil(lambda: window.state == "paused", timeout=10_000)
+
+
+def test_status_bar_reports_step_loss_rate_device_and_state(qtbot, window):
+    window.step(3)
+    qtbot.waitUntil(lambda: window.last_step is not None and window.last_step.step == 3, timeout=30_000)
+    window.draw_frame()
+    status = window.status
+    assert status.step_label.text() == "step 3"
+    assert status.loss_label.text().startswith("loss ")
+    assert "steps/s" in status.rate_label.text()
+    assert status.device_label.text() == "device cpu"
+    assert "paused" in status.state_label.text()
+    assert "lstm" in status.model_label.text() and "parameters" in status.model_label.text()
