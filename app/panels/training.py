@@ -56,11 +56,14 @@ class TrainingPanel(Panel):
             plot.getAxis("left").setWidth(64)
         # Aliased: Qt strokes a thick antialiased zigzag (a noisy loss, downsampled by peaks)
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
-        # second; aliased, a few ms whatever the length (tests/app/test_soak.py).
-        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), antialias=False)
+        # second; aliased, a few ms. And peak downsampling keeps about two points a pixel
+        # column (its min and max), not ten, so a long run draws as fast as a short one.
+        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), antialias=False,
+                                              autoDownsampleFactor=1.0)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5), antialias=False)
+        self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5), antialias=False,
+                                              autoDownsampleFactor=1.0)
         self.clip_marks = pg.ScatterPlotItem(size=7, symbol="t", pen=None, brush=pg.mkBrush(t.clipped))
         self.grad_plot.addItem(self.clip_marks)
         self.clip_line = hline(self.grad_plot, t.clipped)
