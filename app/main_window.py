@@ -281,14 +281,14 @@ class MainWindow(QMainWindow):
             if isinstance(record, StepRecord):
                 self.last_step = record
                 self.rate.mark(record.step)
+                if record.diverged:  # from the record, not the state change: that may come first
+                    self.status.show_divergence(record)
 
     def _on_state(self, state: str) -> None:
         self.state = state
         self.status.set_state(state)
         self.transport.set_running(state == "running")
-        if state == "diverged" and self.last_step is not None:
-            self.status.show_divergence(self.last_step)
-        elif state == "running" and self.status.currentMessage().startswith(DIVERGED):
+        if state == "running" and self.status.currentMessage().startswith(DIVERGED):
             self.status.clearMessage()
 
     def _on_job_done(self, result: Any) -> None:
