@@ -336,6 +336,13 @@ class TrainingWorker(QObject):
                 self._emit_records([gradients])
 
     def _set_state(self, state: str) -> None:
+        """Emit ``state`` after any records kept back, so the GUI always has the records
+        (e.g. the diverged step) before the state they led to."""
+        with self._lock:
+            kept, self._outbox = self._outbox, []
+            self._undelivered += bool(kept)
+        if kept:
+            self.records_ready.emit(kept)
         self.state_changed.emit(state)
 
     def _report(self, err: Exception, doing: str) -> None:

@@ -60,7 +60,7 @@ def test_divergence_pauses_is_marked_and_a_lower_learning_rate_continues_the_run
     window.show()
     qtbot.waitUntil(lambda: window.run_info is not None, timeout=60_000)
     window.toggle_run()
-    qtbot.waitUntil(lambda: window.state == "diverged", timeout=120_000)
+    qtbot.waitUntil(lambda: window.state == "diverged" and window.last_step.diverged, timeout=120_000)
     record = window.last_step
     assert record.diverged and record.restored_step is not None and record.step > record.restored_step
     assert window.status.state == "diverged" and "diverged" in window.status.state_label.text()
@@ -208,3 +208,28 @@ def test_the_decode_box_takes_empty_unknown_and_overlong_input_on_a_translation_
     assert panel.view.result.source == "abc" and panel.table.rowCount() >= 2
     assert window.error_box is None and window.controller.is_alive
     window.close()
+
+
+def test_records_arrive_before_the_state_they_led_to_even_when_the_gui_is_behind(qtbot):
+    """The worker keeps records back while the GUI is busy (back-pressure); a state change
+    (paused, diverged) must not overtake them, or the GUI would show a state without its step."""
+    from app.worker import MAX_UNDELIVERED, TrainingController
+    from tests.app.conftest import tiny
+
+    controller = TrainingController()
+    events = []
+    controller.records_ready.connect(lambda records: events.append(("records", len(records))))
+    controller.state_changed.connect(lambda state: events.append(("state", state)))
+    try:
+        with qtbot.waitSignal(controller.built, timeout=60_000):
+            controller.build(tiny())
+        qtbot.waitUntil(lambda: ("state", "idle") in events, timeout=30_000)
+        events.clear()
+        with controller.worker._lock:
+            controller.worker._undelivered = MAX_UNDELIVERED  # as if the GUI were still drawing
+        controller.step(3)
+        qtbot.waitUntil(lambda: ("state", "paused") in events, timeout=30_000)
+        assert events[0][0] == "records" and events.index(("state", "paused")) > 0
+        assert sum(n for kind, n in events if kind == "records") == 3
+    finally:
+        assert controller.shutdown(timeout=10)
