@@ -36,6 +36,7 @@ from core.records import ProbeRecord, StepRecord
 
 log = logging.getLogger("rnn_explorer.app")
 FRAME_MS = 33  # redraw at most ~30 times a second
+RUN_FRAME_MS = 33  # while training runs, frames at least this far apart
 FRAME_SHARE = 0.35  # while training runs, the most of the GUI thread's time spent drawing
 MAX_FRAME_MS = 200  # ... but never fewer than 5 frames a second
 RETUNE_TAG = "retune"  # marks the window's own job among the worker's job results
@@ -184,14 +185,33 @@ class MainWindow(QMainWindow):
                 panel.connect_engine(self.controller)
         experiment = self.initial_experiment
         if experiment is None:
-            preset = self.form.presets.get(self.preset_name) or engine.load_preset(self.preset_name)
-            experiment = preset.experiment
+            experiment = self._preset_experiment()
         self.form.set_experiment(experiment)
         self.apply_experiment(experiment)
         self.frame_timer.start()
 
+    def _preset_experiment(self) -> Any:
+        """The experiment of the chosen preset (the defaults, reported, if it cannot be read)."""
+        from core.errors import UserError
+
+        preset = self.form.presets.get(self.preset_name)
+        if preset is None:
+            try:
+                preset = engine.load_preset(self.preset_name)
+            except UserError as err:
+                self.status.showMessage(str(err), 15000)
+                return engine.Experiment()
+        return preset.experiment
+
     def load_presets(self) -> None:
-        self.form.set_presets(engine.list_presets(), current=self.preset_name)
+        from core.errors import UserError
+
+        try:
+            presets = engine.list_presets()
+        except UserError as err:  # a broken preset file must not keep the window from starting
+            self.status.showMessage(str(err), 15000)
+            return
+        self.form.set_presets(presets, current=self.preset_name)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self.hide()  # gone at once, even if a long step must finish before the thread ends
@@ -356,7 +376,7 @@ class MainWindow(QMainWindow):
         cost = time.perf_counter() - start
         # Drawing holds the GIL the training thread also needs: a frame that took 40 ms is
         # followed by a ~115 ms pause while training runs (about 9 frames a second).
-        interval = FRAME_MS if not running else min(max(FRAME_MS, cost * 1000 / FRAME_SHARE), MAX_FRAME_MS)
+        interval = FRAME_MS if not running else min(max(RUN_FRAME_MS, cost * 1000 / FRAME_SHARE), MAX_FRAME_MS)
         if self.frame_timer.interval() != int(interval):
             self.frame_timer.setInterval(int(interval))
         self.frame_drawn.emit()

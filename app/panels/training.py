@@ -50,6 +50,13 @@ class TrainingPanel(Panel):
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
+        # The step axis grows in jumps (see step_extent), not with every step: regenerating an
+        # axis's tick labels is the costliest part of a frame, and the x axis would change
+        # on every frame of a run. Panning or zooming by hand stops the following.
+        self.loss_plot.enableAutoRange(x=False)
+        self._follow = True
+        self.loss_plot.vb.sigRangeChangedManually.connect(self._stop_following)
+        self.grad_plot.vb.sigRangeChangedManually.connect(self._stop_following)
         for plot in (self.loss_plot, self.grad_plot):
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
@@ -58,14 +65,20 @@ class TrainingPanel(Panel):
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. And peak downsampling keeps about two points a pixel
         # column (its min and max), not ten, so a long run draws as fast as a short one.
-        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), antialias=False,
+        # Bottom left: a falling loss leaves that corner empty, and the reference-line
+        # labels sit at the right.
+        self.loss_plot.addLegend(offset=(10, -10))
+        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), name="training loss", antialias=False,
                                               autoDownsampleFactor=1.0)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5), antialias=False,
                                               autoDownsampleFactor=1.0)
-        self.clip_marks = pg.ScatterPlotItem(size=7, symbol="t", pen=None, brush=pg.mkBrush(t.clipped))
-        self.grad_plot.addItem(self.clip_marks)
+        # Each clipped step: a segment from the gradient's norm down to the clipped norm, so
+        # the cut shows. One path of segments (not a scatter of markers, whose per-point
+        # cost made a run with thousands of clipped steps redraw ten times slower).
+        self.clip_marks = self.grad_plot.plot(pen=pen(t.clipped, 2), connect="pairs", antialias=False)
+        self._clip_key: tuple[int, bool] = (0, False)
         self.clip_line = hline(self.grad_plot, t.clipped)
         self.divergence: list[pg.InfiniteLine] = []
         self._axes_changed()
@@ -73,6 +86,9 @@ class TrainingPanel(Panel):
     # -- data -----------------------------------------------------------------------------------
     def clear(self) -> None:
         self.series.clear()
+        self._clip_key = (-1, False)
+        self._follow = True
+        self.loss_plot.setXRange(0, 10, padding=0)
         self.metrics = {}
 
     def on_step(self, record: StepRecord) -> None:
@@ -96,15 +112,36 @@ class TrainingPanel(Panel):
         log_loss, log_grad = self.log_loss.isChecked(), self.log_grad.isChecked()
         self.loss_curve.setData(steps, positive_for_log(loss) if log_loss else loss, connect="finite")
         self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
-        clipped = s.column("clipped") > 0
-        if clipped.any():
-            y = grad[clipped]
-            self.clip_marks.setData(steps[clipped], np.log10(np.maximum(y, 1e-300)) if log_grad else y)
-        else:
-            self.clip_marks.setData([], [])
+        self._draw_clipping(steps, grad, log_grad)
+        self._follow_steps(steps)
         self._draw_reference_lines(log_loss, log_grad)
         self._draw_divergence(steps[s.column("diverged") > 0])
         self._draw_note()
+
+    def _stop_following(self, *_) -> None:
+        self._follow = False
+
+    def _follow_steps(self, steps: np.ndarray) -> None:
+        if not self._follow or not len(steps):
+            return
+        lo, hi = self.loss_plot.vb.viewRange()[0]
+        last = float(steps[-1])
+        extent = step_extent(last)
+        if last > hi or hi > extent or lo != 0:
+            self.loss_plot.setXRange(0, extent, padding=0)
+
+    def _draw_clipping(self, steps: np.ndarray, grad: np.ndarray, log: bool) -> None:
+        clipped = self.series.column("clipped") > 0
+        key = (int(clipped.sum()), log)
+        if key == self._clip_key:
+            return  # no new clipped step: the segments stand
+        self._clip_key = key
+        if not key[0]:
+            self.clip_marks.setData([], [])
+            return
+        x = np.repeat(steps[clipped], 2)
+        y = np.column_stack((grad[clipped], self.series.column("grad_norm_clipped")[clipped])).ravel()
+        self.clip_marks.setData(x, positive_for_log(y) if log else y, connect="pairs")
 
     def _draw_reference_lines(self, log_loss: bool, log_grad: bool) -> None:
         run = self.run
@@ -142,12 +179,23 @@ class TrainingPanel(Panel):
     def on_theme(self, theme: Theme) -> None:
         self.loss_curve.setPen(pen(theme.loss))
         self.grad_curve.setPen(pen(theme.grad_norm, 1.5))
-        self.clip_marks.setBrush(pg.mkBrush(theme.clipped))
+        self.clip_marks.setPen(pen(theme.clipped, 2))
         for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
                             (self.clip_line, theme.clipped)):
             line.setPen(pen(color, 1.5, line.pen.style()))
             if line.label is not None:
                 line.label.setColor(color)
+
+
+def step_extent(step: float) -> float:
+    """The x range for ``step`` steps: the next of 1, 1.5, 2, 3, 4, 5, 6, 8 x 10^k above
+    it with 5% to spare, so the axis changes a few times a decade, not every step."""
+    need = max(step * 1.05, 10.0)
+    power = 10.0 ** math.floor(math.log10(need))
+    for m in (1, 1.5, 2, 3, 4, 5, 6, 8, 10):
+        if m * power >= need:
+            return m * power
+    return 10 * power
 
 
 def baseline_text(label: str, value: float) -> str:

@@ -59,7 +59,7 @@ def test_training_panel_marks_baseline_clipping_and_divergence(qtbot, lstm_run):
     panel = fed(qtbot, "training", (info, records))
     assert panel.baseline.isVisible() and "0.167" in panel.baseline.label.format
     assert panel.clip_line.isVisible() and "clip at 0.01" in panel.clip_line.label.format
-    assert len(panel.clip_marks.data) >= 1
+    assert len(panel.clip_marks.xData) == 2  # one segment: the norm down to the clipped norm
     assert sum(line.isVisible() for line in panel.divergence) == 2  # one in each plot
     panel.log_loss.setChecked(False)
     assert abs(panel.baseline.value() - 1 / 6) < 1e-9
@@ -113,3 +113,13 @@ def test_gradient_and_spectrum_panels_for_a_two_layer_truncated_rnn(qtbot, rnn_r
     assert spectrum.bound.isVisible()  # 1/gamma for a tanh RNN
     assert spectrum.layer.isVisible() and spectrum.layer.count() == 2
     assert "regime" in spectrum.note.text()
+
+
+def test_the_step_axis_grows_in_jumps_and_stops_following_after_a_manual_zoom(qtbot, lstm_run):
+    from app.panels.training import step_extent
+
+    assert [step_extent(s) for s in (1, 9, 10, 95, 96, 140, 1000)] == [10, 10, 15, 100, 150, 150, 1500]
+    panel = fed(qtbot, "training", lstm_run)
+    assert panel.loss_plot.vb.viewRange()[0] == [0, 10]
+    panel.loss_plot.vb.sigRangeChangedManually.emit([True, False])
+    assert not panel._follow
