@@ -37,8 +37,12 @@ class GradientsPanel(Panel):
         self.norm_plot.getAxis("bottom").setStyle(showValues=False)
         self.norm_plot.addLegend(offset=(10, 5), colCount=4)  # layers, when there are several
         self.curves: list[pg.PlotDataItem] = []
-        self.measured = self.norm_plot.plot(pen=pen(t.muted, 1.5, Qt.DashLine))
-        self.predicted = self.norm_plot.plot(pen=pen(t.accent, 1.5, Qt.DotLine))
+        # The geometric lines do not set the axis range: a predicted factor of 1.2 over 100
+        # steps would otherwise squash the measured curve into the bottom of the plot.
+        self.measured = pg.PlotDataItem(pen=pen(t.muted, 1.5, Qt.DashLine))
+        self.predicted = pg.PlotDataItem(pen=pen(t.accent, 1.5, Qt.DotLine))
+        for line in (self.measured, self.predicted):
+            self.norm_plot.addItem(line, ignoreBounds=True)
         self.chunks = Shading(self.norm_plot, t.chunk)
         self.add_cursor(self.norm_plot)
         self.empty = message(self.norm_plot, t)

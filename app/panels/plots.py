@@ -116,6 +116,17 @@ class LabelAxis(pg.AxisItem):
 class LogAxis(pg.AxisItem):
     """A log axis that labels only 1, 2 and 5 times a power of ten when labels crowd."""
 
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph naming)
+        # In log mode a power of ten comes back in both the major and the minor level, and
+        # its label would be drawn twice (heavier than the rest): keep the first.
+        seen: set[float] = set()
+        levels = []
+        for spacing, values in super().tickValues(minVal, maxVal, size):
+            keep = [v for v in values if round(float(v), 9) not in seen]
+            seen.update(round(float(v), 9) for v in values)
+            levels.append((spacing, keep))
+        return levels
+
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph naming)
         strings = super().logTickStrings(values, scale, spacing)
         if len(values) <= 6:
