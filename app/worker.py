@@ -40,6 +40,7 @@ TICK_SECONDS = 1 / 30  # at full speed, emit at most this often (the GUI redraws
 # Most of the wall time an instrument may take while training runs (see _attachments).
 INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03}
 MAX_UNDELIVERED = 2  # record lists in flight to the GUI; later records wait in one list
+MAX_KEPT = 10_000  # records waiting for a stalled GUI before training waits too
 # While the worker runs Python code, a GUI thread waiting for the GIL gets it after the
 # interpreter's switch interval (5 ms by default) on each of its many short Qt calls;
 # 0.5 ms keeps redraws smooth during training (measured: ~2x more panel updates per second).
@@ -248,6 +249,11 @@ class TrainingWorker(QObject):
         self._timer.start(interval_ms)
 
     def _tick(self) -> None:
+        with self._lock:
+            far_behind = len(self._outbox) >= MAX_KEPT
+        if far_behind:  # the GUI has stalled: wait for it rather than pile up records
+            self._timer.start(5)
+            return
         records: list[Any] = []
         deadline = time.perf_counter() + TICK_SECONDS
         paced = self._interval_ms > 0 and not self._pending

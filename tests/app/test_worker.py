@@ -152,6 +152,7 @@ def test_stress_every_panel_updated_2000_times_through_the_real_worker(qtbot, co
     c.built.connect(lambda info: [p.reset(info) for p in panels])
     c.records_ready.connect(on_records)
     c.worker.attach_always = frozenset(INSTRUMENTS)
+    c.set_speed(100)  # one record per emission, and no training wasted beyond what is drawn
     c.build(tiny(hidden_size=4, seq_len=5, batch_size=2, task="padding", cell="gru", masking="on"))
     qtbot.waitUntil(lambda: updates["n"] >= 3, timeout=60_000)
     c.run()
