@@ -65,9 +65,8 @@ class TrainingPanel(Panel):
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. And peak downsampling keeps about two points a pixel
         # column (its min and max), not ten, so a long run draws as fast as a short one.
-        # Bottom left: a falling loss leaves that corner empty, and the reference-line
-        # labels sit at the right.
-        self.loss_plot.addLegend(offset=(10, -10))
+        # Top right: a falling loss leaves that corner empty (on a log axis it stays low).
+        self.loss_plot.addLegend(offset=(-10, 10))
         self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), name="training loss", antialias=False,
                                               autoDownsampleFactor=1.0)
         self.baseline = hline(self.loss_plot, t.baseline)
