@@ -8,8 +8,11 @@ from the GUI thread takes effect after at most one step, even mid-batch.
 
 Instrumentation is on request: the GUI asks for a probe, gradients through time or a
 spectrum when its next frame will show them (``request``), and the worker attaches them to
-the next step only. Records cross threads in lists (one list per tick) through queued
-signals; widgets are never touched here.
+the next step only, each kept to a share of the run's time (INSTRUMENT_SHARE). Records
+cross threads in lists (one list per tick) through queued signals, at most two in flight:
+later records wait in one list until the GUI takes the earlier ones, so a busy GUI gets
+bigger lists, not a queue, and training does not wait for it (unless it stalls for
+MAX_KEPT records). Widgets are never touched here.
 
 ``app.controller.TrainingController`` is the GUI-thread face: it starts the thread,
 forwards commands as queued signals, relays the worker's signals, and on ``shutdown`` stops
