@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from app.engine import RunInfo
 from app.panels.plots import Heatmap, cursor, style_plot
@@ -151,6 +151,27 @@ class Panel(QWidget):
         self.note.setStyleSheet(f"color: {theme.muted};")
         self.on_theme(theme)
         self._dirty = True
+
+    # -- shared widgets ------------------------------------------------------------------------
+    def make_layer_selector(self) -> None:
+        """``self.layer_label`` and ``self.layer``: which recurrent layer the panel shows.
+
+        Changing it redraws the panel; the caller adds the two widgets to its options row.
+        """
+        self.layer_label = QLabel("Layer")
+        self.layer = QComboBox()
+        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+
+    def reset_layer_selector(self) -> None:
+        """Offer the run's layers (the top one selected); hidden for a single layer."""
+        layers = self.run.num_layers if self.run else 1
+        self.layer.blockSignals(True)
+        self.layer.clear()
+        self.layer.addItems([str(i) for i in range(layers)])
+        self.layer.setCurrentIndex(layers - 1)
+        self.layer.blockSignals(False)
+        self.layer.setVisible(layers > 1)
+        self.layer_label.setVisible(layers > 1)
 
     # -- hooks for subclasses ------------------------------------------------------------------
     def build(self) -> None:

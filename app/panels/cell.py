@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QWidget
 
 from app.analysis import most_active_unit
 from app.cell_equations import cell_values, is_signed, levels_of, op_notes
@@ -39,9 +39,7 @@ class CellPanel(Panel):
 
     def build(self) -> None:
         self.setFocusPolicy(Qt.StrongFocus)
-        self.layer_label = QLabel("Layer")
-        self.layer = QComboBox()
-        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.make_layer_selector()
         self.unit = QSpinBox()
         self.unit.setPrefix("unit ")
         self.unit.setToolTip("The hidden unit whose gates the diagram shows (or click a bar)")
@@ -84,14 +82,7 @@ class CellPanel(Panel):
     def clear(self) -> None:
         self.probe = None
         self._unit_chosen = False
-        layers = self.run.num_layers if self.run else 1
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems([str(i) for i in range(layers)])
-        self.layer.setCurrentIndex(layers - 1)
-        self.layer.blockSignals(False)
-        self.layer.setVisible(layers > 1)
-        self.layer_label.setVisible(layers > 1)
+        self.reset_layer_selector()
         self._draw_kind(self.run.kind if self.run else "lstm", None)
 
     def on_probe(self, record: ProbeRecord) -> None:

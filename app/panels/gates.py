@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QLabel
+from PySide6.QtWidgets import QLabel
 
 from app.analysis import false_runs, saturation
 from app.engine import GATE_SYMBOLS, GATES, TANH_GATES
@@ -92,9 +92,7 @@ class GatesPanel(Panel):
     instruments = frozenset({"probe"})
 
     def build(self) -> None:
-        self.layer_label = QLabel("Layer")
-        self.layer = QComboBox()
-        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.make_layer_selector()
         self.options.addWidget(self.layer_label)
         self.options.addWidget(self.layer)
         self.legend = QLabel(f"<span style='color:{SHUT_COLOR}'>■</span> shut (&lt; 0.1)  "
@@ -149,14 +147,7 @@ class GatesPanel(Panel):
         self.probe = None
         kind = self.run.kind if self.run else ""
         self._build_rows(kind)
-        layers = self.run.num_layers if self.run else 1
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems([str(i) for i in range(layers)])
-        self.layer.setCurrentIndex(layers - 1)
-        self.layer.blockSignals(False)
-        self.layer.setVisible(layers > 1)
-        self.layer_label.setVisible(layers > 1)
+        self.reset_layer_selector()
 
     def on_probe(self, record: ProbeRecord) -> None:
         self.probe = record

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QLabel
 
 from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
@@ -30,9 +29,7 @@ class SpectrumPanel(Panel):
     instruments = frozenset({"spectrum"})
 
     def build(self) -> None:
-        self.layer_label = QLabel("Layer")
-        self.layer = QComboBox()
-        self.layer.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.make_layer_selector()
         self.options.addWidget(self.layer_label)
         self.options.addWidget(self.layer)
         t = self.theme
@@ -59,14 +56,7 @@ class SpectrumPanel(Panel):
         for curve in self.radius_curves:  # colours follow the cell kind, which may change
             self.radius_plot.removeItem(curve)
         self.radius_curves = []
-        layers = self.run.num_layers if self.run else 1
-        self.layer.blockSignals(True)
-        self.layer.clear()
-        self.layer.addItems([str(i) for i in range(layers)])
-        self.layer.setCurrentIndex(layers - 1)
-        self.layer.blockSignals(False)
-        self.layer.setVisible(layers > 1)
-        self.layer_label.setVisible(layers > 1)
+        self.reset_layer_selector()
 
     def on_spectrum(self, record: SpectrumRecord) -> None:
         self.record = record
