@@ -4,17 +4,8 @@ one line naming the value and what is allowed, before any training."""
 import json
 
 import pytest
-import torch
 
 from main import main
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def decode(capsys, *argv):

@@ -26,14 +26,6 @@ from core.translation import BOS, EOS, PAD
 KINDS = ("additive", "dot", "general")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops: one thread avoids barrier stalls on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small(attention="additive", cell="gru", **kw) -> Experiment:
     return Experiment(task="reverse", seq_len=6, cell=cell, hidden_size=8, embed_size=5,
