@@ -256,14 +256,12 @@ def clip_and_measure(parameters_named: Iterable[tuple[str, Tensor]], max_norm: f
     named = [(n, p.grad) for n, p in parameters_named if p.grad is not None]
     if not named:
         return 0.0, 0.0, False, {}
-    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float64) for _, g in named])
+    norms = torch.stack(torch._foreach_norm([g.detach() for _, g in named], 2, dtype=torch.float64))
     per_param = {n: float(v) for (n, _), v in zip(named, norms.tolist(), strict=True)}
     before = float(torch.linalg.vector_norm(norms))
     if not math.isfinite(before) or max_norm is None or not max_norm > 0 or before <= max_norm:
         return before, before, False, per_param
-    scale = max_norm / before
-    for _, g in named:
-        g.mul_(scale)
-    after = float(torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g, dtype=torch.float64) for _, g in named])))
+    grads = [g for _, g in named]
+    torch._foreach_mul_(grads, max_norm / before)
+    after = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64))))
     return before, after, True, per_param

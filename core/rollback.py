@@ -50,8 +50,10 @@ class LastGood:
                 _copy_all(self._params, params)
             else:
                 self._params = [p.clone() for p in params]
-            self._state = [_copy_entries(optimizer.state.get(p, {}), kept)
+            copies: tuple[list, list] = ([], [])
+            self._state = [_copy_entries(optimizer.state.get(p, {}), kept, copies)
                            for p, kept in zip(model.parameters(), old, strict=True)]
+            _copy_all(*copies)
         self.step, self.loss = step, loss
 
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int | None:
@@ -61,35 +63,40 @@ class LastGood:
         params = list(model.parameters())
         with torch.no_grad():
             _copy_all([p.detach() for p in params], self._params)
+            copies: tuple[list, list] = ([], [])
             for p, saved in zip(params, self._state, strict=True):
-                entries = _copy_entries(saved, optimizer.state.get(p, {}))
+                entries = _copy_entries(saved, optimizer.state.get(p, {}), copies)
                 if entries:
                     optimizer.state[p] = entries
                 else:
                     optimizer.state.pop(p, None)
+            _copy_all(*copies)
         return self.step
 
 
 def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
-    if hasattr(torch, "_foreach_copy_"):  # one call for all tensors (torch >= 2.1)
+    """One call for all tensors: each torch call from Python also takes the GIL, which the
+    app's drawing thread needs too."""
+    if targets:
         torch._foreach_copy_(targets, sources)
-    else:
-        for target, source in zip(targets, sources, strict=True):
-            target.copy_(source)
 
 
 def _same_shapes(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
 
 
-def _copy_entries(source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
-    """``source``'s optimizer entries, copied into ``target``'s tensors where they fit."""
+def _copy_entries(source: dict[str, Any], target: dict[str, Any],
+                  copies: tuple[list[torch.Tensor], list[torch.Tensor]]) -> dict[str, Any]:
+    """``source``'s optimizer entries, to be copied into ``target``'s tensors where they fit:
+    those pairs are appended to ``copies`` (targets, sources) for one ``_copy_all`` later."""
     out = {}
     for key, value in source.items():
         if isinstance(value, torch.Tensor):
             buffer = target.get(key)
             if isinstance(buffer, torch.Tensor) and buffer.shape == value.shape and buffer.dtype == value.dtype:
-                out[key] = buffer.copy_(value)
+                copies[0].append(buffer)
+                copies[1].append(value)
+                out[key] = buffer
             else:
                 out[key] = value.detach().clone()
         else:

@@ -56,7 +56,9 @@ class Trainer:
 
             initialise(model.recurrent, experiment.init, experiment.spectral_radius)
         self.model = model.to(self.device)
-        self.optimizer = OPTIMIZERS[experiment.optimizer](self.model.parameters(), lr=experiment.lr)
+        # foreach: a few calls for all parameters instead of ~10 per parameter, each of which
+        # takes the GIL that the app's drawing thread needs too.
+        self.optimizer = OPTIMIZERS[experiment.optimizer](self.model.parameters(), lr=experiment.lr, foreach=True)
         self.generator = torch.Generator().manual_seed(experiment.seed)
         self.step_count = 0
         self.history = History()
