@@ -220,6 +220,83 @@ def test_jacobian_products_do_not_overflow():
     assert jac.factor == pytest.approx(10.0, rel=1e-9)
 
 
+@pytest.fixture
+def iterate_always(monkeypatch):
+    """Take the subspace-iteration path of ``product_norms`` at every width (by default
+    widths up to EXACT_MAX_H get exact eigendecompositions); yields a counter of the
+    products whose norm the iteration itself settled, so a test can see it was used."""
+    monkeypatch.setattr(jacobians, "EXACT_MAX_H", 0)
+    settled = {"n": 0}
+    iterate = jacobians.top_singular_value
+
+    def counted(*args, **kwargs):
+        sigma, V = iterate(*args, **kwargs)
+        settled["n"] += sigma is not None
+        return sigma, V
+
+    monkeypatch.setattr(jacobians, "top_singular_value", counted)
+    return settled
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+@pytest.mark.parametrize("layers", [1, 2])
+def test_iterated_jacobian_norms_match_autograd_functional_jacobian(kind, nonlinearity, layers,
+                                                                    iterate_always):
+    """The fast path against autograd at every t, wider than the iteration's block."""
+    T, H = 20, 12
+    net = make(kind, nonlinearity, layers, hidden=H, seed=11)
+    x = torch.randn(T, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    lengths = torch.tensor([20, 13])
+    for lens in (None, lengths):
+        settled = iterate_always["n"]
+        got = bptt.jacobian_norms(net, x, lens, batch_index=1)
+        want = [np.linalg.norm(reference_jacobian(net, x, 1, t, lens).numpy(), 2) for t in range(T)]
+        np.testing.assert_allclose(got.norms, want, rtol=1e-9, atol=1e-14)
+        assert iterate_always["n"] - settled >= T // 2  # not all left to the exact fallback
+
+
+def naive_product_norms(net, x, b=0):
+    """||dh_{T-1}/dh_t||_2 for every t from dense step Jacobians (autograd through the
+    model's own cell), multiplied out in full and measured with matrix_norm(ord=2)."""
+    trace = net.probe(x)
+    J = jacobians.step_jacobians_autograd(net, jacobians.top_layer_inputs(net, x, trace, None), trace, b)
+    H, P, norms = net.hidden_size, torch.eye(J.shape[-1], dtype=torch.float64), [1.0]
+    for t in range(x.shape[0] - 1, 0, -1):
+        P = P @ J[t]  # the h, c state product; its h block holds c_t fixed
+        norms.append(float(torch.linalg.matrix_norm(P[:H, :H], ord=2)))
+    return np.array(norms[::-1])
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+def test_wide_models_take_the_iterated_path_and_match_the_naive_product(kind, nonlinearity, monkeypatch):
+    """At H > EXACT_MAX_H (no patching), in float64 and float32 (tolerance 1e-6)."""
+    T, H = 40, jacobians.EXACT_MAX_H + 16
+    net = make(kind, nonlinearity, hidden=H, seed=13)
+    x = torch.randn(T, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(14))
+    calls = []
+    iterate = jacobians.top_singular_value
+    monkeypatch.setattr(jacobians, "top_singular_value", lambda *a, **k: calls.append(1) or iterate(*a, **k))
+    want = naive_product_norms(net, x)
+    np.testing.assert_allclose(bptt.jacobian_norms(net, x).norms, want, rtol=1e-9, atol=1e-14)
+    assert len(calls) == T - 1
+    net32 = net.float()
+    want32 = naive_product_norms(net32, x.float())  # the float32 model's own Jacobians, in float64
+    np.testing.assert_allclose(bptt.jacobian_norms(net32, x.float()).norms, want32, rtol=1e-5, atol=1e-14)
+
+
+def test_iterated_products_that_vanish_or_overflow(iterate_always):
+    net = make("rnn", hidden=8, seed=7)
+    initialise(net, "identity", spectral_radius=10.0)  # as test_jacobian_products_do_not_overflow
+    with torch.no_grad():
+        net.weight_ih_l0.zero_()
+    jac = bptt.jacobian_norms(net, torch.zeros(400, 1, 3, dtype=torch.float64))
+    assert not np.isnan(jac.norms).any() and jac.factor == pytest.approx(10.0, rel=1e-9)
+    with torch.no_grad():
+        net.weight_hh_l0.zero_()  # every step Jacobian is zero
+    jac = bptt.jacobian_norms(net, torch.randn(10, 1, 3, dtype=torch.float64))
+    assert np.all(jac.norms[:-1] == 0.0) and jac.norms[-1] == 1.0
+
+
 # ------------------------------------------------------------------------ rate fits
 def test_fit_rate_recovers_a_geometric_rate_and_ignores_zeros_and_the_tail():
     t = np.arange(60)
