@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
-from app.panels.plots import hline, message, new_plot, pen
+from app.panels.plots import add_legend, hline, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
 from core.compare import (
@@ -73,7 +73,7 @@ class ComparePanel(Panel):
             plot.setLogMode(y=True)
             plot.getAxis("left").setWidth(64)
         # one legend, bottom left, where falling losses leave room (colours are the same in both)
-        self.loss_plot.addLegend(offset=(10, -10))
+        add_legend(self.loss_plot, offset=(10, -10))
         self.loss_plot.setClipToView(True)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)

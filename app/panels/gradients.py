@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt
 
 from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LogAxis, Shading, StepAxis, message, new_plot, pen
+from app.panels.plots import Heatmap, LogAxis, Shading, StepAxis, add_legend, message, new_plot, pen
 from app.series import Snapshots
 from app.theme import SERIES, Theme, cell_color
 from core.records import GradientRecord
@@ -35,7 +35,7 @@ class GradientsPanel(Panel):
         self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h_t‖", left_axis=LogAxis("left"))
         self.norm_plot.setLogMode(y=True)
         self.norm_plot.getAxis("bottom").setStyle(showValues=False)
-        self.norm_plot.addLegend(offset=(10, 5), colCount=4)  # layers, when there are several
+        add_legend(self.norm_plot, offset=(10, 5), colCount=4)  # layers, when there are several
         self.curves: list[pg.PlotDataItem] = []
         # The geometric lines do not set the axis range: a predicted factor of 1.2 over 100
         # steps would otherwise squash the measured curve into the bottom of the plot.

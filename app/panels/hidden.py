@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
 from app.analysis import false_runs, most_active_unit
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LabelAxis, Shading, message, new_plot, pen
+from app.panels.plots import Heatmap, LabelAxis, Shading, add_legend, message, new_plot, pen
 from app.theme import LEVELS, SERIES, Theme
 from core.records import ProbeRecord
 
@@ -47,7 +47,7 @@ class HiddenPanel(Panel):
         self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h_t")
         self.trace_plot.setXLink(self.map_plot)
         self.trace_plot.setYRange(-1.05, 1.05, padding=0)
-        self.trace_plot.addLegend(offset=(-10, 5), colCount=MAX_TRACES)
+        add_legend(self.trace_plot, offset=(-10, 5), colCount=MAX_TRACES)
         for plot in (self.map_plot, self.trace_plot):
             plot.getAxis("left").setWidth(56)
         view.ci.layout.setRowStretchFactor(0, 3)

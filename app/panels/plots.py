@@ -66,6 +66,35 @@ def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None,
     return plot
 
 
+class Legend(pg.LegendItem):
+    """A legend drawn only while it has entries: an empty one is a stray box over the data
+    (e.g. a plot whose curves get names only when there are several layers)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hide()
+
+    def addItem(self, item, name) -> None:  # noqa: N802 (pyqtgraph naming)
+        super().addItem(item, name)
+        self.setVisible(bool(self.items))
+
+    def removeItem(self, item) -> None:  # noqa: N802 (pyqtgraph naming)
+        super().removeItem(item)
+        self.setVisible(bool(self.items))
+
+    def clear(self) -> None:
+        super().clear()
+        self.hide()
+
+
+def add_legend(plot: pg.PlotItem, offset: tuple[float, float] = (30, 30), **kwargs) -> Legend:
+    """``plot.addLegend`` with a ``Legend``: curves added with ``name=`` enter it as usual."""
+    if plot.legend is None:
+        plot.legend = Legend(offset=offset, **kwargs)
+        plot.legend.setParentItem(plot.vb)
+    return plot.legend
+
+
 class LabelAxis(pg.AxisItem):
     """A time axis showing the probe's labels (input tokens or values) at integer t.
 

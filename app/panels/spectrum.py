@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
-from app.panels.plots import hline, new_plot, pen
+from app.panels.plots import add_legend, hline, new_plot, pen
 from app.series import Series
 from app.theme import SERIES, Theme, cell_color
 from core.records import SpectrumRecord
@@ -35,11 +35,11 @@ class SpectrumPanel(Panel):
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
         self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ_k")
-        self.sv_plot.addLegend(offset=(-10, 5), colCount=2)
+        add_legend(self.sv_plot, offset=(-10, 5), colCount=2)
         self.sv_curves: list[pg.PlotDataItem] = []
         self.bound = hline(self.sv_plot, t.diverged, position=0.5)
         self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W_hh)")
-        self.radius_plot.addLegend(offset=(-10, 5))  # layers, when there are several
+        add_legend(self.radius_plot, offset=(-10, 5))  # layers, when there are several
         self.unit_line = hline(self.radius_plot, t.baseline, "ρ = 1", Qt.DotLine)
         self.unit_line.setValue(1.0)
         self.radius_curves: list[pg.PlotDataItem] = []

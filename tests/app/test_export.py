@@ -7,12 +7,22 @@ import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from app.export import SIZE_PRESETS, Figure, at_dpi, caption_lines, parse_size, save_png, save_svg
+from app.export import (
+    SIZE_PRESETS,
+    Figure,
+    at_dpi,
+    caption_lines,
+    parse_size,
+    save_png,
+    save_svg,
+    staged,
+)
 from app.export_all import export_all, frame_count, parse_formats, parse_panels, save_frames
 from app.export_data import choose_format, data_kind, write_data
 from app.panels import panel_class, panel_names
@@ -246,3 +256,26 @@ def test_the_export_dialog_writes_the_chosen_format_and_size(qtbot, training, hi
     dialog.size.setCurrentIndex(dialog.size.findData("dpi"))
     dialog.dpi.setValue(144)
     assert dialog.figure().size == (1350, 750)
+
+
+def _empty_legends(panel) -> list:
+    """Legends that are drawn (visible) but have no entries: a stray box on the figure."""
+    return [item for view in panel.plot_widgets() for item in view.scene().items()
+            if isinstance(item, pg.LegendItem) and item.isVisible() and not item.items]
+
+
+@pytest.mark.parametrize("name", panel_names())
+def test_no_panel_draws_an_empty_legend_on_screen_or_on_a_slide(qtbot, lstm_run, name):
+    panel = fed(qtbot, lstm_run, name)  # one layer: gradients and spectrum name no layers
+    panel.show()
+    assert _empty_legends(panel) == []
+    with staged(panel, Figure(), caption_lines(panel)):
+        assert _empty_legends(panel) == []
+
+
+def test_a_legend_with_entries_is_still_drawn(qtbot, rnn_run):
+    panel = fed(qtbot, rnn_run, "gradients")  # two layers: one entry each
+    with staged(panel, Figure(), caption_lines(panel)):
+        legend = panel.norm_plot.legend
+        assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1"]
+

@@ -123,3 +123,13 @@ def test_the_step_axis_grows_in_jumps_and_stops_following_after_a_manual_zoom(qt
     assert panel.loss_plot.vb.viewRange()[0] == [0, 10]
     panel.loss_plot.vb.sigRangeChangedManually.emit([True, False])
     assert not panel._follow
+
+
+def test_a_legend_is_drawn_only_when_it_has_entries(qtbot, lstm_run, rnn_run):
+    one = fed(qtbot, "spectrum", lstm_run)
+    assert len(one.radius_curves) == 1 and not one.radius_plot.legend.isVisible()  # one layer: no names
+    assert one.sv_plot.legend.isVisible()  # W_hh's gate blocks
+    two = fed(qtbot, "spectrum", rnn_run)
+    assert two.radius_plot.legend.isVisible() and len(two.radius_plot.legend.items) == 2
+    two.reset(lstm_run[0])
+    assert not two.radius_plot.legend.isVisible()
