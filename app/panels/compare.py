@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
-from app.panels.plots import add_legend, hline, message, new_plot, pen
+from app.panels.plots import add_legend, hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
 from core.compare import (
@@ -74,14 +74,16 @@ class ComparePanel(Panel):
             plot.getAxis("left").setWidth(64)
         # one legend, bottom left, where falling losses leave room (colours are the same in both)
         add_legend(self.loss_plot, offset=(10, -10))
-        self.loss_plot.setClipToView(True)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         for line in (self.baseline, self.target):  # labels stay legible over the curves
             line.label.fill = pg.mkBrush(t.surface + "D8")
             line.setZValue(30)
-        self.raw = {k: self.loss_plot.plot(pen=pen(cell_color(k) + "38", 1)) for k in KINDS}
-        self.smooth = {k: self.loss_plot.plot(pen=pen(cell_color(k), 2.6), name=k) for k in KINDS}
+        # Every step, drawn at ~2 points a pixel column (a 100,000-step comparison keeps all
+        # its data); the noisy faint curve unantialiased, as the training panel's loss.
+        self.raw = {k: long_curve(self.loss_plot, pen=pen(cell_color(k) + "38", 1), antialias=False)
+                    for k in KINDS}
+        self.smooth = {k: long_curve(self.loss_plot, pen=pen(cell_color(k), 2.6), name=k) for k in KINDS}
         self.grads = {k: self.grad_plot.plot(pen=pen(cell_color(k), 2.6)) for k in KINDS}
         self.grad_message = message(self.grad_plot, t)
         self.table = QTableWidget(len(KINDS), len(COLUMNS))

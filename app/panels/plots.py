@@ -1,4 +1,5 @@
-"""Building blocks shared by the panels: styled plots, heatmaps, time axes, shading, cursors.
+"""Building blocks shared by the panels: styled plots, heatmaps, time axes, shading, cursors,
+legends and long curves.
 
 Each block creates its pyqtgraph items once and then only updates them (``setData``,
 ``setImage(autoLevels=False)``, ``setRegion``), the pattern the redraw budget relies on.
@@ -93,6 +94,19 @@ def add_legend(plot: pg.PlotItem, offset: tuple[float, float] = (30, 30), **kwar
         plot.legend = Legend(offset=offset, **kwargs)
         plot.legend.setParentItem(plot.vb)
     return plot.legend
+
+
+def long_curve(plot: pg.PlotItem, **kwargs) -> pg.PlotDataItem:
+    """A curve over training steps, which may grow to 100,000 points and more.
+
+    It keeps all its data but draws only the visible part (clip to view), reduced to the
+    minimum and maximum of each pixel column (peak downsampling with a factor of 1): about
+    two points a pixel column, so a long run draws as fast as a short one and spikes survive.
+    """
+    plot.setClipToView(True)
+    plot.setDownsampling(auto=True, mode="peak")
+    kwargs.setdefault("autoDownsampleFactor", 1.0)
+    return plot.plot(**kwargs)
 
 
 class LabelAxis(pg.AxisItem):

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
-from app.panels.plots import add_legend, hline, new_plot, pen
+from app.panels.plots import add_legend, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import SERIES, Theme, cell_color
 from core.records import SpectrumRecord
@@ -132,7 +132,7 @@ class SpectrumPanel(Panel):
             i = len(self.radius_curves)
             color = cell_color(self.run.kind if self.run else "rnn") if i == 0 else SERIES[i % len(SERIES)]
             name = f"layer {i}" if layers > 1 else None
-            self.radius_curves.append(self.radius_plot.plot(pen=pen(color, 2), name=name))
+            self.radius_curves.append(long_curve(self.radius_plot, pen=pen(color, 2), name=name))
         steps = self.radius.column("step")
         for i, curve in enumerate(self.radius_curves):
             curve.setData(steps, self.radius.column(f"l{i}"), connect="finite")

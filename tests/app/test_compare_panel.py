@@ -99,3 +99,24 @@ def test_a_new_run_during_a_comparison_stops_it_and_drops_its_last_records(qtbot
     assert not thread.isRunning() and not panel.runner.running
     QCoreApplication.processEvents()  # deliver whatever the old worker had queued
     assert panel.records == [] and panel.start_button.text() == "Start"
+
+
+def test_loss_curves_over_100k_steps_draw_about_two_points_a_pixel_and_keep_them_all(qtbot, panel):
+    from core.compare import CompareRecord
+
+    steps = 100_000
+    losses = 0.2 + 0.1 * np.cos(np.arange(steps) / 700.0)
+    losses[54_321] = 5.0  # a spike must survive the reduction
+    panel.show()
+    panel.runner.records_ready.emit([CompareRecord(kind, step + 1, float(loss), 0.01, False)
+                                     for step, loss in enumerate(losses) for kind in KINDS])
+    assert panel.refresh()
+    panel.grab()  # paint: the view takes the new range, the curves what they will draw
+    width = panel.loss_plot.vb.width()
+    for kind in KINDS:
+        for curve in (panel.raw[kind], panel.smooth[kind]):
+            x, y = curve.curve.getData()  # the points the painted line goes through
+            assert 100 < len(x) <= 2.1 * width + 4, (kind, len(x), width)
+            assert curve.xData.size == steps  # every step kept
+        assert panel.raw[kind].curve.getData()[1].max() == pytest.approx(np.log10(5.0))  # log axis: log10 units
+    assert len(panel.export_data()["gru_loss"]) == steps

@@ -125,6 +125,27 @@ def test_the_step_axis_grows_in_jumps_and_stops_following_after_a_manual_zoom(qt
     assert not panel._follow
 
 
+def test_spectral_radius_over_100k_steps_draws_about_two_points_a_pixel_and_keeps_them_all(qtbot, lstm_run):
+    import dataclasses
+
+    from core.records import SpectrumRecord
+
+    panel = fed(qtbot, "spectrum", lstm_run)
+    record = next(r for r in (getattr(r, "spectrum", r) for r in lstm_run[1]) if isinstance(r, SpectrumRecord))
+    panel.reset(lstm_run[0])
+    radius = 1 + 0.1 * np.sin(np.arange(100_000) / 500.0)
+    radius[12_345] = 3.0  # a spike must survive the reduction
+    for step, value in enumerate(radius):
+        panel.update_record(dataclasses.replace(record, step=step, radius=(value,)))
+    assert panel.refresh()
+    panel.grab()  # paint: the view takes the new range, the curve what it will draw
+    curve = panel.radius_curves[0]
+    x, y = curve.curve.getData()  # the points the painted line goes through
+    assert 100 < len(x) <= 2.1 * panel.radius_plot.vb.width() + 4
+    assert curve.xData.size == 100_000 and len(panel.export_data()["radius_l0"]) == 100_000
+    assert np.nanmax(y) == 3.0 and np.nanmin(y) == radius.min()
+
+
 def test_a_legend_is_drawn_only_when_it_has_entries(qtbot, lstm_run, rnn_run):
     one = fed(qtbot, "spectrum", lstm_run)
     assert len(one.radius_curves) == 1 and not one.radius_plot.legend.isVisible()  # one layer: no names
