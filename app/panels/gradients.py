@@ -52,6 +52,7 @@ class GradientsPanel(Panel):
         self.history_plot.setXLink(self.norm_plot)
         self.history = self.add_heatmap(Heatmap(self.history_plot, (-6.0, 0.0), t.magnitude_map,
                                                 bar_label="log₁₀ ‖∂L/∂h_t‖"))
+        self.history.share_width(self.norm_plot)  # so t lines up between the two plots
         self.history_chunks = Shading(self.history_plot, t.chunk)
         self.add_cursor(self.history_plot)
         for plot in (self.norm_plot, self.history_plot):

@@ -45,6 +45,7 @@ class HiddenPanel(Panel):
         self.map_plot = new_plot(view.ci, t, row=0, col=0, y="unit", bottom_axis=self.time_axis)
         self.heatmap = self.add_heatmap(Heatmap(self.map_plot, LEVELS["signed"], t.diverging_map, "h"))
         self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h_t")
+        self.heatmap.share_width(self.trace_plot)  # so t lines up between the two plots
         self.trace_plot.setXLink(self.map_plot)
         self.trace_plot.setYRange(-1.05, 1.05, padding=0)
         add_legend(self.trace_plot, offset=(-10, 5), colCount=MAX_TRACES)

@@ -228,6 +228,28 @@ class Heatmap:
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
+        self._partners: list[pg.PlotItem] = []
+
+    def share_width(self, *plots: pg.PlotItem) -> None:
+        """Keep room on the right of ``plots`` as wide as the colour bar beside the image.
+
+        A plot above or below the heatmap in the same layout column then has a view box
+        exactly as wide as the image's, so x-linked plots show the same range of t with
+        each t at the same x on screen (and in exports). Without it the image's view box is
+        narrower by the bar, and linking cuts the last time steps off the image.
+        """
+        if self.bar is None:
+            return
+        if not self._partners:
+            self.bar.geometryChanged.connect(self._reserve_bar_width)
+        self._partners.extend(plots)
+        self._reserve_bar_width()
+
+    def _reserve_bar_width(self) -> None:
+        width = self.bar.geometry().width() or self.bar.effectiveSizeHint(Qt.PreferredSize).width()
+        for plot in self._partners:  # the columns ColorBarItem.setImageItem(insert_in=plot) uses
+            plot.layout.setColumnFixedWidth(4, 5)
+            plot.layout.setColumnFixedWidth(5, width)
 
     def set(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         if levels is not None and levels != self.levels:

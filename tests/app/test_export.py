@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
@@ -279,3 +279,28 @@ def test_a_legend_with_entries_is_still_drawn(qtbot, rnn_run):
         legend = panel.norm_plot.legend
         assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1"]
 
+
+def _scene_x(plot, t: float) -> float:
+    return plot.vb.mapViewToScene(QPointF(t, 0)).x()
+
+
+def _assert_t_lines_up(top, bottom, T: int) -> None:
+    for t in (0, T - 1):
+        assert abs(_scene_x(top, t) - _scene_x(bottom, t)) <= 1.5, t
+        for plot in (top, bottom):  # and both plots show it (linking alone may cut the image)
+            box = plot.vb.sceneBoundingRect()
+            assert box.left() <= _scene_x(plot, t) <= box.right(), (t, plot is top)
+    for side in ("left", "right"):
+        assert abs(getattr(top.vb.sceneBoundingRect(), side)() - getattr(bottom.vb.sceneBoundingRect(), side)()) <= 1.5
+
+
+@pytest.mark.parametrize(("name", "top", "bottom"), [("gradients", "norm_plot", "history_plot"),
+                                                     ("hidden", "map_plot", "trace_plot")])
+def test_time_steps_line_up_between_a_heatmap_and_the_plot_beside_it(qtbot, lstm_run, name, top, bottom):
+    panel = fed(qtbot, lstm_run, name)
+    top, bottom = getattr(panel, top), getattr(panel, bottom)
+    T = lstm_run[0].experiment.seq_len
+    panel.show()
+    qtbot.waitUntil(lambda: _assert_t_lines_up(top, bottom, T))  # in the window, once laid out
+    with staged(panel, Figure(), caption_lines(panel)):  # on a 1920x1080 slide
+        _assert_t_lines_up(top, bottom, T)
