@@ -1,9 +1,10 @@
 """Hidden state panel: h_t of every unit over the probe sequence, and chosen units' traces.
 
 The heatmap is units x time with the probe's inputs along the time axis. Padded time steps
-are shaded; with masking on, the state is held through them. The "masking off" toggle shows
-the same probe run without the mask, so the user sees padding leak into the state. Click a
-unit's row to plot its trace (shift-click adds up to four).
+are shaded in both plots and named "padding" above the heatmap (not inside it, where the
+label would cover units' rows); with masking on, the state is held through them. The
+"masking off" toggle shows the same probe run without the mask, so the user sees padding
+leak into the state. Click a unit's row to plot its trace (shift-click adds up to four).
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
 from app.analysis import false_runs, most_active_unit
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LabelAxis, Shading, add_legend, message, new_plot, pen
+from app.panels.plots import (
+    Heatmap,
+    LabelAxis,
+    Shading,
+    SpanLabelAxis,
+    add_legend,
+    message,
+    new_plot,
+    pen,
+)
 from app.theme import LEVELS, SERIES, Theme
 from core.records import ProbeRecord
 
@@ -42,7 +52,9 @@ class HiddenPanel(Panel):
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
         self.time_axis = LabelAxis("bottom")
-        self.map_plot = new_plot(view.ci, t, row=0, col=0, y="unit", bottom_axis=self.time_axis)
+        self.padding_axis = SpanLabelAxis("padding")
+        self.map_plot = new_plot(view.ci, t, row=0, col=0, y="unit", bottom_axis=self.time_axis,
+                                 top_axis=self.padding_axis)
         self.heatmap = self.add_heatmap(Heatmap(self.map_plot, LEVELS["signed"], t.diverging_map, "h"))
         self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h_t")
         self.heatmap.share_width(self.trace_plot)  # so t lines up between the two plots
@@ -72,6 +84,10 @@ class HiddenPanel(Panel):
         self.probe = None
         self.units = [0]
         self.heatmap.clear()
+        for shading in self.shading:
+            shading.set_spans([])
+        self.padding_axis.set_spans([])
+        self.map_plot.hideAxis("top")
         layers = self.run.num_layers if self.run else 1
         self.layer.blockSignals(True)
         self.layer.clear()
@@ -153,6 +169,9 @@ class HiddenPanel(Panel):
         padded = false_runs(p.valid)
         for shading in self.shading:
             shading.set_spans(padded)
+        self.padding_axis.set_spans(padded)
+        if self.padding_axis.isVisibleTo(self.map_plot) != bool(padded):  # each show re-lays out the plot
+            self.map_plot.showAxis("top", bool(padded))
         mode = "masking off" if self.unmasked.isChecked() and p.unmasked_hidden is not None else ""
         pad = f"{int((~p.valid).sum())} padded steps" if padded else ""
         extra = "dashed: cell state c_t" if cell is not None and not mode else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
 
 from app.analysis import tick_stride
@@ -47,18 +48,21 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
 
 def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None, col: int | None = None,
              title: str = "", x: str = "", y: str = "", bottom_axis: pg.AxisItem | None = None,
-             left_axis: pg.AxisItem | None = None, **kwargs) -> pg.PlotItem:
-    """Add a styled PlotItem to ``layout`` with axis labels (units in the label text)."""
-    axes = {}
-    if bottom_axis is not None:
-        axes["bottom"] = bottom_axis
-    if left_axis is not None:
-        axes["left"] = left_axis
+             left_axis: pg.AxisItem | None = None, top_axis: pg.AxisItem | None = None,
+             **kwargs) -> pg.PlotItem:
+    """Add a styled PlotItem to ``layout`` with axis labels (units in the label text).
+
+    A ``top_axis`` is styled with the others but stays hidden until ``plot.showAxis("top")``.
+    """
+    axes = {name: axis for name, axis in (("bottom", bottom_axis), ("left", left_axis), ("top", top_axis))
+            if axis is not None}
     # enableMenu=False also skips building pyqtgraph's context menus (a third of the time
     # it takes to create a plot, and the window's start-up is made of ~30 plots).
     plot = layout.addPlot(row=row, col=col, title=title or None, axisItems=axes or None,
                           enableMenu=False, **kwargs)
     plot.hideButtons()
+    if top_axis is not None:
+        plot.hideAxis("top")
     if x:
         plot.setLabel("bottom", x)
     if y:
@@ -199,6 +203,57 @@ class StepAxis(pg.AxisItem):
         n = len(self.steps)
         return [str(int(self.steps[int(round(v))])) if 0 <= round(v) < n and abs(v - round(v)) < 1e-6 else ""
                 for v in values]
+
+
+class SpanLabelAxis(pg.AxisItem):
+    """A top axis that names shaded spans of t, e.g. "padding" over the padded steps.
+
+    The text sits above the view box, so it covers no data; each label is centred on the
+    visible part of its span and kept inside the axis when the span reaches an edge. No
+    axis line, ticks or grid: it is a caption, not a scale.
+    """
+
+    def __init__(self, text: str, orientation: str = "top", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.text = text
+        self.spans: tuple[tuple[int, int], ...] = ()
+        self.setStyle(tickLength=0)
+
+    def set_spans(self, spans: list[tuple[int, int]]) -> None:
+        """Label the index ranges [start, stop) (as ``Shading.set_spans`` shades them)."""
+        spans = tuple((int(a), int(b)) for a, b in spans)
+        if spans == self.spans:
+            return
+        self.spans = spans
+        self.picture = None
+        self.update()
+
+    def setGrid(self, grid) -> None:  # noqa: N802 (pyqtgraph naming; PlotItem.showGrid calls it)
+        super().setGrid(False)  # a grid line at a label would run through the data
+
+    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802 (Qt naming)
+        if not self.spans or size <= 0 or maxVal <= minVal:
+            return []
+        font = self.style["tickFont"] or self.font()
+        # half the text's width in view units, and a few pixels more: a label touching the
+        # axis's end fails pyqtgraph's containment test by rounding and is dropped
+        half = (0.5 * QFontMetricsF(font).horizontalAdvance(self.text) + 3) * (maxVal - minVal) / size
+        values = []
+        for a, b in self.spans:
+            lo, hi = max(a - 0.5, minVal), min(b - 0.5, maxVal)
+            if hi > lo:
+                values.append(float(np.clip((lo + hi) / 2, minVal + half, max(maxVal - half, minVal + half))))
+        return [(1.0, values)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+        return [self.text] * len(values)
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph naming)
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return None
+        (_, start, stop), _, texts = specs
+        return (pg.mkPen(None), start, stop), [], texts
 
 
 class Heatmap:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 
 from app.panels import PANELS, panel_class, panel_names
@@ -123,6 +124,60 @@ def test_the_step_axis_grows_in_jumps_and_stops_following_after_a_manual_zoom(qt
     assert panel.loss_plot.vb.viewRange()[0] == [0, 10]
     panel.loss_plot.vb.sigRangeChangedManually.emit([True, False])
     assert not panel._follow
+
+
+def drawn_labels(axis) -> list[tuple[object, str]]:
+    """(scene rect, text) of each tick label ``axis`` draws, as its paint computes them."""
+    from PySide6.QtGui import QImage, QPainter
+
+    image = QImage(8, 8, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [(axis.mapRectToScene(rect), text) for rect, _, text in (specs[2] if specs else [])]
+
+
+def assert_padding_named_above_the_shading(panel, span: tuple[int, int]) -> None:
+    vb = panel.map_plot.vb
+    data = vb.sceneBoundingRect()
+    labels = drawn_labels(panel.padding_axis)
+    assert panel.padding_axis.isVisible() and [text for _, text in labels] == ["padding"]
+    rect = labels[0][0]
+    assert rect.bottom() <= data.top() + 1  # above the heatmap: it covers no unit's row
+    assert rect.height() >= 8  # legible text, not a squashed one
+    start, stop = (vb.mapViewToScene(pg.Point(x, 0)).x() for x in (span[0] - 0.5, span[1] - 0.5))
+    assert rect.left() >= data.left() - 1 and rect.right() <= data.right() + 1  # not cut off
+    assert rect.right() > start and rect.left() < stop  # at the shaded steps
+    if rect.width() < stop - start:
+        assert start - 1 <= rect.left() and rect.right() <= stop + 1
+
+
+def test_hidden_panel_names_padding_above_the_heatmap_in_the_window_and_on_a_slide(qtbot, gru_padding_run):
+    import dataclasses
+
+    from app.analysis import false_runs
+    from app.export import Figure, staged
+
+    panel = fed(qtbot, "hidden", gru_padding_run)
+    qtbot.waitUntil(lambda: panel.padding_axis.geometry().height() > 0)  # laid out with room for it
+    (span,) = false_runs(panel.probe.valid)
+    assert_padding_named_above_the_shading(panel, span)
+    with staged(panel, Figure(), ("Hidden state", "")):  # a 1920x1080 slide
+        assert_padding_named_above_the_shading(panel, span)
+    # one padded step at the right edge of a narrow panel: the label, wider than the step,
+    # moves inside the plot instead of being cut off (pyqtgraph would drop it)
+    valid = np.ones(panel.probe.T, dtype=bool)
+    valid[-1] = False
+    panel.update_record(dataclasses.replace(panel.probe, valid=valid))
+    panel.refresh()
+    panel.resize(360, 600)
+    qtbot.waitUntil(lambda: panel.map_plot.vb.width() < 300)
+    assert_padding_named_above_the_shading(panel, (panel.probe.T - 1, panel.probe.T))
+    panel.update_record(dataclasses.replace(panel.probe, valid=np.ones(panel.probe.T, dtype=bool)))
+    panel.refresh()
+    assert not panel.padding_axis.isVisible()  # no padding, no label (and no room kept for one)
 
 
 def test_spectral_radius_over_100k_steps_draws_about_two_points_a_pixel_and_keeps_them_all(qtbot, lstm_run):
