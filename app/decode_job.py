@@ -1,4 +1,4 @@
-"""What the decoding panel asks the engine for, run where the model lives (the worker thread).
+"""What the decoding panel asks the engine for, run where the model lives (the training process).
 
 ``decode_view(trainer, request)`` calls core.seq2seq.decode_text (greedy and beam search
 with its whole tree) and adds what drawing needs, so the GUI thread only draws: the tree

@@ -1,15 +1,20 @@
 """The app's whole surface onto the engine: presets, building a trainer, describing a run.
 
-Imports of ``core.trainer`` (and so torch) happen inside functions, never at module level,
-so the window can paint before torch is loaded; the worker thread pays for the import.
+Imports of ``core.trainer`` (and so torch) happen inside functions, never at module level:
+the window paints before torch is loaded, and the training process (app.worker) pays for
+the import. No Qt here: the training process imports this module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.config import Experiment
+from core.records import StepRecord
 
 DEFAULT_PRESET = "adding-lstm"
 PRESET_GROUPS = ("gradients", "gates", "sequences", "decoding", "attention")
@@ -96,6 +101,45 @@ def make_trainer(experiment: Experiment) -> Any:
     from core.trainer import Trainer
 
     return Trainer(experiment)
+
+
+@dataclass(frozen=True)
+class SessionFile:
+    """What the training process builds from when a session is opened (instead of an Experiment)."""
+
+    path: Path
+
+
+def build_trainer(source: Experiment | SessionFile) -> Any:
+    """The training process's trainer: a new one for an Experiment, or a saved session's."""
+    if isinstance(source, SessionFile):
+        from core.session import open_session
+
+        return open_session(source.path)
+    return make_trainer(source)
+
+
+def capture(trainer: Any) -> tuple[dict, dict]:
+    """The trainer's state as CPU copies, for a session file (milliseconds; a worker job)."""
+    from core.session import trainer_state
+
+    return trainer_state(trainer)
+
+
+def history_records(history: Any) -> list[StepRecord]:
+    """The steps a trainer's ``core.history.History`` holds, as plain StepRecords (no instruments),
+    so panels show a resumed run's past (the loss curve) as if they had watched it."""
+    n = len(history)
+    if n == 0:
+        return []
+    cols = {name: history.column(name) for name in history.names}
+    metrics = {name[len("metric/"):]: col for name, col in cols.items() if name.startswith("metric/")}
+    return [StepRecord(step=int(cols["step"][i]), loss=float(cols["loss"][i]),
+                       grad_norm=float(cols["grad_norm"][i]), grad_norm_clipped=float(cols["grad_norm_clipped"][i]),
+                       clipped=bool(cols["clipped"][i]), diverged=bool(cols["diverged"][i]),
+                       metrics={k: float(v[i]) for k, v in metrics.items() if np.isfinite(v[i])},
+                       param_grad_norms={}, seconds=float(cols["seconds"][i]))
+            for i in range(n)]
 
 
 def list_presets() -> list[Any]:

@@ -106,8 +106,7 @@ def run_export(args: argparse.Namespace) -> int:
     trainer, source = _trainer(args)
     out = check_out_dir(args.out)
 
-    from app.engine import run_info
-    from app.sessions import history_records
+    from app.engine import history_records, run_info
     from app.shot import build_window, ensure_app, train_records
 
     steps = args.steps if args.steps is not None else (0 if args.session else 100)

@@ -1,17 +1,18 @@
 """The main window: assembles the experiment dock, transport bar, panels, menus and status bar.
 
-It holds no numerics and no model. Data flow: the worker emits records -> ``_on_records``
-hands each to every panel (cheap) -> the frame timer (~30 Hz) redraws panels that are on
-screen and asks the worker for the instruments those panels will show next.
+It holds no numerics and no model. Data flow: the training process (app.worker, through
+app.controller) sends records -> ``_on_records`` hands each to every panel (cheap) -> the
+frame timer (~30 Hz) redraws panels that are on screen and asks the training process for
+the instruments those panels will show next.
 
-The worker (and with it torch) starts only after the window's first paint, so the window
-appears before the engine is loaded.
+The training process (and with it torch) starts only after the window's first paint, so
+the window appears before the engine is loaded; this process never imports torch for
+training at all.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from functools import partial
 from typing import Any
 
@@ -36,9 +37,6 @@ from core.records import ProbeRecord, StepRecord
 
 log = logging.getLogger("rnn_explorer.app")
 FRAME_MS = 33  # redraw at most ~30 times a second
-RUN_FRAME_MS = 33  # while training runs, frames at least this far apart
-FRAME_SHARE = 0.35  # while training runs, the most of the GUI thread's time spent drawing
-MAX_FRAME_MS = 200  # ... but never fewer than 5 frames a second
 RETUNE_TAG = "retune"  # marks the window's own job among the worker's job results
 
 
@@ -169,7 +167,7 @@ class MainWindow(QMainWindow):
                 QTimer.singleShot(0, self.start)
 
     def start(self) -> None:
-        """Load the presets, start the worker thread and build the first experiment."""
+        """Load the presets, start the training process and build the first experiment."""
         if self.controller is not None:
             return
         self.load_presets()
@@ -219,7 +217,7 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop the frame timer and the worker thread (waits for the step in progress)."""
+        """Stop the frame timer and the training process (within 2 s, even mid-step)."""
         self.frame_timer.stop()
         for panel in self.panels.values():  # panels with threads of their own (compare)
             if hasattr(panel, "shutdown"):
@@ -359,26 +357,16 @@ class MainWindow(QMainWindow):
         return set().union(*(p.instruments for p in self.visible_panels()))
 
     def draw_frame(self) -> None:
-        """Redraw the panels on screen that have new data; while training runs, space the
-        frames so that drawing takes at most FRAME_SHARE of the GUI thread's time."""
-        start = time.perf_counter()
-        running = self.controller is not None and self.state == "running"
-        if running:
+        """Redraw the panels on screen that have new data (Qt paints them when this returns);
+        while training runs, ask for the instruments they will show next."""
+        if self.controller is not None and self.state == "running":
             due = self.schedule.due(self.needed_instruments())
             if due:
                 self.controller.request(due)
         for panel in self.visible_panels():
-            if panel.refresh():
-                for view in panel.plot_widgets():
-                    view.repaint()  # now, so that the frame's cost can be measured
+            panel.refresh()
         if self.last_step is not None:
             self.status.set_progress(self.last_step.step, self.last_step.loss, self.rate.rate())
-        cost = time.perf_counter() - start
-        # Drawing holds the GIL the training thread also needs: a frame that took 40 ms is
-        # followed by a ~115 ms pause while training runs (about 9 frames a second).
-        interval = FRAME_MS if not running else min(max(RUN_FRAME_MS, cost * 1000 / FRAME_SHARE), MAX_FRAME_MS)
-        if self.frame_timer.interval() != int(interval):
-            self.frame_timer.setInterval(int(interval))
         self.frame_drawn.emit()
 
     def refresh_all(self) -> None:

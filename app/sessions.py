@@ -1,15 +1,15 @@
 """Sessions in the window: File > Open/Save/Save As/Recent, autosave and crash recovery.
 
-The trainer lives in the worker thread, so both directions go through it:
+The trainer lives in the training process (app.worker), so both directions go through it:
 
 * Open: the file's header is checked here at once (a damaged file is refused with a dialog
-  before anything stops), then the worker is asked to build from a ``SessionFile`` instead
-  of an experiment. The window's trainer factory is wrapped so that such a build calls
-  ``core.session.open_session`` in the worker thread, where the worker first halts the run;
-  if the file turns out damaged, the worker reports it and keeps the current trainer. On
-  success the saved history is replayed to the panels as plain StepRecords.
-* Save: the trainer's state is captured in the worker thread between two steps
-  (``TrainingController.call`` with ``trainer_state``: CPU copies, milliseconds) and written
+  before anything stops), then the training process is asked to build from an
+  ``engine.SessionFile`` instead of an experiment (``engine.build_trainer`` opens it there,
+  after halting the run); if the file turns out damaged, it reports so and keeps the
+  current trainer. On success it sends the saved history as plain StepRecords, and the
+  panels show it as if they had watched it.
+* Save: the trainer's state is captured in the training process between two steps
+  (``TrainingController.call`` with ``engine.capture``: CPU copies, milliseconds) and written
   here (explicit saves) or on a writer thread (autosaves, so a big history does not stall
   the window). Writes are atomic.
 
@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from app import engine
 from core.errors import UserError
-from core.records import StepRecord
 
 log = logging.getLogger("rnn_explorer.app")
 AUTOSAVE_MINUTES = 5.0
@@ -44,34 +41,11 @@ FILTER = "RNN Explorer sessions (*.rnnx)"
 SAVE_TAG = "session-save"  # marks our jobs among the worker's job results
 
 
-@dataclass(frozen=True)
-class SessionFile:
-    """What the worker builds from when a session is opened (instead of an Experiment)."""
-
-    path: Path
-
-
 def settings() -> QSettings:
     """The app's settings: an INI file in the data directory (tests get a private one)."""
     from core.logs import data_dir
 
     return QSettings(str(data_dir() / "settings.ini"), QSettings.IniFormat)
-
-
-def history_records(history: Any) -> list[StepRecord]:
-    """The steps a trainer's ``core.history.History`` holds, as plain StepRecords (no instruments),
-    so panels show a resumed run's past (the loss curve) as if they had watched it."""
-    n = len(history)
-    if n == 0:
-        return []
-    cols = {name: history.column(name) for name in history.names}
-    metrics = {name[len("metric/"):]: col for name, col in cols.items() if name.startswith("metric/")}
-    return [StepRecord(step=int(cols["step"][i]), loss=float(cols["loss"][i]),
-                       grad_norm=float(cols["grad_norm"][i]), grad_norm_clipped=float(cols["grad_norm_clipped"][i]),
-                       clipped=bool(cols["clipped"][i]), diverged=bool(cols["diverged"][i]),
-                       metrics={k: float(v[i]) for k, v in metrics.items() if np.isfinite(v[i])},
-                       param_grad_norms={}, seconds=float(cols["seconds"][i]))
-            for i in range(n)]
 
 
 class SessionManager(QObject):
@@ -86,15 +60,12 @@ class SessionManager(QObject):
         super().__init__(window)
         self.window = window
         self.path: Path | None = None  # where Save writes (None: Save asks, as Save As)
-        self._history: list[StepRecord] = []  # made in the worker thread, read on run_built
         self._pending_open: Path | None = None
         self._hooked: Any = None  # the controller whose failures and job results we watch
         self._writer: threading.Thread | None = None
         self._autosaved_step: int | None = None
         self._active = False  # a worker was started: this is the interactive app, not shot/export
         self.recovery_box: QMessageBox | None = None
-        self._make_base = window.make_trainer or engine.make_trainer
-        window.make_trainer = self._make_trainer  # read by window.start() when the worker starts
         window.run_built.connect(self._on_built)
         window.installEventFilter(self)
         self.autosave_timer = QTimer(self)
@@ -174,20 +145,8 @@ class SessionManager(QObject):
         controller.pause()  # the worker halts before building, between two steps
         self._pending_open = path
         window.status.showMessage(f"Opening {path.name}…", 3000)
-        controller.build(SessionFile(path))
+        controller.build(engine.SessionFile(path))
         return True
-
-    def _make_trainer(self, source: Any) -> Any:
-        """The worker's trainer factory (runs in the worker thread)."""
-        if isinstance(source, SessionFile):
-            from core.session import open_session
-
-            trainer = open_session(source.path)
-            self._history = history_records(trainer.history)
-        else:
-            trainer = self._make_base(source)
-            self._history = []
-        return trainer
 
     @Slot(object)
     def _on_built(self, info: Any) -> None:
@@ -202,9 +161,6 @@ class SessionManager(QObject):
             self.path = None
             window.setWindowFilePath("")
             return
-        history, self._history = self._history, []
-        if history:
-            window._on_records(history)  # the panels see the saved past as if they had watched it
         window.form.set_experiment(info.experiment)
         window.refresh_all()
         self._autosaved_step = info.step
@@ -235,7 +191,7 @@ class SessionManager(QObject):
             self.save_to(path if path.endswith(".rnnx") else path + ".rnnx")
 
     def save_to(self, path: str | Path, autosave: bool = False) -> bool:
-        """Capture the trainer between two steps (worker thread) and write ``path`` atomically.
+        """Capture the trainer between two steps (training process) and write ``path`` atomically.
 
         Returns False when there is nothing to save yet; ``saved`` is emitted when written."""
         window = self.window
@@ -243,7 +199,7 @@ class SessionManager(QObject):
             if not autosave:
                 self._fail("Nothing to save yet: the experiment is still being built.", "Cannot save the session")
             return False
-        self._controller().call(_capture, tag=(SAVE_TAG, Path(path), autosave))
+        self._controller().call(engine.capture, tag=(SAVE_TAG, Path(path), autosave))
         return True
 
     def _controller(self) -> Any:
@@ -375,13 +331,6 @@ class SessionManager(QObject):
     def _folder(self) -> str:
         recent = self.recent()
         return str(Path(recent[0]).parent) if recent else str(Path.home())
-
-
-def _capture(trainer: Any) -> tuple[dict, dict]:
-    """Runs in the worker thread between two steps: CPU copies of the state (milliseconds)."""
-    from core.session import trainer_state
-
-    return trainer_state(trainer)
 
 
 def _autosave_file() -> Path:

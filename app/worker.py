@@ -1,22 +1,31 @@
-"""Training off the GUI thread: a worker QObject on a QThread that emits plain records.
+"""Training in a process of its own: the loop that owns the trainer and sends plain records.
 
-The worker owns the trainer (built in its thread, so torch is imported there, after the
-window has painted). It trains in short ticks driven by a single-shot QTimer, so its own
-event loop keeps running between ticks and queued commands (pause, step, build) arrive
-promptly. Within a tick it polls a ``threading.Event`` between steps, so a stop request
-from the GUI thread takes effect after at most one step, even mid-batch.
+Why a process and not a thread: a training step and a redraw both run Python code, and in
+one process they take turns at the GIL. On 2 cores a window drawing ~30 frames a second
+slowed training to 0.55-0.75 of its headless speed however the frames were spaced; in a
+process of its own the trainer keeps a core to itself, and closing the window can always
+end it within 2 s (a process can be stopped mid-step, a thread cannot).
 
-Instrumentation is on request: the GUI asks for a probe, gradients through time or a
-spectrum when its next frame will show them (``request``), and the worker attaches them to
-the next step only, each kept to a share of the run's time (INSTRUMENT_SHARE). Records
-cross threads in lists (one list per tick) through queued signals, at most two in flight:
-later records wait in one list until the GUI takes the earlier ones, so a busy GUI gets
-bigger lists, not a queue, and training does not wait for it (unless it stalls for
-MAX_KEPT records). Widgets are never touched here.
+This module imports no Qt (the child process never loads it). ``serve`` is the child's
+entry point; ``app.controller.TrainingController`` is the GUI-side face that starts the
+process, sends commands and turns what comes back into Qt signals.
 
-``app.controller.TrainingController`` is the GUI-thread face: it starts the thread,
-forwards commands as queued signals, relays the worker's signals, and on ``shutdown`` stops
-the worker, quits the thread and waits for it.
+Commands arrive as tuples on one pipe, replies leave on another (see ``TrainingLoop``):
+
+* in: ``("build", source)``, ``("step", n)``, ``("run",)``, ``("pause",)``, ``("speed", s)``,
+  ``("request", kinds)``, ``("attach_always", kinds)``, ``("call", job_id, fn)``,
+  ``("delivered",)``, ``("shutdown",)``;
+* out: ``("built", RunInfo, [past StepRecords])``, ``("records", [records])``, ``("state", name)``,
+  ``("failed", Failure)``, ``("job", job_id, value, Failure | None)``.
+
+The loop trains in ticks of at most TICK_SECONDS and reads commands between ticks; within a
+tick it checks a shared stop event between steps, so Pause takes effect after at most one
+step. Instrumentation is on request: the GUI asks for a probe, gradients through time or a
+spectrum when its next frame will show them, and the loop attaches them to the next step
+only, each kept to a share of the run's time (INSTRUMENT_SHARE). At most MAX_UNDELIVERED
+record lists are unacknowledged at a time; later records wait in one list until the GUI
+has taken the earlier ones, so a busy GUI gets bigger lists, not a queue, and training
+does not wait for it (unless it stalls for MAX_KEPT records).
 """
 
 from __future__ import annotations
@@ -24,30 +33,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
-
-from app.engine import make_trainer as default_make_trainer
-from app.engine import run_info
+from app.engine import build_trainer, history_records, run_info
 
 log = logging.getLogger("rnn_explorer.app")
 
 INSTRUMENTS = ("probe", "gradients", "spectrum")
-TICK_SECONDS = 1 / 30  # at full speed, emit at most this often (the GUI redraws at ~30 Hz)
+TICK_SECONDS = 1 / 30  # at full speed, send at most this often (the GUI redraws at ~30 Hz)
 # Most of the wall time an instrument may take while training runs (see _attachments).
 INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03}
 MAX_UNDELIVERED = 2  # record lists in flight to the GUI; later records wait in one list
 MAX_KEPT = 10_000  # records waiting for a stalled GUI before training waits too
-# While the worker runs Python code, a GUI thread waiting for the GIL gets it after the
-# interpreter's switch interval (5 ms by default) on each of its many short Qt calls;
-# 0.5 ms keeps redraws smooth during training (measured: ~2x more panel updates per second).
-SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,9 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class Job:
-    """``fn(trainer)``, run in the worker thread between training steps (``TrainingController.call``).
-
-    ``fn`` must return plain data (no live tensors); ``tag`` comes back with the result.
-    """
-
-    fn: Callable[[Any], Any]
-    tag: Any = None
-
-
-@dataclass(frozen=True)
 class JobResult:
-    """What a Job returned (``value``), or why it failed (``failure``)."""
+    """What a job returned (``value``), or why it failed (``failure``); ``tag`` is the
+    caller's (it never leaves the GUI process)."""
 
     tag: Any
     value: Any = None
@@ -81,12 +72,12 @@ class JobResult:
 
 
 def leave_a_core_for_the_gui() -> None:
-    """Let torch use every core but one, so the GUI thread can always draw.
+    """Let torch use every core but one, so the window can always draw.
 
     torch's intra-op pool defaults to every core; with the GUI busy on one of them, the
     pool's threads wait on each other and a training step gets slower, not faster
     (measured on 2 cores: 1 thread ~8 ms/step, 2 threads 68-400 ms/step for adding-lstm
-    while drawing). Called in the worker thread, where torch is first imported.
+    while drawing).
     """
     import torch
 
@@ -95,171 +86,169 @@ def leave_a_core_for_the_gui() -> None:
         torch.set_num_threads(cores)
 
 
-class TrainingWorker(QObject):
-    """Steps a trainer in its own thread. Slots run in that thread; ``request`` and
-    ``stop_now`` are thread-safe and may be called from any thread."""
+def serve(commands: Any, events: Any, stop: Any, make_trainer: Callable[[Any], Any] | None,
+          verbose: bool = False) -> None:
+    """The training process: read ``commands`` until shutdown (or until the GUI is gone)."""
+    from core.logs import setup_logging
 
-    built = Signal(object)  # RunInfo
-    records_ready = Signal(object)  # list of StepRecord / ProbeRecord / GradientRecord / SpectrumRecord
-    state_changed = Signal(str)  # idle | running | paused | diverged
-    failed = Signal(object)  # Failure
-    job_done = Signal(object)  # JobResult
+    setup_logging(verbose)
+    loop = TrainingLoop(events.send, stop, make_trainer)
+    try:
+        loop.serve(commands)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the window's process ended without saying so: nothing is left to serve
 
-    def __init__(self, make_trainer: Callable[[Any], Any] | None = None):
-        super().__init__()
-        self._make_trainer = make_trainer or default_make_trainer
+
+class TrainingLoop:
+    """Steps a trainer between commands. ``send`` takes one reply tuple; ``stop`` is an
+    event the GUI sets to end the current tick after the step in progress."""
+
+    def __init__(self, send: Callable[[tuple], None], stop: Any,
+                 make_trainer: Callable[[Any], Any] | None = None):
+        self._send = send
+        self._stop = stop
+        self._make_trainer = make_trainer or build_trainer
         self._trainer: Any = None
-        self._stop = threading.Event()
-        self._wanted = {name: threading.Event() for name in INSTRUMENTS}
-        self.attach_always: frozenset[str] = frozenset()  # stress tests and benchmarks
+        self._wanted: set[str] = set()
+        self._attach_always: frozenset[str] = frozenset()  # stress tests and benchmarks
         self._running = False
         self._pending = 0
-        self._interval_ms = 0  # 0 = as fast as possible
+        self._interval = 0.0  # seconds between paced steps; 0 = as fast as possible
+        self._due: float | None = None  # when the next tick is due (None: idle)
         self._budget = 0  # the experiment's step budget: a run pauses when it gets there
         self._cost = dict.fromkeys(INSTRUMENTS, 0.0)  # seconds each instrument took last time
         self._done = dict.fromkeys(INSTRUMENTS, float("-inf"))  # when it last finished
-        self._undelivered = 0  # record lists emitted but not yet taken by the GUI thread
+        self._undelivered = 0  # record lists sent but not yet acknowledged by the GUI
         self._outbox: list[Any] = []  # records kept back while the GUI is behind
-        self._lock = threading.Lock()
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._tick)
+        self._closed = False
 
-    # -- thread-safe --------------------------------------------------------------------
-    def request(self, kinds: Iterable[str]) -> None:
-        """Attach these instruments to the next step (or the last of a queued batch)."""
-        for kind in kinds:
-            self._wanted[kind].set()
+    def serve(self, commands: Any) -> None:
+        """Handle commands as they come and tick when a tick is due, until shutdown."""
+        while not self._closed:
+            wait = None if self._due is None else max(self._due - time.perf_counter(), 0.0)
+            if commands.poll(wait):
+                self.handle(commands.recv())
+            else:
+                self._due = None
+                self._tick()
 
-    def stop_now(self) -> None:
-        """Leave the current tick after the step in progress."""
-        self._stop.set()
+    def handle(self, message: tuple) -> None:
+        name, *args = message
+        getattr(self, f"_on_{name}")(*args)
 
-    def delivered(self) -> list[Any]:
-        """The GUI thread took one list of records (``TrainingController`` calls this).
-
-        Returns the records kept back while the GUI was behind, once no other list is in
-        flight (so they arrive in order); the caller delivers them, counted as one list.
-        """
-        with self._lock:
-            self._undelivered = max(self._undelivered - 1, 0)
-            if self._undelivered or not self._outbox:
-                return []
-            kept, self._outbox = self._outbox, []
-            self._undelivered = 1
-            return kept
-
-    def _emit_records(self, records: list[Any]) -> None:
-        """Send ``records`` now, or keep them for later when the GUI is behind.
-
-        At most MAX_UNDELIVERED lists are in flight: a GUI busy drawing never has a queue
-        of lists piling up, and training never waits for the GUI either.
-        """
-        with self._lock:
-            self._outbox.extend(records)
-            if self._undelivered >= MAX_UNDELIVERED:
-                return
-            records, self._outbox = self._outbox, []
-            self._undelivered += 1
-        self.records_ready.emit(records)
-
-    # -- slots (worker thread) ---------------------------------------------------------------
-    @Slot(object)
-    def build(self, experiment: Any) -> None:
-        """Replace the trainer with one for ``experiment``; keep the old one if that fails."""
+    # -- commands -------------------------------------------------------------------------------
+    def _on_build(self, source: Any) -> None:
+        """Replace the trainer with one for ``source``; keep the old one if that fails."""
         self._halt()
         self._stop.clear()  # a stop asked for before this command is spent
         leave_a_core_for_the_gui()
         try:
-            trainer = self._make_trainer(experiment)
+            trainer = self._make_trainer(source)
         except Exception as err:  # shown to the user at the boundary, never swallowed
             self._report(err, "building the experiment")
             return
         self._trainer = trainer
         self._budget = int(getattr(trainer.experiment, "steps", 0))
-        for event in self._wanted.values():
-            event.clear()
+        self._wanted.clear()
         self._cost = dict.fromkeys(INSTRUMENTS, 0.0)
         self._done = dict.fromkeys(INSTRUMENTS, float("-inf"))
-        self.built.emit(run_info(trainer))
+        # With a reopened session's past (StepRecords), which the panels show as if they had watched it.
+        self._send(("built", run_info(trainer), history_records(trainer.history)))
         self._snapshot()
         self._set_state("idle")
 
-    @Slot(int)
-    def step(self, count: int) -> None:
+    def _on_step(self, count: int) -> None:
         """Queue ``count`` training steps, run as fast as possible; pauses a run first."""
         if self._trainer is None or count < 1:
             return
         self._running = False
         self._pending += count
-        self._schedule(0)
+        self._schedule(0.0)
 
-    @Slot()
-    def run(self) -> None:
+    def _on_run(self) -> None:
         if self._trainer is None:
             return
         self._running = True
         self._set_state("running")
-        self._schedule(self._interval_ms)
+        self._schedule(self._interval)
 
-    @Slot()
-    def pause(self) -> None:
+    def _on_pause(self) -> None:
         was_busy = self._running or self._pending
         self._halt()
         if was_busy:
             self._set_state("paused")
 
-    @Slot(float)
-    def set_speed(self, steps_per_second: float) -> None:
+    def _on_speed(self, steps_per_second: float) -> None:
         """Limit the run to this many steps per second; 0 means as fast as possible."""
-        self._interval_ms = 0 if steps_per_second <= 0 else max(1, round(1000 / steps_per_second))
+        self._interval = 0.0 if steps_per_second <= 0 else max(0.001, 1.0 / steps_per_second)
 
-    @Slot(object)
-    def call(self, job: Job) -> None:
-        """Run ``job.fn(trainer)`` here, where no step can change the model meanwhile (e.g.
-        decoding), and emit ``job_done``. Failures come back in the result, not ``failed``."""
+    def _on_request(self, kinds: Iterable[str]) -> None:
+        """Attach these instruments to the next step (or the last of a queued batch)."""
+        self._wanted.update(kinds)
+
+    def _on_attach_always(self, kinds: Iterable[str]) -> None:
+        self._attach_always = frozenset(kinds)
+
+    def _on_call(self, job_id: int, fn: Callable[[Any], Any]) -> None:
+        """Run ``fn(trainer)`` here, where no step can change the model meanwhile (e.g.
+        decoding), and send its value; failures come back in the reply, not as ``failed``."""
         from core.errors import UserError
 
+        value, failure = None, None
         try:
             if self._trainer is None:
                 raise UserError("there is no model yet: build an experiment first")
-            result = JobResult(job.tag, job.fn(self._trainer))
+            value = fn(self._trainer)
         except Exception as err:  # shown by whoever asked, never swallowed
-            if not isinstance(err, (UserError, ValueError)):
+            expected = isinstance(err, (UserError, ValueError))
+            if not expected:
                 log.exception("worker job failed")
-            message = str(err) if isinstance(err, (UserError, ValueError)) else f"{type(err).__name__}: {err}"
-            result = JobResult(job.tag, failure=Failure(message, getattr(err, "field", None)))
-        self.job_done.emit(result)
+            failure = Failure(str(err) if expected else f"{type(err).__name__}: {err}", getattr(err, "field", None))
+        try:
+            self._send(("job", job_id, value, failure))
+        except Exception as err:  # e.g. a value that cannot be pickled: a bug, said as such
+            log.exception("worker job result could not be sent")
+            self._send(("job", job_id, None, Failure(f"{type(err).__name__}: {err}")))
 
-    @Slot()
-    def shutdown(self) -> None:
-        """Stop, drop the trainer, hand this object back to the main thread and end the thread."""
+    def _on_delivered(self) -> None:
+        """The GUI took one list of records: send the ones kept back, if it has none left."""
+        self._undelivered = max(self._undelivered - 1, 0)
+        if not self._undelivered and self._outbox:
+            kept, self._outbox = self._outbox, []
+            self._undelivered = 1
+            self._send(("records", kept))
+
+    def _on_shutdown(self) -> None:
         self._halt()
         self._trainer = None
-        app = QCoreApplication.instance()
-        if app is not None:
-            self.moveToThread(app.thread())
-        QThread.currentThread().quit()
+        self._closed = True
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------
     def _halt(self) -> None:
         self._running = False
         self._pending = 0
-        self._timer.stop()
+        self._due = None
 
-    def _schedule(self, interval_ms: int) -> None:
+    def _schedule(self, delay: float) -> None:
         self._stop.clear()
-        self._timer.start(interval_ms)
+        self._due = time.perf_counter() + delay
+
+    def _emit_records(self, records: list[Any]) -> None:
+        """Send ``records`` now, or keep them for later when the GUI is behind."""
+        self._outbox.extend(records)
+        if self._undelivered >= MAX_UNDELIVERED:
+            return
+        records, self._outbox = self._outbox, []
+        self._undelivered += 1
+        self._send(("records", records))
 
     def _tick(self) -> None:
-        with self._lock:
-            far_behind = len(self._outbox) >= MAX_KEPT
-        if far_behind:  # the GUI has stalled: wait for it rather than pile up records
-            self._timer.start(5)
+        if len(self._outbox) >= MAX_KEPT:  # the GUI has stalled: wait for it, don't pile up
+            self._schedule(0.005)
             return
         records: list[Any] = []
         deadline = time.perf_counter() + TICK_SECONDS
-        paced = self._interval_ms > 0 and not self._pending
+        paced = self._interval > 0 and not self._pending
         diverged = failed = False
         try:
             while not self._stop.is_set() and (self._running or self._pending):
@@ -286,9 +275,9 @@ class TrainingWorker(QObject):
         elif self._stop.is_set():
             return
         elif self._pending:
-            self._timer.start(0)
+            self._schedule(0.0)
         elif self._running:
-            self._timer.start(self._interval_ms)
+            self._schedule(self._interval)
         elif records or failed:
             self._set_state("paused")
 
@@ -305,13 +294,13 @@ class TrainingWorker(QObject):
         now = time.perf_counter()
         chosen = []
         for name in INSTRUMENTS:
-            forced = name in self.attach_always
-            if not (self._wanted[name].is_set() or forced):
+            forced = name in self._attach_always
+            if not (name in self._wanted or forced):
                 continue
             rest = self._cost[name] * (1.0 / INSTRUMENT_SHARE[name] - 1.0)
             if self._running and not forced and now - self._done[name] < rest:
                 continue
-            self._wanted[name].clear()
+            self._wanted.discard(name)
             chosen.append(name)
         return chosen
 
@@ -345,14 +334,13 @@ class TrainingWorker(QObject):
                 self._emit_records([gradients])
 
     def _set_state(self, state: str) -> None:
-        """Emit ``state`` after any records kept back, so the GUI always has the records
+        """Send ``state`` after any records kept back, so the GUI always has the records
         (e.g. the diverged step) before the state they led to."""
-        with self._lock:
+        if self._outbox:
             kept, self._outbox = self._outbox, []
-            self._undelivered += bool(kept)
-        if kept:
-            self.records_ready.emit(kept)
-        self.state_changed.emit(state)
+            self._undelivered += 1
+            self._send(("records", kept))
+        self._send(("state", state))
 
     def _report(self, err: Exception, doing: str) -> None:
         from core.errors import UserError
@@ -364,13 +352,4 @@ class TrainingWorker(QObject):
             details = "".join(traceback.format_exception(err))
         else:
             message = str(err)
-        self.failed.emit(Failure(message, getattr(err, "field", None), details))
-
-
-def __getattr__(name: str) -> Any:
-    """``from app.worker import TrainingController`` keeps working (it lives in app.controller)."""
-    if name == "TrainingController":
-        from app.controller import TrainingController
-
-        return TrainingController
-    raise AttributeError(f"module 'app.worker' has no attribute {name!r}")
+        self._send(("failed", Failure(message, getattr(err, "field", None), details)))

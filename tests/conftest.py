@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _no_leaked_qthreads(request):
-    """Fail a test that leaves a QThread running (napari's fixture, simplified).
+    """Fail a test that leaves a QThread or a child process running (napari's fixture, simplified).
 
     Every QThread started during the test is remembered with where it was started; at the
     end each must have finished.
@@ -74,3 +74,10 @@ def _no_leaked_qthreads(request):
             pass
     if leaked:
         pytest.fail(f"{len(leaked)} QThread(s) still running after the test; started at:\n" + "\n".join(leaked))
+    import multiprocessing
+
+    children = multiprocessing.active_children()  # the training processes (app.controller)
+    for child in children:
+        child.kill()
+    if children:
+        pytest.fail(f"{len(children)} process(es) still running after the test: {children}")

@@ -1,7 +1,7 @@
 """Decoding: greedy and beam search on typed text, the beam's tree, and attention.
 
 For translation presets only (the encoder-decoder tasks). "Run" decodes the input with the
-live model (in the training thread, between steps: app.worker's ``call``) and shows the
+live model (in the training process, between steps: the controller's ``call``) and shows the
 whole beam tree; "Next expansion" shows it growing one expansion at a time, from one
 decode. Click a finished hypothesis (in the tree or the list) to highlight its path and see
 its attention rows; click any node on its path to outline that token's row. Greedy's

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
-import torch
 from PySide6.QtCore import QPointF, Qt
 
+from app.controller import TrainingController
 from app.panels.decoding import DecodingPanel
 from app.theme import DARK, LIGHT
-from app.worker import TrainingController
 from core.beam_tree import path_to
 from core.config import Experiment
-from core.decoding import BeamSearch, beam_search
-from core.translation import BOS, EOS
 from tests.app.conftest import tiny
+from tests.app.remote import decode_reference
 
 REVERSE = Experiment(task="reverse", cell="gru", attention="dot", hidden_size=16, embed_size=8, seq_len=8,
                      batch_size=16, lr=0.01, steps=100000)
@@ -24,7 +23,7 @@ REVERSE = Experiment(task="reverse", cell="gru", attention="dot", hidden_size=16
 
 @pytest.fixture
 def decoding(qtbot):
-    """(controller, panel): a real training thread and the panel wired as the window wires it."""
+    """(controller, panel): a real training process and the panel wired as the window wires it."""
     controller = TrainingController()
     panel = DecodingPanel(LIGHT)
     qtbot.addWidget(panel)
@@ -44,27 +43,12 @@ def build(qtbot, controller, panel, experiment=REVERSE, steps=15) -> None:
 
 
 def ask(qtbot, controller, fn):
-    """fn(trainer) in the training thread, as the panel's jobs run; returns its value."""
+    """fn(trainer) in the training process, as the panel's jobs run; returns its value."""
     tag = object()
     with qtbot.waitSignal(controller.job_done, timeout=60_000, check_params_cb=lambda r: r.tag is tag) as got:
         controller.call(fn, tag)
     assert got.args[0].failure is None, got.args[0].failure
     return got.args[0].value
-
-
-def reference(trainer, text: str, beam: int, penalty: float = 1.0):
-    """core.decoding on the same model and input: (BeamResult, per-expansion node lists, max_len)."""
-    task, model = trainer.task, trainer.model
-    src = torch.tensor(task.src_vocab.encode(text)).unsqueeze(1)
-    max_len = task.max_target_len + 1
-    state = model.encode(src, len(text))
-    whole = beam_search(model.step_fn, state, BOS, EOS, beam, max_len, penalty)
-    search = BeamSearch(model.step_fn, state, BOS, EOS, beam, max_len, penalty)
-    expansions = []
-    while not search.done:
-        expansions.append(search.step())
-    attention = {i: model.attention_for(src, len(text), h.tokens) for i, h in enumerate(whole.hypotheses)}
-    return whole, expansions, attention
 
 
 def test_run_shows_the_core_tree_and_best_hypothesis(qtbot, decoding):
@@ -74,7 +58,7 @@ def test_run_shows_the_core_tree_and_best_hypothesis(qtbot, decoding):
     panel.beam.setValue(3)
     panel.run_button.click()
     qtbot.waitUntil(lambda: panel.view is not None, timeout=60_000)
-    whole, _, _ = ask(qtbot, controller, lambda tr: reference(tr, "recurren", 3))
+    whole, _, _ = ask(qtbot, controller, partial(decode_reference, text="recurren", beam=3))
     assert panel.tree.count == len(whole.tree) == len(panel.view.result.tree)
     assert [(n.parent, n.token, n.status) for n in panel.view.result.tree] == \
         [(n.parent, n.token, n.status) for n in whole.tree]
@@ -93,7 +77,7 @@ def test_next_expansion_adds_exactly_the_nodes_of_one_step(qtbot, decoding):
     panel.beam.setValue(4)
     panel.next_button.click()
     qtbot.waitUntil(lambda: panel.view is not None, timeout=60_000)
-    _, expansions, _ = ask(qtbot, controller, lambda tr: reference(tr, "recurren", 4))
+    _, expansions, _ = ask(qtbot, controller, partial(decode_reference, text="recurren", beam=4))
     assert panel.shown_steps == 1 and panel.tree.count == 1 + len(expansions[0])
     for k in range(1, len(expansions)):
         before = panel.tree.count
@@ -117,7 +101,7 @@ def test_selecting_a_hypothesis_shows_its_attention_rows(qtbot, decoding):
     panel.input.setText("recur")
     panel.run_button.click()
     qtbot.waitUntil(lambda: panel.view is not None, timeout=60_000)
-    whole, _, attention = ask(qtbot, controller, lambda tr: reference(tr, "recur", 4))
+    whole, _, attention = ask(qtbot, controller, partial(decode_reference, text="recur", beam=4))
     for rank in range(len(whole.hypotheses)):
         panel.table.cellClicked.emit(rank + 1, 1)  # as a click on the row
         assert panel.selected == whole.hypotheses[rank].node_id

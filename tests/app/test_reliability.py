@@ -16,18 +16,15 @@ def wait_paused_at(qtbot, window, step: int, timeout: int = 30_000) -> None:
                     and window.state == "paused", timeout=timeout)
 
 
-def test_a_worker_exception_is_shown_with_details_and_the_app_keeps_running(qtbot, window, monkeypatch):
-    from core.trainer import Trainer
+def test_a_worker_exception_is_shown_with_details_and_the_app_keeps_running(qtbot):
+    from app.main_window import MainWindow
+    from tests.app.conftest import tiny
+    from tests.app.remote import bug_in_first_step
 
-    real_step, calls = Trainer.step, []
-
-    def step_with_a_bug(self, **attach):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("simulated bug in a step")
-        return real_step(self, **attach)
-
-    monkeypatch.setattr(Trainer, "step", step_with_a_bug)
+    window = MainWindow(experiment=tiny(), make_trainer=bug_in_first_step)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.run_info is not None and window.state == "idle", timeout=60_000)
     setup_logging()  # as main.py does before the app starts
     info = window.run_info
     window.step(1)
@@ -43,6 +40,7 @@ def test_a_worker_exception_is_shown_with_details_and_the_app_keeps_running(qtbo
     window.step(2)  # the same model trains on
     wait_paused_at(qtbot, window, 2)
     assert window.run_info is info and window.controller.is_alive
+    window.close()
 
 
 def test_divergence_pauses_is_marked_and_a_lower_learning_rate_continues_the_run(qtbot):
@@ -140,10 +138,10 @@ def test_bad_field_values_are_flagged_at_the_field_with_value_and_range(qtbot, n
 
 def test_commands_while_training_never_deadlock_crash_or_leave_a_thread(qtbot, window, tmp_path):
     """Reset, Apply of another cell kind, Open session and closing the window, each while
-    training runs; the one worker thread serves them all and ends with the window."""
+    training runs; the one training process serves them all and ends with the window."""
     from PySide6.QtCore import Qt
 
-    thread = window.controller.thread
+    process = window.controller.process
     failures = []
     window.controller.failed.connect(failures.append)
     window.step(2)
@@ -176,9 +174,10 @@ def test_commands_while_training_never_deadlock_crash_or_leave_a_thread(qtbot, w
     assert window.run_info.kind == "lstm" and window.run_info.step == 2
 
     start_running()
-    assert window.controller.thread is thread and failures == []
+    assert window.controller.process is process and failures == []
+    reader = window.controller.reader
     window.close()
-    assert not thread.isRunning() and window.controller is None
+    assert not process.is_alive() and not reader.isRunning() and window.controller is None
 
 
 def test_the_decode_box_takes_empty_unknown_and_overlong_input_on_a_translation_preset(qtbot):
@@ -211,25 +210,41 @@ def test_the_decode_box_takes_empty_unknown_and_overlong_input_on_a_translation_
 
 
 def test_records_arrive_before_the_state_they_led_to_even_when_the_gui_is_behind(qtbot):
-    """The worker keeps records back while the GUI is busy (back-pressure); a state change
-    (paused, diverged) must not overtake them, or the GUI would show a state without its step."""
-    from app.worker import MAX_UNDELIVERED, TrainingController
+    """The training process keeps records back while the GUI is busy (back-pressure); a
+    state change (paused, diverged) must not overtake them, or the GUI would show a state
+    without its step."""
+    import operator
+    import time
+
+    from app.controller import TrainingController
     from tests.app.conftest import tiny
 
     controller = TrainingController()
     events = []
-    controller.records_ready.connect(lambda records: events.append(("records", len(records))))
+
+    def slow_gui(records):
+        events.append(("records", len(records)))
+        time.sleep(0.2)  # drawing takes long: meanwhile the process trains on
+
+    controller.records_ready.connect(slow_gui)
     controller.state_changed.connect(lambda state: events.append(("state", state)))
     try:
         with qtbot.waitSignal(controller.built, timeout=60_000):
             controller.build(tiny())
         qtbot.waitUntil(lambda: ("state", "idle") in events, timeout=30_000)
         events.clear()
-        with controller.worker._lock:
-            controller.worker._undelivered = MAX_UNDELIVERED  # as if the GUI were still drawing
-        controller.step(3)
+        controller.set_speed(100)  # paced: one step per list, 100 lists a second, more than the GUI takes
+        controller.run()
+        qtbot.waitUntil(lambda: sum(n for kind, n in events if kind == "records") >= 40, timeout=60_000)
+        controller.pause()
         qtbot.waitUntil(lambda: ("state", "paused") in events, timeout=30_000)
-        assert events[0][0] == "records" and events.index(("state", "paused")) > 0
-        assert sum(n for kind, n in events if kind == "records") == 3
+        qtbot.wait(300)  # anything still on its way arrives now
+        lists = [n for kind, n in events if kind == "records"]
+        assert max(lists) > 1  # records were kept back and came together
+        assert [e for e in events if e[0] == "state"] == [("state", "running"), ("state", "paused")]
+        assert events[-1] == ("state", "paused")  # no record came after the state it led to
+        with qtbot.waitSignal(controller.job_done, timeout=30_000) as job:
+            controller.call(operator.attrgetter("step_count"))
+        assert sum(lists) == job.args[0].value  # and none was lost
     finally:
         assert controller.shutdown(timeout=10)

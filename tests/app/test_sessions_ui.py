@@ -10,7 +10,8 @@ import pytest
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QMessageBox
 
-from app.sessions import history_records, settings
+from app.engine import history_records
+from app.sessions import settings
 from core.session import autosave_path, find_recovery, save_session
 from tests.app.conftest import tiny
 
@@ -117,12 +118,12 @@ def test_opening_while_training_stops_the_run_first(qtbot, window, tmp_path):
     path = save(qtbot, window, tmp_path / "two.rnnx")
     window.toggle_run()
     qtbot.waitUntil(lambda: window.state == "running" and window.last_step.step > 4, timeout=30_000)
-    thread = window.controller.thread
+    process = window.controller.process
     with qtbot.waitSignal(window.sessions.opened, timeout=60_000):
         window.sessions.open(path)
     qtbot.waitUntil(lambda: window.state == "idle", timeout=10_000)
     assert window.run_info.step == 2 and window.last_step.step == 2
-    assert window.controller.thread is thread and thread.isRunning()  # the same worker, not a new one
+    assert window.controller.process is process and process.is_alive()  # the same one, not a new one
 
 
 def test_autosave_leaves_a_recovery_file_until_a_clean_exit(qtbot, window):

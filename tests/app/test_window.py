@@ -74,12 +74,12 @@ def test_closing_during_a_run_stops_the_worker_quickly(qtbot, window):
     window.toggle_run()
     qtbot.waitUntil(lambda: window.state == "running", timeout=10_000)
     qtbot.waitUntil(lambda: window.last_step is not None, timeout=30_000)
-    thread = window.controller.thread
+    process, reader = window.controller.process, window.controller.reader
     start = time.perf_counter()
     window.close()
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0
-    assert not thread.isRunning()
+    assert not process.is_alive() and not reader.isRunning()
     assert window.controller is None
 
 

@@ -1,17 +1,15 @@
-"""The training worker on its real QThread: commands, instruments, failures, shutdown, stress."""
+"""The training process, through its controller: commands, instruments, failures, shutdown, stress."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
 
 from app.controller import TrainingController
-from app.engine import make_trainer
 from app.worker import INSTRUMENTS, Failure
-from core.config import ConfigError
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from tests.app import remote
 from tests.app.conftest import tiny
 
 
@@ -70,10 +68,7 @@ def test_a_run_stops_at_the_step_budget(qtbot, controller):
 
 
 def test_a_refused_experiment_names_its_field(qtbot, controller):
-    def refuse(experiment):
-        raise ConfigError("hidden_size", "hidden_size must be an integer from 1 to 4096; got 0")
-
-    c = controller(refuse)
+    c = controller(remote.refuse)
     got = Collector(c)
     c.build(tiny())
     qtbot.waitUntil(lambda: bool(got.failures), timeout=10_000)
@@ -82,24 +77,7 @@ def test_a_refused_experiment_names_its_field(qtbot, controller):
 
 
 def test_divergence_and_errors_pause_the_run(qtbot, controller):
-    calls = {"n": 0}
-
-    def faulty(experiment):
-        trainer = make_trainer(experiment)
-        real_step = trainer.step
-
-        def step(**attach):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                return dataclasses.replace(real_step(**attach), diverged=True)
-            if calls["n"] == 5:
-                raise RuntimeError("simulated failure")
-            return real_step(**attach)
-
-        trainer.step = step
-        return trainer
-
-    c = controller(faulty)
+    c = controller(remote.diverge_at_3_fail_at_5)
     got = Collector(c)
     c.build(tiny())
     qtbot.waitUntil(lambda: bool(got.built), timeout=60_000)
@@ -121,11 +99,48 @@ def test_shutdown_while_running_is_prompt(qtbot, controller):
     start = time.perf_counter()
     assert c.shutdown(timeout=2.0)
     assert time.perf_counter() - start < 2.0
-    assert not c.thread.isRunning()
+    assert not c.is_alive and not c.reader.isRunning()
+
+
+def test_shutdown_during_a_long_instrument_stops_the_process_in_time(qtbot, controller):
+    """Gradients through time on a big model can take many seconds and cannot be
+    interrupted from inside; closing must not wait for them."""
+    c = controller(remote.slow_gradients)
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: [type(r) for r in got.records] == [ProbeRecord, SpectrumRecord], timeout=60_000)
+    time.sleep(0.2)  # inside the minute-long gradients now
+    start = time.perf_counter()
+    assert c.shutdown(timeout=1.0) is False  # it did not end by itself ...
+    assert time.perf_counter() - start < 2.5  # ... so it was stopped
+    assert not c.is_alive and c.process.exitcode is not None and not c.reader.isRunning()
+
+
+def test_a_crashed_process_is_reported_and_the_next_build_starts_a_new_one(qtbot, controller):
+    c = controller()
+    got = Collector(c)
+    c.build(tiny())
+    qtbot.waitUntil(lambda: got.states[-1:] == ["idle"], timeout=60_000)
+    first = c.process
+    first.kill()  # as if torch had crashed the interpreter
+    qtbot.waitUntil(lambda: bool(got.failures), timeout=10_000)
+    assert "training process ended unexpectedly" in got.failures[0].message
+    assert got.states[-1] == "idle" and not c.is_alive
+    c.build(tiny())
+    qtbot.waitUntil(lambda: len(got.built) == 2 and got.states[-1:] == ["idle"], timeout=60_000)
+    assert c.process is not first and c.is_alive
+    c.step(1)
+    qtbot.waitUntil(lambda: [r.step for r in got.steps] == [1], timeout=30_000)
+
+
+def test_a_job_must_be_picklable(controller):
+    c = controller()
+    with pytest.raises(TypeError, match="must be picklable"):
+        c.call(lambda trainer: trainer.step_count, "tag")
 
 
 def test_stress_every_panel_updated_2000_times_through_the_real_worker(qtbot, controller):
-    """Guards against binding crashes on cross-thread records and repeated setData
+    """Guards against binding crashes on records from another thread and repeated setData
     (PySide6 6.12.0's none_dealloc abort, PYSIDE-3124)."""
     from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -151,7 +166,7 @@ def test_stress_every_panel_updated_2000_times_through_the_real_worker(qtbot, co
     c = controller()
     c.built.connect(lambda info: [p.reset(info) for p in panels])
     c.records_ready.connect(on_records)
-    c.worker.attach_always = frozenset(INSTRUMENTS)
+    c.attach_always(INSTRUMENTS)
     c.set_speed(100)  # one record per emission, and no training wasted beyond what is drawn
     c.build(tiny(hidden_size=4, seq_len=5, batch_size=2, task="padding", cell="gru", masking="on"))
     qtbot.waitUntil(lambda: updates["n"] >= 3, timeout=60_000)
