@@ -50,8 +50,10 @@ def run_gui(args: argparse.Namespace) -> int:
     app.setOrganizationName("rnn-explorer")
     window = MainWindow(preset=args.preset, theme=args.theme)
     window.show()
-    # Ctrl+C in the terminal closes the window cleanly (the timer lets Python see the signal).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C in the terminal, or a plain kill, closes the window cleanly, training process
+    # included (the timer lets Python see the signal).
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: window.close())
     heartbeat = QTimer()
     heartbeat.timeout.connect(lambda: None)
     heartbeat.start(200)

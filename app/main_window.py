@@ -6,8 +6,7 @@ frame timer (~30 Hz) redraws panels that are on screen and asks the training pro
 the instruments those panels will show next.
 
 The training process (and with it torch) starts only after the window's first paint, so
-the window appears before the engine is loaded; this process never imports torch for
-training at all.
+the window appears before the engine is loaded.
 """
 
 from __future__ import annotations

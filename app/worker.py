@@ -89,8 +89,13 @@ def leave_a_core_for_the_gui() -> None:
 def serve(commands: Any, events: Any, stop: Any, make_trainer: Callable[[Any], Any] | None,
           verbose: bool = False) -> None:
     """The training process: read ``commands`` until shutdown (or until the GUI is gone)."""
+    import signal
+
     from core.logs import setup_logging
 
+    # Ctrl+C in a terminal reaches every process of the app: the window's process handles
+    # it (and then ends this one); here it would only interrupt a step with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup_logging(verbose)
     loop = TrainingLoop(events.send, stop, make_trainer)
     try:
