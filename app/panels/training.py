@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from app.analysis import positive_for_log
 from app.panels.base import Panel
-from app.panels.plots import LogAxis, hline, new_plot, pen
+from app.panels.plots import LogAxis, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import Theme
 from core.records import StepRecord
@@ -58,21 +58,17 @@ class TrainingPanel(Panel):
         self.loss_plot.vb.sigRangeChangedManually.connect(self._stop_following)
         self.grad_plot.vb.sigRangeChangedManually.connect(self._stop_following)
         for plot in (self.loss_plot, self.grad_plot):
-            plot.setClipToView(True)
-            plot.setDownsampling(auto=True, mode="peak")
             plot.getAxis("left").setWidth(64)
         # Aliased: Qt strokes a thick antialiased zigzag (a noisy loss, downsampled by peaks)
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
-        # second; aliased, a few ms. And peak downsampling keeps about two points a pixel
-        # column (its min and max), not ten, so a long run draws as fast as a short one.
+        # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about
+        # two points a pixel column, so a long run draws as fast as a short one.
         # Top right: a falling loss leaves that corner empty (on a log axis it stays low).
         self.loss_plot.addLegend(offset=(-10, 10))
-        self.loss_curve = self.loss_plot.plot(pen=pen(t.loss), name="training loss", antialias=False,
-                                              autoDownsampleFactor=1.0)
+        self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), name="training loss", antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        self.grad_curve = self.grad_plot.plot(pen=pen(t.grad_norm, 1.5), antialias=False,
-                                              autoDownsampleFactor=1.0)
+        self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), antialias=False)
         # Each clipped step: a segment from the gradient's norm down to the clipped norm, so
         # the cut shows. One path of segments (not a scatter of markers, whose per-point
         # cost made a run with thousands of clipped steps redraw ten times slower).

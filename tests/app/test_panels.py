@@ -209,3 +209,29 @@ def test_a_legend_is_drawn_only_when_it_has_entries(qtbot, lstm_run, rnn_run):
     assert two.radius_plot.legend.isVisible() and len(two.radius_plot.legend.items) == 2
     two.reset(lstm_run[0])
     assert not two.radius_plot.legend.isVisible()
+
+
+def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot, lstm_run, monkeypatch):
+    from app.panels import plots, training
+
+    made = []  # one mechanism for every curve over training steps: plots.long_curve
+
+    def spy(plot, **kwargs):
+        made.append(plots.long_curve(plot, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(training, "long_curve", spy)
+    panel = fed(qtbot, "training", lstm_run)
+    assert made == [panel.loss_curve, panel.grad_curve]
+    panel.clear()
+    steps = 100_000
+    loss = 0.2 + 0.1 * np.cos(np.arange(steps) / 700.0)
+    loss[54_321] = 5.0  # a spike must survive the reduction
+    for step, value in enumerate(loss):
+        panel.series.append(step + 1, value, value, value, 0.0, 0.0)
+    assert panel.refresh(force=True)
+    panel.grab()  # paint: the view takes the new range, the curves what they will draw
+    for curve, plot in ((panel.loss_curve, panel.loss_plot), (panel.grad_curve, panel.grad_plot)):
+        x, y = curve.curve.getData()  # the points the painted line goes through
+        assert 100 < len(x) <= 2.1 * plot.vb.width() + 4, len(x)
+        assert curve.xData.size == steps and np.nanmax(y) == pytest.approx(np.log10(5.0))
