@@ -6,6 +6,10 @@ overlaid (faint: every step; bold: the mean of the last 10 steps), with the task
 and baseline; gradients through time after the last step are overlaid on a log scale,
 which is where the kinds differ most. The table says what each kind costs (parameters,
 time per step) and what it reached (final loss, steps until the task's target).
+
+Records are taken in as they arrive, into one column store per kind (step, loss, seconds
+and the 10-step mean), so a redraw after 100,000 steps costs what one after 100 does: the
+curves are views of those columns and the table reads them, never the records again.
 """
 
 from __future__ import annotations
@@ -31,16 +35,10 @@ from app.compare_worker import CompareRunner
 from app.panels.base import Panel
 from app.panels.plots import add_legend, hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
+from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
-from core.compare import (
-    FINAL_WINDOW,
-    KINDS,
-    CompareRecord,
-    CompareRow,
-    KindInfo,
-    running_mean,
-    summarize,
-)
+from core.compare import FINAL_WINDOW, KINDS, CompareRecord, CompareRow, KindInfo
+from core.records import GradientRecord
 
 DEFAULT_STEPS = 300
 TABLE_SECONDS = 0.5  # while running, the table is rebuilt at most this often
@@ -101,7 +99,13 @@ class ComparePanel(Panel):
         self.runner.records_ready.connect(self._records)
         self.runner.ended.connect(self._ended)
         self.infos: list[KindInfo] = []
-        self.records: list[CompareRecord] = []
+        self.records: list[CompareRecord] = []  # as they came (the columns below are drawn)
+        # Per kind, the steps drawn (closing and diverged records left out) with their
+        # FINAL_WINDOW-step mean ("smooth"), each appended once when its record arrives.
+        self.series = {k: Series("step", "loss", "seconds", "smooth") for k in KINDS}
+        self._diverged: dict[str, list[tuple[int, int, float]]] = {k: [] for k in KINDS}  # (row, step, loss)
+        self._gradients: dict[str, GradientRecord | None] = dict.fromkeys(KINDS)
+        self._reached: dict[str, int | None] = dict.fromkeys(KINDS)  # the first step at the target
         self.rows: list[CompareRow] = []
         self.state = "idle"
         self._started_at = 0.0
@@ -156,6 +160,10 @@ class ComparePanel(Panel):
     # -- data from the runner -------------------------------------------------------------------
     def _forget(self) -> None:
         self.infos, self.records, self.rows = [], [], []
+        for kind in KINDS:
+            self.series[kind].clear()
+            self._diverged[kind] = []
+            self._gradients[kind] = self._reached[kind] = None
         self._dirty = True
 
     def _began(self, infos: list[KindInfo]) -> None:
@@ -163,8 +171,40 @@ class ComparePanel(Panel):
         self._dirty = True
 
     def _records(self, records: list[CompareRecord]) -> None:
+        """Take in a batch: each record is read once, here, and appended to its kind's columns."""
         self.records.extend(records)
+        first = {k: len(s) for k, s in self.series.items()}
+        for r in records:
+            kind = r.kind
+            if r.gradients is not None:
+                self._gradients[kind] = r.gradients
+            if r.seconds <= 0:  # a closing record repeats its kind's last step
+                continue
+            if r.diverged:  # the update was refused: exported, not drawn
+                self._diverged[kind].append((len(self.series[kind]), r.step, r.loss))
+                continue
+            self.series[kind].append(r.step, r.loss, r.seconds, np.nan)
+        for kind, start in first.items():
+            if len(self.series[kind]) > start:
+                self._extend_mean(kind, start)
         self._dirty = True
+
+    def _extend_mean(self, kind: str, start: int) -> None:
+        """Fill the running mean (core.compare.running_mean) of rows ``start:``, reading only
+        them and the FINAL_WINDOW - 1 rows before; note the first step it reaches the target."""
+        s, w = self.series[kind], FINAL_WINDOW
+        loss, smooth = s.column("loss"), s.column("smooth")
+        lo = max(start - (w - 1), 0)
+        sums = np.concatenate(([0.0], np.cumsum(loss[lo:])))
+        ends = np.arange(start, len(s)) - lo + 1  # prefix index just past each row
+        counts = np.minimum(np.arange(start, len(s)) + 1, w)
+        smooth[start:] = (sums[ends] - sums[ends - counts]) / counts
+        target = next((info.target for info in self.infos if info.kind == kind), None)
+        if target is not None and self._reached[kind] is None:
+            full = max(start, w - 1)  # rows with a whole window of steps behind them
+            hit = np.flatnonzero(smooth[full:] <= target)
+            if hit.size:
+                self._reached[kind] = int(s.column("step")[full + hit[0]])
 
     def _ended(self, how: str) -> None:
         self.state = "idle"
@@ -194,20 +234,13 @@ class ComparePanel(Panel):
         place(self.baseline, baseline, True,
               baseline_text(run.baseline_label, baseline) if baseline is not None else "")
         place(self.target, target, True, f"solved ≤ {target:.3g}" if target is not None else "")
-        by_kind: dict[str, list[CompareRecord]] = {k: [] for k in KINDS}
-        for r in self.records:
-            if r.seconds > 0 and not r.diverged:
-                by_kind[r.kind].append(r)
         grads = False
         for kind in KINDS:
-            mine = by_kind[kind]
-            steps = np.array([r.step for r in mine], dtype=np.float64)
-            losses = np.array([r.loss for r in mine], dtype=np.float64)
-            positive = np.maximum(losses, 1e-12)
-            self.raw[kind].setData(steps, positive)
-            self.smooth[kind].setData(steps, np.maximum(running_mean(losses), 1e-12))
-            last = next((r.gradients for r in reversed(self.records)
-                         if r.kind == kind and r.gradients is not None), None)
+            s = self.series[kind]
+            steps = s.column("step")
+            self.raw[kind].setData(steps, np.maximum(s.column("loss"), 1e-12))
+            self.smooth[kind].setData(steps, np.maximum(s.column("smooth"), 1e-12))
+            last = self._gradients[kind]
             if last is not None:
                 norms = np.maximum(last.norms[-1], 1e-30)
                 self.grads[kind].setData(np.arange(len(norms)), norms)
@@ -220,17 +253,29 @@ class ComparePanel(Panel):
         self.grad_message.setVisible(not grads)
         if grads:
             self.grad_plot.enableAutoRange()
-        self._progress(by_kind)
+        self._progress()
         now = time.perf_counter()
         if self.state != "running" or now - self._table_at > TABLE_SECONDS:
             self._table_at = now
-            self.rows = summarize(self.infos, self.records) if self.infos else []
+            self.rows = [self._row(info) for info in self.infos]
             self._fill_table()
 
-    def _progress(self, by_kind: dict[str, list[CompareRecord]]) -> None:
+    def _row(self, info: KindInfo) -> CompareRow:
+        """What core.compare.summarize makes of the records, from the kind's columns."""
+        s = self.series[info.kind]
+        n = len(s)
+        return CompareRow(
+            kind=info.kind, param_count=info.param_count, steps=int(s.column("step")[-1]) if n else 0,
+            # the median sorts every step's time (numpy, at most twice a second while running)
+            seconds_per_step=float(np.median(s.column("seconds"))) if n else math.nan,
+            # a contiguous copy, so the sum is done in summarize's order, to the last bit
+            final_loss=float(s.column("loss")[-FINAL_WINDOW:].copy().mean()) if n else math.nan,
+            steps_to_target=self._reached[info.kind])
+
+    def _progress(self) -> None:
         if self.state != "running":
             return
-        done = min((len(v) for v in by_kind.values()), default=0)
+        done = min((len(s) for s in self.series.values()), default=0)
         self.status.setText(f"training rnn, lstm and gru on the same batches: step {done} of {self.steps.value()}")
 
     def _fill_table(self) -> None:
@@ -266,11 +311,13 @@ class ComparePanel(Panel):
         return [[self.table.item(i, j).text() for j in range(len(COLUMNS))] for i in range(len(KINDS))]
 
     def export_data(self) -> dict[str, np.ndarray]:
+        """Every update of each kind, diverged ones included, in step order."""
         out: dict[str, np.ndarray] = {}
         for kind in KINDS:
-            mine = [r for r in self.records if r.kind == kind and r.seconds > 0]
-            out[f"{kind}_step"] = np.array([r.step for r in mine])
-            out[f"{kind}_loss"] = np.array([r.loss for r in mine])
+            s, refused = self.series[kind], self._diverged[kind]
+            rows = [row for row, _, _ in refused]
+            out[f"{kind}_step"] = np.insert(s.column("step").astype(np.int64), rows, [step for _, step, _ in refused])
+            out[f"{kind}_loss"] = np.insert(s.column("loss"), rows, [loss for _, _, loss in refused])
         return out
 
     def on_theme(self, theme: Theme) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from app.panels.compare import ComparePanel
 from app.theme import LIGHT, cell_color
-from core.compare import KINDS, running_mean, summarize
+from core.compare import KINDS, CompareRecord, KindInfo, running_mean, summarize
 from core.trainer import Trainer
 
 
@@ -120,3 +120,51 @@ def test_loss_curves_over_100k_steps_draw_about_two_points_a_pixel_and_keep_them
             assert curve.xData.size == steps  # every step kept
         assert panel.raw[kind].curve.getData()[1].max() == pytest.approx(np.log10(5.0))  # log axis: log10 units
     assert len(panel.export_data()["gru_loss"]) == steps
+
+
+class CountedRecord(CompareRecord):
+    """A record that notes in ``READS`` each time the panel reads one of its fields."""
+
+    def __getattribute__(self, name):
+        if not name.startswith("__"):
+            READS.append(id(self))
+        return super().__getattribute__(name)
+
+
+READS: list[int] = []
+
+
+def fake_comparison(first: int, last: int, loss) -> list[CompareRecord]:
+    """Round-robin records for steps first..last, ``loss(step)`` for every kind."""
+    return [CountedRecord(kind, step, float(loss(step)), 0.01 + 0.001 * (step % 7), False)
+            for step in range(first, last + 1) for kind in KINDS]
+
+
+def test_more_records_cost_work_for_the_new_records_only(qtbot, panel):
+    infos = [KindInfo(kind, 100 + i, 0.05, 0.2) for i, kind in enumerate(KINDS)]
+    panel.runner.began.emit(infos)
+    old = fake_comparison(1, 3000, lambda step: 1.0 + 0.1 * np.sin(step))
+    panel.runner.records_ready.emit(old)
+    assert panel.refresh(force=True)  # idle: curves, gradients and table all redrawn
+    new = fake_comparison(3001, 3300, lambda step: 0.01)  # the loss reaches the target here
+    new += [CountedRecord("rnn", 3301, float("nan"), 0.01, True),  # rnn diverges: drawn no further
+            CountedRecord("lstm", 3300, 0.01, 0.0, False), CountedRecord("gru", 3300, 0.01, 0.0, False)]  # closing
+    READS.clear()
+    panel.runner.records_ready.emit(new)
+    assert panel.refresh(force=True)
+    reads = set(READS)
+    assert not reads & {id(r) for r in old}, "redrawing read records it had already taken in"
+    assert len(READS) <= 8 * len(new)  # a few field reads per new record, however long the run
+    every = old + new  # and what is drawn is what rebuilding from every record would draw
+    assert panel.rows == summarize(infos, every)
+    assert [row.steps_to_target for row in panel.rows] == [3010, 3010, 3010]  # 10 steps at the target
+    exported = panel.export_data()
+    for kind in KINDS:
+        taken = [r for r in every if r.kind == kind and r.seconds > 0 and not r.diverged]
+        np.testing.assert_array_equal(panel.raw[kind].xData, [r.step for r in taken])
+        # (running_mean's cumulative sum over 3,300 steps drifts by ~1e-11; the panel sums 10 at a time)
+        np.testing.assert_allclose(panel.smooth[kind].yData, running_mean([r.loss for r in taken]), rtol=1e-9)
+        shown = [r for r in every if r.kind == kind and r.seconds > 0]
+        np.testing.assert_array_equal(exported[f"{kind}_step"], [r.step for r in shown])
+        np.testing.assert_array_equal(exported[f"{kind}_loss"], [r.loss for r in shown])
+
