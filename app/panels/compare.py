@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
-from app.panels.plots import add_legend, hline, long_curve, message, new_plot, pen
+from app.panels.plots import hline, legend_row, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
@@ -42,7 +42,11 @@ from core.records import GradientRecord
 
 DEFAULT_STEPS = 300
 TABLE_SECONDS = 0.5  # while running, the table is rebuilt at most this often
-COLUMNS = ("cell", "parameters", "time / step", f"final loss (mean of last {FINAL_WINDOW})", "steps to target")
+# Headers in two short lines: one long line is cut off once the five columns share a slide's width.
+COLUMNS = ("cell", "parameters", "time / step", f"final loss\n(mean of last {FINAL_WINDOW})", "steps to target")
+TIPS = ("", "Trainable parameters of the model", "Median wall time of one optimiser update",
+        f"Mean training loss of the last {FINAL_WINDOW} steps",
+        f"The first step at which the mean loss of the last {FINAL_WINDOW} steps is at or below the task's target")
 
 
 class ComparePanel(Panel):
@@ -64,14 +68,15 @@ class ComparePanel(Panel):
             self.options.addWidget(w)
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget(), stretch=4)
-        self.loss_plot = new_plot(view.ci, t, row=0, col=0, x="step", y="loss", title="Training loss")
-        self.grad_plot = new_plot(view.ci, t, row=0, col=1, x="time step t",
+        self.loss_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="loss", title="Training loss")
+        self.grad_plot = new_plot(view.ci, t, row=1, col=1, x="time step t",
                                   y="‖∂L/∂h<sub>t</sub>‖", title="Gradients through time, after the last step")
         for plot in (self.loss_plot, self.grad_plot):
             plot.setLogMode(y=True)
             plot.getAxis("left").setWidth(64)
-        # one legend, bottom left, where falling losses leave room (colours are the same in both)
-        add_legend(self.loss_plot, offset=(10, -10))
+        # One legend for both plots (the colours are the same), in a row above them: inside
+        # a plot no corner stays clear of three kinds' curves (a flat loss fills them all).
+        legend_row(view.ci, self.loss_plot, t, row=0, col=0, colspan=2, columns=len(KINDS))
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         for line in (self.baseline, self.target):  # labels stay legible over the curves
@@ -86,6 +91,8 @@ class ComparePanel(Panel):
         self.grad_message = message(self.grad_plot, t)
         self.table = QTableWidget(len(KINDS), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for j, tip in enumerate(TIPS):
+            self.table.horizontalHeaderItem(j).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.NoSelection)
@@ -248,11 +255,14 @@ class ComparePanel(Panel):
             else:
                 self.grads[kind].setData([], [])
         self.grad_message.setText("" if grads else (
-            "Gradients through time appear when the comparison ends" if self.state == "running" or not self.records
-            else "This task has no gradients-through-time probe"))
+            "Gradients through time appear\nwhen the comparison ends" if self.state == "running" or not self.records
+            else "This task has no\ngradients-through-time probe"))
         self.grad_message.setVisible(not grads)
         if grads:
             self.grad_plot.enableAutoRange()
+        else:  # the message in the middle of a fixed range (at the default x = 0 half of it was cut off)
+            self.grad_plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self.grad_message.setPos(0.5, 0.5)
         self._progress()
         now = time.perf_counter()
         if self.state != "running" or now - self._table_at > TABLE_SECONDS:
@@ -280,8 +290,10 @@ class ComparePanel(Panel):
 
     def _fill_table(self) -> None:
         target = self.infos[0].target if self.infos else None
-        header = f"steps to target (≤ {target:.3g})" if target else "steps to target"
-        self.table.setHorizontalHeaderItem(4, QTableWidgetItem(header))
+        header = f"steps to target\n(loss ≤ {target:.3g})" if target else "steps to target"
+        item = QTableWidgetItem(header)
+        item.setToolTip(TIPS[4])
+        self.table.setHorizontalHeaderItem(4, item)
         rows = {row.kind: row for row in self.rows}
         for i, kind in enumerate(KINDS):
             row = rows.get(kind)

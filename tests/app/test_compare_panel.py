@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtWidgets import QStyle
 
 from app.panels.compare import ComparePanel
 from app.theme import LIGHT, cell_color
@@ -168,3 +170,35 @@ def test_more_records_cost_work_for_the_new_records_only(qtbot, panel):
         np.testing.assert_array_equal(exported[f"{kind}_step"], [r.step for r in shown])
         np.testing.assert_array_equal(exported[f"{kind}_loss"], [r.loss for r in shown])
 
+
+def assert_headers_and_legend_fit(panel) -> None:
+    header = panel.table.horizontalHeader()
+    metrics = QFontMetrics(header.font())
+    margin = header.style().pixelMetric(QStyle.PM_HeaderMargin, None, header)
+    for j in range(panel.table.columnCount()):
+        lines = panel.table.horizontalHeaderItem(j).text().split("\n")
+        need = max(metrics.horizontalAdvance(line) for line in lines) + 2 * margin
+        assert header.sectionSize(j) >= need, (lines, header.sectionSize(j), need)  # not cut off
+        assert header.height() >= len(lines) * metrics.height(), lines
+    legend = panel.loss_plot.legend
+    assert legend.isVisible() and [label.text for _, label in legend.items] == list(KINDS)
+    box = legend.sceneBoundingRect()
+    assert box.width() > 0 and legend.scene().sceneRect().contains(box)
+    for plot in (panel.loss_plot, panel.grad_plot):  # over no curve: outside both plots' data
+        assert not box.intersects(plot.vb.sceneBoundingRect()), (box, plot.vb.sceneBoundingRect())
+    for _, label in legend.items:  # in the theme's colour (a slide's, after an export staged it)
+        assert QColor(panel.theme.foreground).name() in label.item.toHtml().lower()
+    assert panel.grad_message.isVisible()  # no gradients yet: the message says so, all of it in the plot
+    assert panel.grad_plot.vb.sceneBoundingRect().contains(panel.grad_message.sceneBoundingRect())
+
+
+def test_table_headers_and_the_legend_fit_in_the_window_and_on_a_slide(qtbot, panel):
+    from app.export import Figure, caption_lines, staged
+
+    panel.runner.began.emit([KindInfo(kind, 1000, 0.0123, 0.2) for kind in KINDS])
+    panel.runner.records_ready.emit(fake_comparison(1, 300, lambda step: 0.2 + 1 / step))
+    panel.show()
+    panel.refresh(force=True)
+    qtbot.waitUntil(lambda: assert_headers_and_legend_fit(panel))
+    with staged(panel, Figure(), caption_lines(panel)):  # a 1920x1080 slide
+        assert_headers_and_legend_fit(panel)
