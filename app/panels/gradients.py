@@ -18,7 +18,17 @@ from PySide6.QtCore import Qt
 
 from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LogAxis, Shading, StepAxis, add_legend, message, new_plot, pen
+from app.panels.plots import (
+    Heatmap,
+    LogAxis,
+    Shading,
+    StepAxis,
+    TimeAxis,
+    add_legend,
+    message,
+    new_plot,
+    pen,
+)
 from app.series import Snapshots
 from app.theme import SERIES, Theme, cell_color
 from core.records import GradientRecord
@@ -48,7 +58,7 @@ class GradientsPanel(Panel):
         self.empty = message(self.norm_plot, t)
         self.step_axis = StepAxis("left")
         self.history_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="step",
-                                     left_axis=self.step_axis)
+                                     left_axis=self.step_axis, bottom_axis=TimeAxis("bottom"))
         self.history_plot.setXLink(self.norm_plot)
         self.history = self.add_heatmap(Heatmap(self.history_plot, (-6.0, 0.0), t.magnitude_map,
                                                 bar_label="log₁₀ ‖∂L/∂h_t‖"))

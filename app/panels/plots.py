@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontMetricsF
+from PySide6.QtGui import QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsItem, QSizePolicy
 
 from app.analysis import tick_stride
@@ -202,6 +202,32 @@ class LabelAxis(pg.AxisItem):
             text = self.labels[i] if 0 <= i < len(self.labels) else ""
             out.append(text if len(text) <= 8 else text[:7] + "…")
         return out
+
+
+class TimeAxis(pg.AxisItem):
+    """A bottom axis of t under a heatmap, whose end labels may reach past the axis's ends.
+
+    The view starts half a cell before t = 0 (pixel centres on integers), so once a cell is
+    narrower than the label "0", the label sticks out of the axis and pyqtgraph drops it
+    (with a grid, a label must fit inside the axis and its view box). Here it may stick out
+    by up to ``OVERFLOW`` pixels into the empty corner below the left axis (or below the
+    colour bar, at the right), centred under its tick as every other label.
+    """
+
+    OVERFLOW = 24.0  # more than half of any label t can have
+
+    def boundingRect(self):  # noqa: N802 (Qt naming)
+        return super().boundingRect().adjusted(-self.OVERFLOW, 0, self.OVERFLOW, 0)
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph naming)
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return None
+        (line_pen, start, stop), ticks, texts = specs
+        # a flat cap: the wider bounds no longer cut the line's square cap off at the ends
+        line_pen = QPen(line_pen)
+        line_pen.setCapStyle(Qt.FlatCap)
+        return (line_pen, start, stop), ticks, texts
 
 
 class LogAxis(pg.AxisItem):

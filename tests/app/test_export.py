@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt
-from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
+from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage, QPainter
 from PySide6.QtWidgets import QApplication
 
 from app.export import (
@@ -304,3 +304,40 @@ def test_time_steps_line_up_between_a_heatmap_and_the_plot_beside_it(qtbot, lstm
     qtbot.waitUntil(lambda: _assert_t_lines_up(top, bottom, T))  # in the window, once laid out
     with staged(panel, Figure(), caption_lines(panel)):  # on a 1920x1080 slide
         _assert_t_lines_up(top, bottom, T)
+
+
+def _tick_labels(axis) -> dict[str, QRectF]:
+    """The tick labels ``axis`` draws (pyqtgraph leaves out any it finds no room for), with
+    their scene rectangles."""
+    image = QImage(8, 8, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return {text: axis.mapRectToScene(rect) for rect, _, text in specs[2]} if specs else {}
+
+
+def _assert_t0_labelled(plot) -> None:
+    labels = _tick_labels(plot.getAxis("bottom"))
+    assert "0" in labels, sorted(labels)
+    assert abs(labels["0"].center().x() - _scene_x(plot, 0)) <= 1.5  # under its tick
+    assert plot.scene().sceneRect().contains(labels["0"])  # and on the figure
+
+
+def test_the_gradient_history_labels_t_0_in_the_window_and_on_a_slide(qtbot, lstm_run):
+    from core.records import GradientRecord
+
+    panel = fed(qtbot, lstm_run, "gradients")
+    T = 100  # the vanishing-rnn slide's probe: a cell is narrower than the label "0"
+    norms = 0.8 ** np.arange(T)[::-1]
+    for step in range(1, 40):
+        panel.update_record(GradientRecord(step, (norms,), norms, 0.8, 1.01, None))
+    panel.show()
+    panel.refresh(force=True)
+    top, bottom = panel.norm_plot, panel.history_plot
+    qtbot.waitUntil(lambda: _assert_t_lines_up(top, bottom, T))
+    _assert_t0_labelled(bottom)
+    with staged(panel, Figure(), caption_lines(panel)):  # on a 1920x1080 slide
+        _assert_t_lines_up(top, bottom, T)
+        _assert_t0_labelled(bottom)
