@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
-from app.panels.plots import hline, legend_row, long_curve, message, new_plot, pen
+from app.panels.legends import legend_row
+from app.panels.plots import hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font

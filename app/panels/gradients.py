@@ -18,13 +18,13 @@ from PySide6.QtCore import Qt
 
 from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
 from app.panels.base import Panel
+from app.panels.legends import add_legend
 from app.panels.plots import (
     Heatmap,
     LogAxis,
     Shading,
     StepAxis,
     TimeAxis,
-    add_legend,
     message,
     new_plot,
     pen,

@@ -16,12 +16,12 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
 from app.analysis import false_runs, most_active_unit
 from app.panels.base import Panel
+from app.panels.legends import add_legend
 from app.panels.plots import (
     Heatmap,
     LabelAxis,
     Shading,
     SpanLabelAxis,
-    add_legend,
     message,
     new_plot,
     pen,

@@ -14,7 +14,8 @@ from PySide6.QtCore import Qt
 
 from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
-from app.panels.plots import add_legend, hline, long_curve, new_plot, pen
+from app.panels.legends import add_legend
+from app.panels.plots import hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import SERIES, Theme, cell_color
 from core.records import SpectrumRecord

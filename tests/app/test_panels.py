@@ -211,6 +211,16 @@ def test_a_legend_is_drawn_only_when_it_has_entries(qtbot, lstm_run, rnn_run):
     assert not two.radius_plot.legend.isVisible()
 
 
+def test_legends_live_in_their_own_module_and_the_panels_use_them(qtbot, lstm_run):
+    from app.panels import legends, plots
+
+    for name in ("Legend", "add_legend", "RowLegend", "legend_row"):
+        assert getattr(legends, name).__module__ == "app.panels.legends"
+        assert not hasattr(plots, name)  # one home for legends, not a second copy in plots
+    spectrum = fed(qtbot, "spectrum", lstm_run)
+    assert isinstance(spectrum.sv_plot.legend, legends.Legend) and spectrum.sv_plot.legend.isVisible()
+
+
 def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot, lstm_run, monkeypatch):
     from app.panels import plots, training
 
