@@ -32,7 +32,12 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         axis.setTextPen(theme.foreground)
         axis.setTickFont(font)
         axis.label.setFont(font)
-        axis.enableAutoSIPrefix(False)  # "(x0.001)" on a log axis reads as an error
+        # No "(x0.001)": on a log axis it reads as an error. pyqtgraph 0.14 still picks a
+        # prefix for the current range when it is turned off, and keeps it (0.645 is then
+        # labelled 645 after a theme change, so on every slide): with no range enabled for
+        # prefixes it picks none.
+        axis.setSIPrefixEnableRanges(())
+        axis.enableAutoSIPrefix(False)
         # Drawing tick labels is most of a frame's cost; an axis changes far less often than
         # the data, so keep it as a pixmap until its range (and so its picture) changes.
         axis.setCacheMode(QGraphicsItem.DeviceCoordinateCache)

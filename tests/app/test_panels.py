@@ -221,6 +221,32 @@ def test_legends_live_in_their_own_module_and_the_panels_use_them(qtbot, lstm_ru
     assert isinstance(spectrum.sv_plot.legend, legends.Legend) and spectrum.sv_plot.legend.isVisible()
 
 
+def _tick_strings(axis) -> list[str]:
+    """The tick labels ``axis`` draws now."""
+    from PySide6.QtGui import QImage, QPainter
+
+    image = QImage(8, 8, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return [text for _, _, text in specs[2]] if specs else []
+
+
+def test_tick_labels_keep_their_values_through_a_theme_change(qtbot, lstm_run):
+    from app.theme import DARK
+
+    panel = fed(qtbot, "spectrum", lstm_run)  # a few steps: spectral radii between 0.6 and 0.7
+    axis = panel.radius_plot.getAxis("left")
+    qtbot.waitUntil(lambda: axis.range[0] > 0)  # the view has taken the data's range
+    panel.apply_theme(DARK)  # as every export does, to the slide theme and back
+    lo, hi = axis.range
+    assert 0 < lo < hi < 1
+    values = [float(text) for text in _tick_strings(axis)]
+    assert values and all(lo <= v <= hi for v in values), (values, lo, hi)  # not 645 for 0.645
+
+
 def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot, lstm_run, monkeypatch):
     from app.panels import plots, training
 
