@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
 from app.panels.legends import legend_row
-from app.panels.plots import hline, long_curve, message, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
@@ -74,7 +74,7 @@ class ComparePanel(Panel):
                                   y="‖∂L/∂h<sub>t</sub>‖", title="Gradients through time, after the last step")
         for plot in (self.loss_plot, self.grad_plot):
             plot.setLogMode(y=True)
-            plot.getAxis("left").setWidth(64)
+            fit_left_axes(plot)
         # One legend for both plots (the colours are the same), in a row above them: inside
         # a plot no corner stays clear of three kinds' curves (a flat loss fills them all).
         legend_row(view.ci, self.loss_plot, t, row=0, col=0, colspan=2, columns=len(KINDS))

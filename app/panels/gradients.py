@@ -25,6 +25,7 @@ from app.panels.plots import (
     Shading,
     StepAxis,
     TimeAxis,
+    fit_left_axes,
     message,
     new_plot,
     pen,
@@ -42,7 +43,7 @@ class GradientsPanel(Panel):
     def build(self) -> None:
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
-        self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h_t‖", left_axis=LogAxis("left"))
+        self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h<sub>t</sub>‖", left_axis=LogAxis("left"))
         self.norm_plot.setLogMode(y=True)
         self.norm_plot.getAxis("bottom").setStyle(showValues=False)
         add_legend(self.norm_plot, offset=(10, 5), colCount=4)  # layers, when there are several
@@ -61,12 +62,11 @@ class GradientsPanel(Panel):
                                      left_axis=self.step_axis, bottom_axis=TimeAxis("bottom"))
         self.history_plot.setXLink(self.norm_plot)
         self.history = self.add_heatmap(Heatmap(self.history_plot, (-6.0, 0.0), t.magnitude_map,
-                                                bar_label="log₁₀ ‖∂L/∂h_t‖"))
+                                                bar_label="log₁₀ ‖∂L/∂h<sub>t</sub>‖"))
         self.history.share_width(self.norm_plot)  # so t lines up between the two plots
         self.history_chunks = Shading(self.history_plot, t.chunk)
         self.add_cursor(self.history_plot)
-        for plot in (self.norm_plot, self.history_plot):
-            plot.getAxis("left").setWidth(64)
+        fit_left_axes(self.norm_plot, self.history_plot)  # room for "0.0001" and the label
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         self.record: GradientRecord | None = None

@@ -22,6 +22,7 @@ from app.panels.plots import (
     LabelAxis,
     Shading,
     SpanLabelAxis,
+    fit_left_axes,
     message,
     new_plot,
     pen,
@@ -56,13 +57,12 @@ class HiddenPanel(Panel):
         self.map_plot = new_plot(view.ci, t, row=0, col=0, y="unit", bottom_axis=self.time_axis,
                                  top_axis=self.padding_axis)
         self.heatmap = self.add_heatmap(Heatmap(self.map_plot, LEVELS["signed"], t.diverging_map, "h"))
-        self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h_t")
+        self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h<sub>t</sub>")
         self.heatmap.share_width(self.trace_plot)  # so t lines up between the two plots
         self.trace_plot.setXLink(self.map_plot)
         self.trace_plot.setYRange(-1.05, 1.05, padding=0)
         add_legend(self.trace_plot, offset=(-10, 5), colCount=MAX_TRACES)
-        for plot in (self.map_plot, self.trace_plot):
-            plot.getAxis("left").setWidth(56)
+        fit_left_axes(self.map_plot, self.trace_plot)
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         self.traces = [self.trace_plot.plot(pen=pen(SERIES[i % len(SERIES)])) for i in range(MAX_TRACES)]

@@ -76,6 +76,34 @@ def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None,
     return plot
 
 
+def fit_left_axes(*plots: pg.PlotItem) -> None:
+    """Left axes as wide as their tick labels and axis label need; ``plots`` stacked in one
+    layout column keep room for the widest, so their view boxes start at the same x.
+
+    A fixed width lets the label run into a long tick label ("0.0001", "0.645"). pyqtgraph
+    sizes an axis to the labels it draws; here it only grows, so a range that moves every
+    frame does not re-lay the plot out every frame. Each plot reserves the widest axis's
+    width, its own axis drawn at the right of it, so x-linked plots put each x at the same
+    place on screen (side by side plots need no more than their own width).
+    """
+    axes = [plot.getAxis("left") for plot in plots]
+
+    def reserve() -> None:
+        width = max(axis.maximumWidth() for axis in axes)  # what each axis asked for
+        for plot in plots:
+            if plot.layout.columnMinimumWidth(0) != width:
+                plot.layout.setColumnMinimumWidth(0, width)
+
+    for plot, axis in zip(plots, axes, strict=True):
+        axis.setStyle(autoReduceTextSpace=False)
+        axis.setWidth(None)
+        plot.layout.setAlignment(axis, Qt.AlignRight | Qt.AlignVCenter)
+        if len(plots) > 1:
+            axis.geometryChanged.connect(reserve)  # its width follows its labels: the others follow it
+    if len(plots) > 1:
+        reserve()
+
+
 def long_curve(plot: pg.PlotItem, **kwargs) -> pg.PlotDataItem:
     """A curve over training steps, which may grow to 100,000 points and more.
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
 from app.panels.legends import add_legend
-from app.panels.plots import hline, long_curve, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import SERIES, Theme, cell_color
 from core.records import SpectrumRecord
@@ -35,17 +35,17 @@ class SpectrumPanel(Panel):
         self.options.addWidget(self.layer)
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
-        self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ_k")
+        self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ<sub>k</sub>")
         add_legend(self.sv_plot, offset=(-10, 5), colCount=2)
         self.sv_curves: list[pg.PlotDataItem] = []
         self.bound = hline(self.sv_plot, t.diverged, position=0.5)
-        self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W_hh)")
+        self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W<sub>hh</sub>)")
         add_legend(self.radius_plot, offset=(-10, 5))  # layers, when there are several
         self.unit_line = hline(self.radius_plot, t.baseline, "ρ = 1", Qt.DotLine)
         self.unit_line.setValue(1.0)
         self.radius_curves: list[pg.PlotDataItem] = []
         for plot in (self.sv_plot, self.radius_plot):
-            plot.getAxis("left").setWidth(56)
+            fit_left_axes(plot)
         self.record: SpectrumRecord | None = None
         self._legend_names: tuple = ()
         self.radius = Series("step", *(f"l{i}" for i in range(MAX_LAYERS)))

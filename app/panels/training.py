@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from app.analysis import positive_for_log
 from app.panels.base import Panel
-from app.panels.plots import LogAxis, hline, long_curve, new_plot, pen
+from app.panels.plots import LogAxis, fit_left_axes, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import Theme
 from core.records import StepRecord
@@ -57,8 +57,7 @@ class TrainingPanel(Panel):
         self._follow = True
         self.loss_plot.vb.sigRangeChangedManually.connect(self._stop_following)
         self.grad_plot.vb.sigRangeChangedManually.connect(self._stop_following)
-        for plot in (self.loss_plot, self.grad_plot):
-            plot.getAxis("left").setWidth(64)
+        fit_left_axes(self.loss_plot, self.grad_plot)
         # Aliased: Qt strokes a thick antialiased zigzag (a noisy loss, downsampled by peaks)
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about

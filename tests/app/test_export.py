@@ -341,3 +341,65 @@ def test_the_gradient_history_labels_t_0_in_the_window_and_on_a_slide(qtbot, lst
     with staged(panel, Figure(), caption_lines(panel)):  # on a 1920x1080 slide
         _assert_t_lines_up(top, bottom, T)
         _assert_t0_labelled(bottom)
+
+
+def _labelled_left_axes(panel) -> list:
+    return [item for view in panel.plot_widgets() for item in view.scene().items()
+            if isinstance(item, pg.AxisItem) and item.orientation == "left" and item.isVisible()
+            and item.label.isVisible() and item.labelText]
+
+
+def _assert_label_clear_of_tick_labels(axis) -> None:
+    """The (rotated) label of a left axis ends 2 px or more before the column of its tick
+    labels begins, whatever their heights: a tick label may sit beside the label's middle."""
+    ticks = _tick_labels(axis)
+    margin = axis.label.document().documentMargin()
+    label = axis.label.mapRectToScene(axis.label.boundingRect().adjusted(margin, margin, -margin, -margin))  # its text
+    column = min((rect.left() for rect in ticks.values()), default=label.right() + 2)
+    assert label.right() + 2 <= column, (axis.labelText, label, sorted(ticks))
+
+
+def _assert_labels_clear_of_tick_labels(panel) -> None:
+    for axis in _labelled_left_axes(panel):
+        _assert_label_clear_of_tick_labels(axis)
+
+
+def test_a_long_tick_label_leaves_room_for_the_axis_label_and_t_still_lines_up(qtbot, lstm_run):
+    from core.records import GradientRecord
+
+    panel = fed(qtbot, lstm_run, "gradients")
+    norms = np.geomspace(3e-5, 0.5, 100)  # a tick labelled "0.0001", the widest a log axis has
+    panel.update_record(GradientRecord(1, (norms,), norms, 0.8, 1.01, None))
+    top, bottom = panel.norm_plot, panel.history_plot
+
+    def fits() -> None:
+        assert "0.0001" in _tick_labels(top.getAxis("left"))  # the new range is drawn
+        _assert_t_lines_up(top, bottom, 100)
+        for axis in (top.getAxis("left"), bottom.getAxis("left")):
+            _assert_label_clear_of_tick_labels(axis)
+
+    with staged(panel, Figure(), caption_lines(panel)):  # a slide of a panel never shown before
+        fits()
+    panel.show()
+    panel.refresh(force=True)
+    qtbot.waitUntil(fits)  # in the window, once laid out
+
+
+@pytest.mark.parametrize("name", panel_names())
+def test_no_axis_label_runs_into_its_tick_labels_on_screen_or_on_a_slide(qtbot, lstm_run, name):
+    panel = fed(qtbot, lstm_run, name)
+    panel.show()
+    qtbot.waitUntil(lambda: _assert_labels_clear_of_tick_labels(panel))  # once laid out
+    with staged(panel, Figure(), caption_lines(panel)):
+        _assert_labels_clear_of_tick_labels(panel)
+
+
+@pytest.mark.parametrize("name", panel_names())
+def test_axis_and_colour_bar_labels_write_subscripts_as_subscripts(qtbot, lstm_run, name):
+    import re
+
+    panel = fed(qtbot, lstm_run, name)
+    labels = [item.labelText for view in panel.plot_widgets() for item in view.scene().items()
+              if isinstance(item, pg.AxisItem) and item.labelText]  # colour bars' axes included
+    assert labels
+    assert [text for text in labels if re.search(r"_\w|_\{", text)] == []  # "h_t" is h<sub>t</sub>
