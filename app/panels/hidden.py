@@ -22,6 +22,7 @@ from app.panels.plots import (
     LabelAxis,
     Shading,
     SpanLabelAxis,
+    TimeAxis,
     fit_left_axes,
     message,
     new_plot,
@@ -57,7 +58,8 @@ class HiddenPanel(Panel):
         self.map_plot = new_plot(view.ci, t, row=0, col=0, y="unit", bottom_axis=self.time_axis,
                                  top_axis=self.padding_axis)
         self.heatmap = self.add_heatmap(Heatmap(self.map_plot, LEVELS["signed"], t.diverging_map, "h"))
-        self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h<sub>t</sub>")
+        self.trace_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="h<sub>t</sub>",
+                                   bottom_axis=TimeAxis("bottom"))  # t = 0 labelled with 100 steps too
         self.heatmap.share_width(self.trace_plot)  # so t lines up between the two plots
         self.trace_plot.setXLink(self.map_plot)
         self.trace_plot.setYRange(-1.05, 1.05, padding=0)

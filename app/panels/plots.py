@@ -117,10 +117,41 @@ def long_curve(plot: pg.PlotItem, **kwargs) -> pg.PlotDataItem:
     return plot.plot(**kwargs)
 
 
-class LabelAxis(pg.AxisItem):
+class TimeAxis(pg.AxisItem):
+    """A bottom axis of t under a heatmap, whose end labels may reach past the axis's ends.
+
+    The view starts half a cell before t = 0 (pixel centres on integers), so once a cell is
+    narrower than the label "0", the label sticks out of the axis and pyqtgraph drops it
+    (with a grid, a label must fit inside the axis and its view box). Here it may stick out
+    by up to ``overflow`` pixels into the empty corner below the left axis (or below the
+    colour bar, at the right), centred under its tick as every other label.
+    """
+
+    OVERFLOW = 24.0  # more than half of any label t can have
+
+    def __init__(self, orientation: str = "bottom", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.overflow = self.OVERFLOW
+
+    def boundingRect(self):  # noqa: N802 (Qt naming)
+        return super().boundingRect().adjusted(-self.overflow, 0, self.overflow, 0)
+
+    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph naming)
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return None
+        (line_pen, start, stop), ticks, texts = specs
+        # a flat cap: the wider bounds no longer cut the line's square cap off at the ends
+        line_pen = QPen(line_pen)
+        line_pen.setCapStyle(Qt.FlatCap)
+        return (line_pen, start, stop), ticks, texts
+
+
+class LabelAxis(TimeAxis):
     """A time axis showing the probe's labels (input tokens or values) at integer t.
 
-    As many labels as fit are drawn; zooming in reveals the rest.
+    As many labels as fit are drawn; zooming in reveals the rest. The label at t = 0 (or at
+    the last t) may reach past the axis's end by half its width, as a TimeAxis's "0" does.
     """
 
     def __init__(self, orientation: str = "bottom", **kwargs):
@@ -132,6 +163,10 @@ class LabelAxis(pg.AxisItem):
         if labels == self.labels:
             return  # redrawing tick text is the costliest part of an axis
         self.labels = labels
+        metrics = QFontMetricsF(self.style["tickFont"] or self.font())
+        widest = max((metrics.horizontalAdvance(shown_label(s)) for s in labels), default=0.0)
+        self.prepareGeometryChange()  # the bounds change with the widest label
+        self.overflow = max(self.OVERFLOW, widest / 2 + 2)
         self.picture = None
         self.update()
 
@@ -159,35 +194,13 @@ class LabelAxis(pg.AxisItem):
         out = []
         for v in values:
             i = int(round(v))
-            text = self.labels[i] if 0 <= i < len(self.labels) else ""
-            out.append(text if len(text) <= 8 else text[:7] + "…")
+            out.append(shown_label(self.labels[i]) if 0 <= i < len(self.labels) else "")
         return out
 
 
-class TimeAxis(pg.AxisItem):
-    """A bottom axis of t under a heatmap, whose end labels may reach past the axis's ends.
-
-    The view starts half a cell before t = 0 (pixel centres on integers), so once a cell is
-    narrower than the label "0", the label sticks out of the axis and pyqtgraph drops it
-    (with a grid, a label must fit inside the axis and its view box). Here it may stick out
-    by up to ``OVERFLOW`` pixels into the empty corner below the left axis (or below the
-    colour bar, at the right), centred under its tick as every other label.
-    """
-
-    OVERFLOW = 24.0  # more than half of any label t can have
-
-    def boundingRect(self):  # noqa: N802 (Qt naming)
-        return super().boundingRect().adjusted(-self.OVERFLOW, 0, self.OVERFLOW, 0)
-
-    def generateDrawSpecs(self, p):  # noqa: N802 (pyqtgraph naming)
-        specs = super().generateDrawSpecs(p)
-        if specs is None:
-            return None
-        (line_pen, start, stop), ticks, texts = specs
-        # a flat cap: the wider bounds no longer cut the line's square cap off at the ends
-        line_pen = QPen(line_pen)
-        line_pen.setCapStyle(Qt.FlatCap)
-        return (line_pen, start, stop), ticks, texts
+def shown_label(text: str) -> str:
+    """A probe label as a time axis shows it: at most 8 characters."""
+    return text if len(text) <= 8 else text[:7] + "…"
 
 
 class LogAxis(pg.AxisItem):

@@ -318,11 +318,11 @@ def _tick_labels(axis) -> dict[str, QRectF]:
     return {text: axis.mapRectToScene(rect) for rect, _, text in specs[2]} if specs else {}
 
 
-def _assert_t0_labelled(plot) -> None:
+def _assert_t0_labelled(plot, text: str = "0") -> None:
     labels = _tick_labels(plot.getAxis("bottom"))
-    assert "0" in labels, sorted(labels)
-    assert abs(labels["0"].center().x() - _scene_x(plot, 0)) <= 1.5  # under its tick
-    assert plot.scene().sceneRect().contains(labels["0"])  # and on the figure
+    assert text in labels, sorted(labels)
+    assert abs(labels[text].center().x() - _scene_x(plot, 0)) <= 1.5  # under its tick
+    assert plot.scene().sceneRect().contains(labels[text])  # and on the figure
 
 
 def test_the_gradient_history_labels_t_0_in_the_window_and_on_a_slide(qtbot, lstm_run):
@@ -403,3 +403,41 @@ def test_axis_and_colour_bar_labels_write_subscripts_as_subscripts(qtbot, lstm_r
               if isinstance(item, pg.AxisItem) and item.labelText]  # colour bars' axes included
     assert labels
     assert [text for text in labels if re.search(r"_\w|_\{", text)] == []  # "h_t" is h<sub>t</sub>
+
+
+def _long_probe(probe, T: int = 100):
+    """``probe`` stretched to ``T`` time steps (the vanishing-rnn slide's), labelled with
+    values as the adding problem's, two of them marked."""
+    import dataclasses
+
+    def stretch(a):
+        return np.resize(a, (T, *a.shape[1:]))
+
+    labels = tuple(("*" if t in (7, 60) else "") + f"{(37 * t) % 100 / 100:.2f}" for t in range(T))
+    return dataclasses.replace(
+        probe, labels=labels, inputs=stretch(probe.inputs), valid=np.ones(T, dtype=bool),
+        hidden=tuple(stretch(h) for h in probe.hidden), cell=tuple(stretch(c) for c in probe.cell or ()) or None,
+        gates=tuple({k: stretch(v) for k, v in g.items()} for g in probe.gates), unmasked_hidden=None)
+
+
+def test_the_hidden_state_and_the_gates_label_t_0_in_the_window_and_on_a_slide(qtbot, lstm_run):
+    from core.records import ProbeRecord
+
+    probe = _long_probe(next(r for r in reversed(lstm_run[1]) if isinstance(r, ProbeRecord)))
+    hidden, gates = fed(qtbot, lstm_run, "hidden"), fed(qtbot, lstm_run, "gates")
+    for panel in (hidden, gates):
+        panel.update_record(probe)
+        panel.show()
+        panel.refresh(force=True)
+    top, bottom = hidden.map_plot, hidden.trace_plot
+    last_gate = gates.rows[-1].plot  # the one row that shows the probe's labels
+
+    def labelled() -> None:
+        _assert_t_lines_up(top, bottom, probe.T)
+        _assert_t0_labelled(top, probe.labels[0])  # the probe's input at t = 0
+        _assert_t0_labelled(bottom)
+        _assert_t0_labelled(last_gate, probe.labels[0])
+
+    qtbot.waitUntil(labelled)  # in the window, once laid out
+    with staged(hidden, Figure(), caption_lines(hidden)), staged(gates, Figure(), caption_lines(gates)):
+        labelled()  # on 1920x1080 slides
