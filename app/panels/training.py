@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QCheckBox
 
 from app.analysis import positive_for_log
 from app.panels.base import Panel
+from app.panels.legends import add_legend
 from app.panels.plots import LogAxis, fit_left_axes, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import Theme
@@ -63,7 +64,7 @@ class TrainingPanel(Panel):
         # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about
         # two points a pixel column, so a long run draws as fast as a short one.
         # Top right: a falling loss leaves that corner empty (on a log axis it stays low).
-        self.loss_plot.addLegend(offset=(-10, 10))
+        add_legend(self.loss_plot, offset=(-10, 10))
         self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), name="training loss", antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)

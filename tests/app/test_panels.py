@@ -221,6 +221,26 @@ def test_legends_live_in_their_own_module_and_the_panels_use_them(qtbot, lstm_ru
     assert isinstance(spectrum.sv_plot.legend, legends.Legend) and spectrum.sv_plot.legend.isVisible()
 
 
+def _drawn_color(label) -> str:
+    """The colour a legend's name is drawn in (its text's first character's)."""
+    from PySide6.QtGui import QTextCursor
+
+    cursor = QTextCursor(label.item.document())
+    cursor.setPosition(1)
+    return cursor.charFormat().foreground().color().name().lower()
+
+
+@pytest.mark.parametrize("theme", ["dark", "slide"])
+def test_the_training_legend_takes_the_theme_colour_of_its_text(qtbot, lstm_run, theme):
+    from app.theme import get_theme
+
+    panel = fed(qtbot, "training", lstm_run)  # light theme
+    legend = panel.loss_plot.legend
+    assert [label.text for _, label in legend.items] == ["training loss"]
+    panel.apply_theme(get_theme(theme))
+    assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+
+
 def _tick_strings(axis) -> list[str]:
     """The tick labels ``axis`` draws now."""
     from PySide6.QtGui import QImage, QPainter
