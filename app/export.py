@@ -153,14 +153,16 @@ def settings_text(run: Any) -> str:
 
 
 def caption_lines(panel: Panel, step: int | None = None) -> tuple[str, str]:
-    """(title, details): the panel's title, then settings, the step and the panel's note."""
-    details = settings_text(panel.run)
+    """(title, details): the panel's title, then settings, the step and the panel's note,
+    each part once (a note may repeat settings, e.g. the compare panel's 'seed 0 · 64 units')."""
+    parts = [part for part in settings_text(panel.run).split(" · ") if part]
     note = " ".join(panel.note.text().split()) if hasattr(panel, "note") else ""
     if step is not None and f"step {step}" not in note:
-        details += f" · step {step}"
-    if note:
-        details += f" · {note}"
-    return panel.title, details.strip(" ·")
+        parts.append(f"step {step}")
+    for part in note.split(" · "):
+        if part and part not in parts:
+            parts.append(part)
+    return panel.title, " · ".join(parts)
 
 
 def _caption_fonts():

@@ -202,3 +202,16 @@ def test_table_headers_and_the_legend_fit_in_the_window_and_on_a_slide(qtbot, pa
     qtbot.waitUntil(lambda: assert_headers_and_legend_fit(panel))
     with staged(panel, Figure(), caption_lines(panel)):  # a 1920x1080 slide
         assert_headers_and_legend_fit(panel)
+
+
+def test_the_slide_caption_says_each_setting_once(panel):
+    from app.export import caption_lines
+
+    panel.refresh(force=True)
+    note = [part.strip() for part in panel.note.text().split("·")]
+    assert note == ["Adding problem", "seed 0", "8 units"]  # the panel's own summary, in the window
+    title, details = caption_lines(panel, step=6)
+    parts = [part.strip() for part in details.split("·")]
+    assert title == "Compare cells"
+    assert len(parts) == len(set(parts)), details  # no setting twice
+    assert all(part in parts for part in [*note, "LSTM", "T 12", "step 6"]), details  # and none lost
