@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.compare_worker import CompareRunner
 from app.panels.base import Panel
 from app.panels.legends import legend_row
-from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
+from app.panels.plots import LogAxis, fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font
@@ -69,9 +69,10 @@ class ComparePanel(Panel):
             self.options.addWidget(w)
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget(), stretch=4)
-        self.loss_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="loss", title="Training loss")
-        self.grad_plot = new_plot(view.ci, t, row=1, col=1, x="time step t",
-                                  y="‖∂L/∂h<sub>t</sub>‖", title="Gradients through time, after the last step")
+        self.loss_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="loss", title="Training loss",
+                                  left_axis=LogAxis("left"))
+        self.grad_plot = new_plot(view.ci, t, row=1, col=1, x="time step t", y="‖∂L/∂h<sub>t</sub>‖",
+                                  title="Gradients through time, after the last step", left_axis=LogAxis("left"))
         for plot in (self.loss_plot, self.grad_plot):
             plot.setLogMode(y=True)
             fit_left_axes(plot)

@@ -204,7 +204,20 @@ def shown_label(text: str) -> str:
 
 
 class LogAxis(pg.AxisItem):
-    """A log axis that labels only 1, 2 and 5 times a power of ten when labels crowd."""
+    """A vertical log axis whose tick labels never run into each other.
+
+    pyqtgraph labels every 2, 3, ... 9 times a power of ten once some of them fit, so 0.9
+    sits on 1 and 0.09 on 0.1. Here all of them are labelled where they fit, else 1, 2 and
+    5 times a power of ten, else as many powers of ten as fit (within one decade: as many
+    labels as fit, 1, 5 and 2 first). Every tick and grid line stays; only labels are left
+    out. Off log mode it is a plain axis.
+    """
+
+    RANK = (1, 5, 2, 3, 4, 6, 7, 8, 9)  # which leading digits to label first
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._labelled: set[float] = set()
 
     def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph naming)
         # In log mode a power of ten comes back in both the major and the minor level, and
@@ -212,20 +225,46 @@ class LogAxis(pg.AxisItem):
         seen: set[float] = set()
         levels = []
         for spacing, values in super().tickValues(minVal, maxVal, size):
-            keep = [v for v in values if round(float(v), 9) not in seen]
-            seen.update(round(float(v), 9) for v in values)
+            keep = [v for v in values if _key(v) not in seen]
+            seen.update(_key(v) for v in values)
             levels.append((spacing, keep))
+        if self.logMode and maxVal != minVal:
+            values = [v for _, level in levels for v in level]  # pyqtgraph's order: the widest spacing first
+            self._labelled = {_key(v) for v in self._spaced(values, size / abs(maxVal - minVal))}
         return levels
+
+    def _spaced(self, values: list[float], pixels_per_decade: float) -> list[float]:
+        """The values (log10) to label, each label clear of the others."""
+        # pyqtgraph draws a label 0.8 of a line high, centred on its tick; keep 2 px between
+        gap = 0.8 * QFontMetricsF(self.style["tickFont"] or self.font()).height() + 2
+
+        def apart(chosen: list[float]) -> bool:
+            y = sorted(v * pixels_per_decade for v in chosen)
+            return all(b - a >= gap for a, b in zip(y, y[1:]))
+
+        for digits in (self.RANK, (1, 2, 5)):
+            chosen = [v for v in values if _mantissa(v) in digits]
+            if len(chosen) >= 2 and apart(chosen):
+                return chosen
+        decades = [v for v in values if _mantissa(v) == 1]
+        kept: list[float] = []
+        for v in decades if len(decades) >= 2 else sorted(values, key=lambda v: self.RANK.index(_mantissa(v))):
+            if apart([*kept, v]):
+                kept.append(v)
+        return kept
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph naming)
         strings = super().logTickStrings(values, scale, spacing)
-        if len(values) <= 6:
-            return strings
-        out = []
-        for v, text in zip(values, strings, strict=True):
-            mantissa = 10 ** (float(v) - np.floor(float(v) + 1e-9))
-            out.append(text if min(abs(mantissa - m) for m in (1, 2, 5)) < 1e-3 else "")
-        return out
+        return [text if _key(v) in self._labelled else "" for v, text in zip(values, strings, strict=True)]
+
+
+def _key(value: float) -> float:
+    return round(float(value), 9)
+
+
+def _mantissa(log_value: float) -> int:
+    """2 for log10(0.02): the leading digit of the value at a log tick."""
+    return round(10 ** (float(log_value) - np.floor(float(log_value) + 1e-9)))
 
 
 class StepAxis(pg.AxisItem):

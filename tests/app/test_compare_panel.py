@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter
 from PySide6.QtWidgets import QStyle
 
 from app.panels.compare import ComparePanel
@@ -215,3 +216,41 @@ def test_the_slide_caption_says_each_setting_once(panel):
     assert title == "Compare cells"
     assert len(parts) == len(set(parts)), details  # no setting twice
     assert all(part in parts for part in [*note, "LSTM", "T 12", "step 6"]), details  # and none lost
+
+
+def tick_label_rects(axis) -> dict[str, QRectF]:
+    """The tick labels ``axis`` draws, with their scene rectangles (as pyqtgraph lays them out)."""
+    image = QImage(8, 8, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    return {text: axis.mapRectToScene(rect) for rect, _, text in specs[2] if text} if specs else {}
+
+
+def assert_log_labels_apart(panel) -> None:
+    for plot in (panel.loss_plot, panel.grad_plot):
+        rects = sorted(tick_label_rects(plot.getAxis("left")).items(), key=lambda item: item[1].top())
+        assert len(rects) >= 2, rects
+        for (a, ra), (b, rb) in zip(rects, rects[1:]):
+            assert not ra.intersects(rb), (a, ra, b, rb)
+
+
+def test_log_tick_labels_do_not_run_into_each_other_in_the_window_or_on_a_slide(qtbot, panel):
+    from app.export import Figure, caption_lines, staged
+    from core.records import GradientRecord
+
+    panel.runner.began.emit([KindInfo(kind, 1000, 0.0123, 0.167) for kind in KINDS])
+    # the adding-lstm slide's losses: from 1.3 down to 0.09, about a decade and a bit
+    norms = np.geomspace(3e-11, 0.3, 50)  # and its gradients through time, after the last step
+    closing = [CompareRecord(kind, 300, 0.1, 0.0, False, GradientRecord(300, (norms,), norms, 0.6, None, None))
+               for kind in KINDS]
+    panel.runner.records_ready.emit(fake_comparison(1, 300, lambda step: 0.09 + 1.2 / step) + closing)
+    panel.show()
+    panel.refresh(force=True)
+    qtbot.waitUntil(lambda: assert_log_labels_apart(panel))  # in the window, once laid out
+    with staged(panel, Figure(), caption_lines(panel)):  # a 1920x1080 slide
+        assert_log_labels_apart(panel)
+        loss = tick_label_rects(panel.loss_plot.getAxis("left"))
+        assert {"1", "0.1"} <= set(loss), sorted(loss)  # the decades are kept

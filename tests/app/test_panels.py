@@ -267,6 +267,47 @@ def test_tick_labels_keep_their_values_through_a_theme_change(qtbot, lstm_run):
     assert values and all(lo <= v <= hi for v in values), (values, lo, hi)  # not 645 for 0.645
 
 
+@pytest.mark.parametrize(("lo", "hi", "height"), [(0.07, 1.5, 160), (0.07, 1.5, 600), (1e-11, 0.3, 150),
+                                                  (0.004, 6.0, 110), (0.3, 0.9, 300), (0.55, 1.15, 90)])
+def test_log_axis_labels_stay_apart_and_keep_the_powers_of_ten(qtbot, lo, hi, height):
+    from PySide6.QtGui import QImage, QPainter
+
+    from app.panels.plots import LogAxis, new_plot
+    from app.theme import LIGHT
+
+    view = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(view)
+    view.resize(300, height)
+    plot = new_plot(view.ci, LIGHT, y="loss", left_axis=LogAxis("left"))
+    plot.setLogMode(y=True)
+    plot.plot([0.0, 1.0], [lo, hi])
+    plot.setYRange(np.log10(lo), np.log10(hi), padding=0)
+    view.show()
+    axis = plot.getAxis("left")
+
+    def labels() -> list:
+        image = QImage(8, 8, QImage.Format_ARGB32)
+        painter = QPainter(image)
+        try:
+            _, _, texts = axis.generateDrawSpecs(painter)
+        finally:
+            painter.end()
+        return sorted(((rect, text) for rect, _, text in texts if text), key=lambda item: item[0].top())
+
+    qtbot.waitUntil(lambda: abs(axis.range[1] - np.log10(hi)) < 1e-6 and len(labels()) >= 2)
+    drawn = labels()
+    for (a, first), (b, second) in zip(drawn, drawn[1:]):
+        assert not a.intersects(b), (first, second)
+    texts = [text for _, text in drawn]
+    decades = [pg.AxisItem.logTickStrings(axis, [float(d)], 1.0, 1.0)[0]
+               for d in range(int(np.ceil(np.log10(lo))), int(np.floor(np.log10(hi))) + 1)]
+    if len(decades) <= 3:  # a few powers of ten in range: every one is labelled
+        assert set(decades) <= set(texts), (decades, texts)
+    else:  # many: only powers of ten, as many as fit
+        assert set(texts) <= set(decades) and len(texts) >= 3, (decades, texts)
+    assert len(texts) >= 2  # within a decade too
+
+
 def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot, lstm_run, monkeypatch):
     from app.panels import plots, training
 
