@@ -32,9 +32,10 @@ from PySide6.QtWidgets import (
 )
 
 from app.compare_worker import CompareRunner
+from app.panels.axes import LogAxis
 from app.panels.base import Panel
 from app.panels.legends import legend_row
-from app.panels.plots import LogAxis, fit_left_axes, hline, long_curve, message, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.training import baseline_text, place
 from app.series import Series
 from app.theme import FONT_POINTS, Theme, cell_color, ui_font

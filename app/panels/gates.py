@@ -16,8 +16,9 @@ from PySide6.QtWidgets import QLabel
 
 from app.analysis import false_runs, saturation
 from app.engine import GATE_SYMBOLS, GATES, TANH_GATES
+from app.panels.axes import LabelAxis
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, LabelAxis, Shading, new_plot
+from app.panels.plots import Heatmap, Shading, new_plot
 from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
 from core.records import ProbeRecord
 

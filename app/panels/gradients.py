@@ -17,19 +17,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
 from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
+from app.panels.axes import LogAxis, StepAxis, TimeAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
-from app.panels.plots import (
-    Heatmap,
-    LogAxis,
-    Shading,
-    StepAxis,
-    TimeAxis,
-    fit_left_axes,
-    message,
-    new_plot,
-    pen,
-)
+from app.panels.plots import Heatmap, Shading, fit_left_axes, message, new_plot, pen
 from app.series import Snapshots
 from app.theme import SERIES, Theme, cell_color
 from core.records import GradientRecord

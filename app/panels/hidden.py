@@ -15,19 +15,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
 from app.analysis import false_runs, most_active_unit
+from app.panels.axes import LabelAxis, SpanLabelAxis, TimeAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
-from app.panels.plots import (
-    Heatmap,
-    LabelAxis,
-    Shading,
-    SpanLabelAxis,
-    TimeAxis,
-    fit_left_axes,
-    message,
-    new_plot,
-    pen,
-)
+from app.panels.plots import Heatmap, Shading, fit_left_axes, message, new_plot, pen
 from app.theme import LEVELS, SERIES, Theme
 from core.records import ProbeRecord
 

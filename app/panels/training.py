@@ -17,9 +17,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox
 
 from app.analysis import positive_for_log
+from app.panels.axes import LogAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
-from app.panels.plots import LogAxis, fit_left_axes, hline, long_curve, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
 from app.series import Series
 from app.theme import Theme
 from core.records import StepRecord

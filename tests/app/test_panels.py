@@ -221,6 +221,17 @@ def test_legends_live_in_their_own_module_and_the_panels_use_them(qtbot, lstm_ru
     assert isinstance(spectrum.sv_plot.legend, legends.Legend) and spectrum.sv_plot.legend.isVisible()
 
 
+def test_axes_live_in_their_own_module_and_the_panels_use_them(qtbot, lstm_run):
+    from app.panels import axes, plots
+
+    for name in ("TimeAxis", "LabelAxis", "LogAxis", "StepAxis", "SpanLabelAxis"):
+        assert getattr(axes, name).__module__ == "app.panels.axes"
+        assert not hasattr(plots, name)  # one home for axes, not a second copy in plots
+    gradients = fed(qtbot, "gradients", lstm_run)
+    assert isinstance(gradients.norm_plot.getAxis("left"), axes.LogAxis)
+    assert isinstance(gradients.history_plot.getAxis("bottom"), axes.TimeAxis)
+
+
 def _drawn_color(label) -> str:
     """The colour a legend's name is drawn in (its text's first character's)."""
     from PySide6.QtGui import QTextCursor
@@ -272,7 +283,8 @@ def test_tick_labels_keep_their_values_through_a_theme_change(qtbot, lstm_run):
 def test_log_axis_labels_stay_apart_and_keep_the_powers_of_ten(qtbot, lo, hi, height):
     from PySide6.QtGui import QImage, QPainter
 
-    from app.panels.plots import LogAxis, new_plot
+    from app.panels.axes import LogAxis
+    from app.panels.plots import new_plot
     from app.theme import LIGHT
 
     view = pg.GraphicsLayoutWidget()
