@@ -321,18 +321,41 @@ def test_reversal_without_attention_degrades_with_length():
     """The classic curve (Bahdanau et al. 2014, fig. 2), on reversal at 1000 of its 1500 steps:
     without attention, exact match falls from short to long strings; with attention it holds."""
     buckets = (6, 11)  # 3-6, 7-11, 12-16 letters
-    results = {}
+    results, trainers = {}, {}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for attention in ("dot", "none"):
-            tr = train_preset("reverse-attention", 1000, attention=attention)
+            tr = trainers[attention] = train_preset("reverse-attention", 1000, attention=attention)
             results[attention] = tr.task.evaluate(tr.model, by_length=buckets)
     finally:
         torch.set_num_threads(before)
     short, long = "exact_match_len_1-6", "exact_match_len_12-16"
     assert results["none"][short] >= 0.8 and results["none"][long] <= 0.2, results
     assert results["dot"][long] >= 0.8, results
+    # The preset's description: the anti-diagonal sits one position right of the copied letter.
+    offsets = _attention_offsets(trainers["dot"])
+    assert offsets.get(1, 0) >= 0.7 and offsets.get(0, 0) <= 0.25, offsets
+
+
+def _attention_offsets(tr, strings: int = 100) -> dict[int, float]:
+    """Share of reversal outputs whose most attended source position is k right of the letter
+    they copy (teacher-forced, random held-out strings)."""
+    import random
+    from collections import Counter
+
+    rng, model, task = random.Random(1), tr.model, tr.task
+    counts: Counter[int] = Counter()
+    model.eval()
+    with torch.no_grad():
+        for _ in range(strings):
+            n = rng.randint(3, 16)
+            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
+            src = torch.tensor(task.src_vocab.encode(text)).unsqueeze(1)
+            weights = np.asarray(model.attention_for(src, n, (*task.tgt_vocab.encode(text[::-1]), EOS)))
+            counts.update(int(weights[j].argmax()) - (n - 1 - j) for j in range(n))
+    total = sum(counts.values())
+    return {k: v / total for k, v in counts.items()}
 
 
 @pytest.mark.slow
