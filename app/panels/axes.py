@@ -80,10 +80,16 @@ class LabelAxis(TimeAxis):
         first = -(-lo // stride) * stride
         ticks = set(range(first, hi + 1, stride))
         # Marked inputs (a leading '*', e.g. the adding problem's two operands) always get a
-        # label; regular ticks too close to one make room for it.
+        # label; a regular label that would touch one (4 px or less apart) makes room for it.
         marked = [t for t in range(lo, hi + 1) if self.labels[t].startswith("*")]
-        if marked and stride > 1:
-            ticks = {t for t in ticks if all(abs(t - m) >= max(stride // 2, 1) for m in marked)}
+        if marked:
+            metrics = QFontMetricsF(self.style["tickFont"] or self.font())
+            pixels = size / max(maxVal - minVal, 1e-9)  # per time step
+
+            def half(t: int) -> float:
+                return metrics.horizontalAdvance(shown_label(self.labels[t])) / 2
+
+            ticks = {t for t in ticks if all(abs(t - m) * pixels >= half(t) + half(m) + 4 for m in marked)}
         ticks.update(marked)
         return [(float(stride), [float(t) for t in sorted(ticks)])]
 

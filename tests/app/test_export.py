@@ -405,15 +405,15 @@ def test_axis_and_colour_bar_labels_write_subscripts_as_subscripts(qtbot, lstm_r
     assert [text for text in labels if re.search(r"_\w|_\{", text)] == []  # "h_t" is h<sub>t</sub>
 
 
-def _long_probe(probe, T: int = 100):
+def _long_probe(probe, T: int = 100, marked: tuple[int, ...] = (7, 60)):
     """``probe`` stretched to ``T`` time steps (the vanishing-rnn slide's), labelled with
-    values as the adding problem's, two of them marked."""
+    values as the adding problem's, those at ``marked`` marked."""
     import dataclasses
 
     def stretch(a):
         return np.resize(a, (T, *a.shape[1:]))
 
-    labels = tuple(("*" if t in (7, 60) else "") + f"{(37 * t) % 100 / 100:.2f}" for t in range(T))
+    labels = tuple(("*" if t in marked else "") + f"{(37 * t) % 100 / 100:.2f}" for t in range(T))
     return dataclasses.replace(
         probe, labels=labels, inputs=stretch(probe.inputs), valid=np.ones(T, dtype=bool),
         hidden=tuple(stretch(h) for h in probe.hidden), cell=tuple(stretch(c) for c in probe.cell or ()) or None,
@@ -441,3 +441,35 @@ def test_the_hidden_state_and_the_gates_label_t_0_in_the_window_and_on_a_slide(q
     qtbot.waitUntil(labelled)  # in the window, once laid out
     with staged(hidden, Figure(), caption_lines(hidden)), staged(gates, Figure(), caption_lines(gates)):
         labelled()  # on 1920x1080 slides
+
+
+def _assert_labels_apart(axis) -> None:
+    image = QImage(8, 8, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        _, _, texts = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    drawn = sorted(((rect, text) for rect, _, text in texts if text), key=lambda item: item[0].left())
+    assert len(drawn) >= 3
+    for (a, first), (b, second) in zip(drawn, drawn[1:]):
+        assert a.right() + 2 <= b.left(), (first, second, a, b)
+
+
+@pytest.mark.parametrize("width", [700, 900, 1100, 1300])
+def test_marked_inputs_keep_clear_of_the_other_probe_labels(qtbot, lstm_run, width):
+    from core.records import ProbeRecord
+
+    # the adding problem's probe at T = 50: its second operand near the end
+    probe = _long_probe(next(r for r in reversed(lstm_run[1]) if isinstance(r, ProbeRecord)), 50, (9, 48))
+    hidden, gates = fed(qtbot, lstm_run, "hidden"), fed(qtbot, lstm_run, "gates")
+    for panel in (hidden, gates):
+        panel.resize(width, 500)
+        panel.update_record(probe)
+        panel.show()
+        panel.refresh(force=True)
+    axes = (hidden.map_plot.getAxis("bottom"), gates.rows[-1].plot.getAxis("bottom"))
+    qtbot.waitUntil(lambda: [_assert_labels_apart(axis) for axis in axes] and None)
+    with staged(hidden, Figure(), caption_lines(hidden)), staged(gates, Figure(), caption_lines(gates)):
+        for axis in axes:
+            _assert_labels_apart(axis)
