@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QRectF
-from PySide6.QtGui import QColor, QFontMetrics, QImage, QPainter
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QStyle
 
 from app.panels.compare import ComparePanel
 from app.theme import LIGHT, cell_color
 from core.compare import KINDS, CompareRecord, KindInfo, running_mean, summarize
 from core.trainer import Trainer
+from tests.app.drawn import drawn_labels
 
 
 @pytest.fixture
@@ -220,13 +221,7 @@ def test_the_slide_caption_says_each_setting_once(panel):
 
 def tick_label_rects(axis) -> dict[str, QRectF]:
     """The tick labels ``axis`` draws, with their scene rectangles (as pyqtgraph lays them out)."""
-    image = QImage(8, 8, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return {text: axis.mapRectToScene(rect) for rect, _, text in specs[2] if text} if specs else {}
+    return {text: rect for rect, text in drawn_labels(axis) if text}
 
 
 def assert_log_labels_apart(panel) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
-from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage, QPainter
+from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
 from app.export import (
@@ -27,6 +27,7 @@ from app.export_all import export_all, frame_count, parse_formats, parse_panels,
 from app.export_data import choose_format, data_kind, write_data
 from app.panels import panel_class, panel_names
 from app.theme import LIGHT, get_theme
+from tests.app.drawn import drawn_labels
 
 SVG = "{http://www.w3.org/2000/svg}"
 LOSS_BGR = (0xB2, 0x72, 0x00)  # the loss colour, #0072B2, as stored in an ARGB32 image
@@ -307,15 +308,8 @@ def test_time_steps_line_up_between_a_heatmap_and_the_plot_beside_it(qtbot, lstm
 
 
 def _tick_labels(axis) -> dict[str, QRectF]:
-    """The tick labels ``axis`` draws (pyqtgraph leaves out any it finds no room for), with
-    their scene rectangles."""
-    image = QImage(8, 8, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return {text: axis.mapRectToScene(rect) for rect, _, text in specs[2]} if specs else {}
+    """The tick labels ``axis`` draws, with their scene rectangles."""
+    return {text: rect for rect, text in drawn_labels(axis)}
 
 
 def _assert_t0_labelled(plot, text: str = "0") -> None:
@@ -444,13 +438,7 @@ def test_the_hidden_state_and_the_gates_label_t_0_in_the_window_and_on_a_slide(q
 
 
 def _assert_labels_apart(axis) -> None:
-    image = QImage(8, 8, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        _, _, texts = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    drawn = sorted(((rect, text) for rect, _, text in texts if text), key=lambda item: item[0].left())
+    drawn = sorted(((rect, text) for rect, text in drawn_labels(axis) if text), key=lambda item: item[0].left())
     assert len(drawn) >= 3
     for (a, first), (b, second) in zip(drawn, drawn[1:]):
         assert a.right() + 2 <= b.left(), (first, second, a, b)

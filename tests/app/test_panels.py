@@ -8,6 +8,7 @@ import pytest
 
 from app.panels import PANELS, panel_class, panel_names
 from app.panels.base import Panel
+from tests.app.drawn import drawn_labels
 
 MINE = ("training", "hidden", "gates", "gradients", "spectrum")
 
@@ -126,19 +127,6 @@ def test_the_step_axis_grows_in_jumps_and_stops_following_after_a_manual_zoom(qt
     assert not panel._follow
 
 
-def drawn_labels(axis) -> list[tuple[object, str]]:
-    """(scene rect, text) of each tick label ``axis`` draws, as its paint computes them."""
-    from PySide6.QtGui import QImage, QPainter
-
-    image = QImage(8, 8, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return [(axis.mapRectToScene(rect), text) for rect, _, text in (specs[2] if specs else [])]
-
-
 def assert_padding_named_above_the_shading(panel, span: tuple[int, int]) -> None:
     vb = panel.map_plot.vb
     data = vb.sceneBoundingRect()
@@ -254,15 +242,7 @@ def test_the_training_legend_takes_the_theme_colour_of_its_text(qtbot, lstm_run,
 
 def _tick_strings(axis) -> list[str]:
     """The tick labels ``axis`` draws now."""
-    from PySide6.QtGui import QImage, QPainter
-
-    image = QImage(8, 8, QImage.Format_ARGB32)
-    painter = QPainter(image)
-    try:
-        specs = axis.generateDrawSpecs(painter)
-    finally:
-        painter.end()
-    return [text for _, _, text in specs[2]] if specs else []
+    return [text for _, text in drawn_labels(axis)]
 
 
 def test_tick_labels_keep_their_values_through_a_theme_change(qtbot, lstm_run):
@@ -281,7 +261,6 @@ def test_tick_labels_keep_their_values_through_a_theme_change(qtbot, lstm_run):
 @pytest.mark.parametrize(("lo", "hi", "height"), [(0.07, 1.5, 160), (0.07, 1.5, 600), (1e-11, 0.3, 150),
                                                   (0.004, 6.0, 110), (0.3, 0.9, 300), (0.55, 1.15, 90)])
 def test_log_axis_labels_stay_apart_and_keep_the_powers_of_ten(qtbot, lo, hi, height):
-    from PySide6.QtGui import QImage, QPainter
 
     from app.panels.axes import LogAxis
     from app.panels.plots import new_plot
@@ -298,13 +277,7 @@ def test_log_axis_labels_stay_apart_and_keep_the_powers_of_ten(qtbot, lo, hi, he
     axis = plot.getAxis("left")
 
     def labels() -> list:
-        image = QImage(8, 8, QImage.Format_ARGB32)
-        painter = QPainter(image)
-        try:
-            _, _, texts = axis.generateDrawSpecs(painter)
-        finally:
-            painter.end()
-        return sorted(((rect, text) for rect, _, text in texts if text), key=lambda item: item[0].top())
+        return sorted(((rect, text) for rect, text in drawn_labels(axis) if text), key=lambda item: item[0].top())
 
     qtbot.waitUntil(lambda: abs(axis.range[1] - np.log10(hi)) < 1e-6 and len(labels()) >= 2)
     drawn = labels()
