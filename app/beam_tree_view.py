@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
 from app.cell_diagram import ink_for
+from app.panels.legends import add_legend
 from app.panels.plots import new_plot, pen
 from app.theme import FONT_POINTS, OKABE_ITO, Theme, colormap, ui_font
 
@@ -77,9 +78,9 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         self.selected: int | None = None
 
     def _legend(self) -> None:
-        legend = self.plot.addLegend(offset=(10, 10), labelTextSize=f"{FONT_POINTS}pt",
-                                     labelTextColor=self.theme.foreground, brush=pg.mkBrush(self.theme.surface + "E0"),
-                                     pen=pen(self.theme.muted, 1))
+        legend = add_legend(self.plot, offset=(10, 10), labelTextSize=f"{FONT_POINTS}pt",
+                            labelTextColor=self.theme.foreground, brush=pg.mkBrush(self.theme.surface + "E0"),
+                            pen=pen(self.theme.muted, 1))
         samples = (("kept in the beam", "o", 18, 255), ("finished (eos): final score", "s", 18, 255),
                    ("pruned (faded; a square: eos)", "o", 13, 90))
         mid = colormap(self.theme.sequential_map).map(0.55, mode="qcolor")

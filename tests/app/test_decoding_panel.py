@@ -182,3 +182,18 @@ def test_hundreds_of_nodes_step_without_lag(qtbot, decoding):
         panel.tree.show_steps(k)
     per_step = (time.perf_counter() - start) / 20
     assert per_step < 0.25, per_step  # generous: shared CI cores; typically a few ms
+
+
+def test_the_tree_legend_follows_the_theme(qtbot):
+    """Its names are redrawn in the new theme's colour (pyqtgraph's own legend keeps the old one)."""
+    from PySide6.QtGui import QTextCursor
+
+    from app.beam_tree_view import BeamTreePlot
+
+    tree = BeamTreePlot(LIGHT)
+    qtbot.addWidget(tree)
+    tree.apply_theme(DARK)
+    for _, label in tree.plot.legend.items:
+        cursor = QTextCursor(label.item.document())
+        cursor.setPosition(1)
+        assert cursor.charFormat().foreground().color().name().lower() == DARK.foreground.lower()
