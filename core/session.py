@@ -106,7 +106,7 @@ def write_session(path: str | os.PathLike, tensors: dict[str, torch.Tensor], met
     """Write a state captured by ``trainer_state`` to ``path`` atomically.
 
     Split from save_session so an autosave can capture between steps (a copy, milliseconds)
-    on the training thread and write (compress, fsync) on another.
+    where the model trains and write (compress, fsync) elsewhere, off the training path.
     """
     path = Path(path)
     members = {"traces.npz": _npz_bytes(traces, path)} if traces else {}
