@@ -28,6 +28,24 @@ def train(experiment: Experiment, steps: int):
     return run_info(trainer), train_records(trainer, steps)
 
 
+def fed(qtbot, name: str, run, *, theme: str = "light", size: tuple[int, int] = (800, 600), show: bool = False):
+    """The real panel ``name``, sized, reset for ``run``'s info, fed its records and drawn."""
+    from app.panels import panel_class
+    from app.theme import get_theme
+
+    info, records = run
+    panel = panel_class(name)(get_theme(theme))
+    qtbot.addWidget(panel)
+    panel.resize(*size)
+    if show:
+        panel.show()
+    panel.reset(info)
+    for record in records:
+        panel.update_record(record)
+    assert panel.refresh()  # new data: it draws
+    return panel
+
+
 @pytest.fixture(scope="session")
 def lstm_run():
     return train(tiny(), 6)

@@ -11,6 +11,7 @@ from app.engine import GATES
 from app.panels.cell import CellPanel
 from app.theme import LIGHT, colormap
 from core.records import ProbeRecord, StepRecord
+from tests.app.conftest import fed as fed_panel
 
 
 def last_probe(records) -> ProbeRecord:
@@ -18,15 +19,7 @@ def last_probe(records) -> ProbeRecord:
 
 
 def fed(qtbot, run) -> CellPanel:
-    info, records = run
-    panel = CellPanel(LIGHT)
-    qtbot.addWidget(panel)
-    panel.resize(1400, 800)
-    panel.reset(info)
-    for record in records:
-        panel.update_record(record)
-    panel.refresh(force=True)
-    return panel
+    return fed_panel(qtbot, "cell", run, size=(1400, 800))
 
 
 def expected_fill(key: str, value: float):

@@ -25,8 +25,9 @@ from app.export import (
 )
 from app.export_all import export_all, frame_count, parse_formats, parse_panels, save_frames
 from app.export_data import choose_format, data_kind, write_data
-from app.panels import panel_class, panel_names
+from app.panels import panel_names
 from app.theme import LIGHT, get_theme
+from tests.app.conftest import fed as fed_panel
 from tests.app.drawn import drawn_labels
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -34,15 +35,7 @@ LOSS_BGR = (0xB2, 0x72, 0x00)  # the loss colour, #0072B2, as stored in an ARGB3
 
 
 def fed(qtbot, run, name: str):
-    info, records = run
-    panel = panel_class(name)(LIGHT)
-    qtbot.addWidget(panel)
-    panel.resize(900, 500)
-    panel.reset(info)
-    for record in records:
-        panel.update_record(record)
-    panel.refresh(force=True)
-    return panel
+    return fed_panel(qtbot, name, run, size=(900, 500))
 
 
 @pytest.fixture

@@ -8,24 +8,14 @@ import pytest
 
 from app.panels import PANELS, panel_class, panel_names
 from app.panels.base import Panel
+from tests.app.conftest import fed as fed_panel
 from tests.app.drawn import drawn_labels
 
 MINE = ("training", "hidden", "gates", "gradients", "spectrum")
 
 
 def fed(qtbot, name, run, theme=None):
-    from app.theme import get_theme
-
-    info, records = run
-    panel = panel_class(name)(get_theme(theme or "light"))
-    qtbot.addWidget(panel)
-    panel.resize(800, 600)
-    panel.show()
-    panel.reset(info)
-    for record in records:
-        panel.update_record(record)
-    assert panel.refresh()
-    return panel
+    return fed_panel(qtbot, name, run, theme=theme or "light", show=True)
 
 
 def test_registry_names_classes_and_rejects_unknown_names():
