@@ -72,6 +72,8 @@ class TrainingController(QObject):
     def _start_process(self) -> None:
         from core.logs import LOGGER
 
+        if self.process is not None:  # a restart after a crash: let go of the dead one's pipe
+            self._commands.close()
         commands_out, commands_in = _CONTEXT.Pipe(duplex=False)  # (receiving end, sending end)
         replies_out, replies_in = _CONTEXT.Pipe(duplex=False)
         self._stop = _CONTEXT.Event()
