@@ -515,6 +515,22 @@ def test_tbptt_preset_full_and_truncated_agree_in_the_last_chunk_only():
     np.testing.assert_array_equal(cut.jacobian, full.jacobian)  # the dynamics, untruncated
 
 
+def test_tbptt_preset_carries_the_state_forward_across_chunk_edges():
+    """What tbptt-charlm says: at a chunk edge the state is detached, not reset, so what the
+    model writes at step 20 still depends on the characters of the chunk before."""
+    import dataclasses
+
+    tr = trainer("tbptt-charlm")
+    batch = tr.probe_batch()
+    other = batch.x.clone()
+    other[19] = other[19].roll(1, dims=-1)  # another character at the last step of chunk 1
+    with torch.no_grad():
+        out, _ = tr.model.run(batch, tr.experiment.tbptt)
+        out_other, _ = tr.model.run(dataclasses.replace(batch, x=other), tr.experiment.tbptt)
+    assert torch.equal(out[:19], out_other[:19])
+    assert (out[20] - out_other[20]).abs().max() > 1e-3
+
+
 def test_exploding_preset_without_clipping_diverges():
     """What the exploding-rnn preset tells the user to try."""
     tr = trainer("exploding-rnn", clip=0.0)
