@@ -57,11 +57,16 @@ def train(experiment, steps: int | None = None, offset: int = 0):
     from core.trainer import Trainer
 
     trainer = Trainer(seeded(experiment, offset))
+    return trainer, more(trainer, experiment.steps if steps is None else steps)
+
+
+def more(trainer, steps: int) -> np.ndarray:
+    """Train ``trainer`` for ``steps`` more updates; their losses."""
     losses = []
-    for record in trainer.run(steps or experiment.steps):
+    for record in trainer.run(steps):
         assert not record.diverged, f"step {record.step} diverged"
         losses.append(record.loss)
-    return trainer, np.asarray(losses)
+    return np.asarray(losses)
 
 
 def first_step_below(losses: np.ndarray, level: float, window: int = 10) -> float:

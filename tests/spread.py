@@ -42,7 +42,7 @@ def run(seeds: list[int], threads: int, out: Path, pytest_args: list[str]) -> li
         env = {**os.environ, SEED_ENV: str(seed), THREADS_ENV: str(threads), OUTCOMES_ENV: str(out),
                "QT_QPA_PLATFORM": "offscreen"}
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "trained",
-                   *pytest_args]
+                   "--timeout=0", *pytest_args]  # no per-test timeout: a busy machine is slow
         start = time.perf_counter()
         print(f"== seed shift {seed}, {threads} thread(s): {' '.join(command[1:])}", flush=True)
         code = subprocess.run(command, cwd=ROOT, env=env).returncode
