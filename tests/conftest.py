@@ -6,6 +6,7 @@ QT_QPA_PLATFORM must be set before any Qt module is imported, hence at the top h
 from __future__ import annotations
 
 import os
+import time
 import traceback
 import weakref
 
@@ -43,13 +44,25 @@ def pytest_report_header(config):
 def pytest_runtest_makereport(item, call):
     """A failed test's report says what it ran with: a trained outcome may differ with any
     of these (rerun with the same RNN_EXPLORER_TEST_SEED and _THREADS to reproduce). With
-    RNN_EXPLORER_OUTCOMES set, a trained test's set-up and call times go there too."""
+    RNN_EXPLORER_OUTCOMES set, a trained test's set-up and call wall times go there too."""
     report = yield
     if report.failed:
         report.sections.append(("rnn-explorer environment", outcomes.environment()))
     if report.when != "teardown" and item.get_closest_marker("trained"):
         outcomes.append(f"seconds/{report.when}/{item.nodeid}", report.duration, item.nodeid)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With RNN_EXPLORER_OUTCOMES set, a trained test's CPU seconds (set-up, call and
+    teardown; its module fixtures' training included): its cost on a busy machine, where
+    wall time also counts the others' processes."""
+    start = time.process_time()
+    result = yield
+    if item.get_closest_marker("trained"):
+        outcomes.append(f"cpu_seconds/{item.nodeid}", time.process_time() - start, item.nodeid)
+    return result
 
 
 @pytest.fixture(autouse=True)

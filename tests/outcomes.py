@@ -87,7 +87,7 @@ def outcome(name: str, value):
     RNN_EXPLORER_OUTCOMES is set, and return it unchanged: ``assert outcome("x", v) > 1``."""
     test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
     for key, v in (value.items() if isinstance(value, dict) else [("", value)]):
-        append(f"{name}/{key}" if key else name, v, test)
+        append(f"{name}/{key}" if key != "" else name, v, test)
     return value
 
 
