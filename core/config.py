@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from core.names import ATTENTION_KINDS, CELL_KINDS, INIT_SCHEMES, NONLINEARITIES, OPTIMIZERS
+
 
 def shown(value: Any, limit: int = 40) -> str:
     """repr of a value for a message, shortened so a huge value cannot flood it."""
@@ -51,14 +53,14 @@ SEQ2SEQ_TASKS = ("reverse", "sort", "dates")
 
 FIELDS: dict[str, Spec] = {
     "task": Spec("Task", "What the network learns", choices=TASKS),
-    "cell": Spec("Cell", "Recurrent cell kind", choices=("rnn", "lstm", "gru")),
-    "nonlinearity": Spec("Nonlinearity", "RNN activation (rnn cells only)", choices=("tanh", "relu")),
+    "cell": Spec("Cell", "Recurrent cell kind", choices=CELL_KINDS),
+    "nonlinearity": Spec("Nonlinearity", "RNN activation (rnn cells only)", choices=NONLINEARITIES),
     "hidden_size": Spec("Hidden size", "Units per layer", 1, 4096),
     "num_layers": Spec("Layers", "Stacked recurrent layers", 1, 8),
     "init": Spec("Initialisation", "Recurrent weight initialisation",
-                 choices=("default", "orthogonal", "identity", "spectral")),
+                 choices=INIT_SCHEMES),
     "spectral_radius": Spec("Spectral radius", "Scale of W_hh for identity/spectral init", 0.0, 10.0),
-    "optimizer": Spec("Optimizer", "Update rule", choices=("sgd", "adam", "rmsprop")),
+    "optimizer": Spec("Optimizer", "Update rule", choices=OPTIMIZERS),
     "lr": Spec("Learning rate", "Optimizer step size", 1e-6, 10.0),
     "batch_size": Spec("Batch size", "Sequences per step", 1, 1024),
     "seq_len": Spec("Sequence length", "Time steps T (the maximum length for variable-length tasks)", 1, 2000),
@@ -68,7 +70,7 @@ FIELDS: dict[str, Spec] = {
     "truncation": Spec("Truncation", "Which end of an over-long sequence is kept", choices=("head", "tail")),
     "masking": Spec("Masking", "Skip padded steps so they do not change the state", choices=("on", "off")),
     "attention": Spec("Attention", "Encoder-decoder attention (translation tasks)",
-                      choices=("none", "additive", "dot", "general")),
+                      choices=ATTENTION_KINDS),
     "embed_size": Spec("Embedding size", "Token embedding size (translation tasks)", 1, 1024),
     "steps": Spec("Steps", "Training budget (optimiser updates)", 1, 1_000_000),
     "seed": Spec("Seed", "Random seed: same seed, same numbers", 0, 2**31 - 1),

@@ -44,7 +44,7 @@ class ProbeRecord:
 
 @dataclass(frozen=True)
 class GradientRecord:
-    """Gradients through time on the probe batch (see core.bptt).
+    """Gradients through time on the probe batch (see core.instruments.bptt).
 
     norms:      per layer [T], ||dL/dh_t|| (Frobenius over batch and units), total
                 derivative through the whole recurrence (truncated when ``truncate``).
@@ -100,7 +100,7 @@ class StepRecord:
     probe, gradients, spectrum: attached only when asked for (the GUI asks at most for
                   what the next frame shows).
     restored_step: on a diverged step, the step whose state the model went back to
-                  (core.rollback), or None when there was none to go back to.
+                  (core.training.rollback), or None when there was none to go back to.
     """
 
     step: int

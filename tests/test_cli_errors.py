@@ -102,7 +102,7 @@ def test_a_bug_in_a_command_says_so_in_one_line_and_logs_the_traceback(monkeypat
     def broken(args):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr("core.cli.run_train", broken)
+    monkeypatch.setattr("core.cli.train.run_train", broken)
     assert main.main(["train", "--preset", "adding-lstm"]) == 1
     err = capsys.readouterr().err
     assert err == "error: RuntimeError: simulated bug (details in the log file)\n"

@@ -8,9 +8,9 @@ window, the ``shot`` command and export all read this registry, so nothing else 
 from __future__ import annotations
 
 from app.panels.base import Panel
-from app.panels.cell import CellPanel
-from app.panels.compare import ComparePanel
-from app.panels.decoding import DecodingPanel
+from app.panels.cell.panel import CellPanel
+from app.panels.compare.panel import ComparePanel
+from app.panels.decoding.panel import DecodingPanel
 from app.panels.gates import GatesPanel
 from app.panels.gradients import GradientsPanel
 from app.panels.hidden import HiddenPanel

@@ -14,12 +14,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
-from app.analysis import false_runs, saturation
-from app.engine import GATE_SYMBOLS, GATES, TANH_GATES
+from app.panels.analysis import false_runs, saturation
 from app.panels.axes import LabelAxis
 from app.panels.base import Panel
 from app.panels.plots import Heatmap, Shading, new_plot
 from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
+from core.names import GATE_SYMBOLS, GATES, TANH_GATES
 from core.records import ProbeRecord
 
 SHUT_COLOR, OPEN_COLOR = OKABE_ITO["blue"], OKABE_ITO["orange"]
@@ -90,6 +90,7 @@ class _Row:
 class GatesPanel(Panel):
     name = "gates"
     title = "Gates"
+    draws = frozenset({ProbeRecord})
     instruments = frozenset({"probe"})
 
     def build(self) -> None:

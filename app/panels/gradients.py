@@ -16,12 +16,18 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from app.analysis import chunk_spans, geometric_line, log_levels, positive_for_log, safe_log10
+from app.panels.analysis import (
+    chunk_spans,
+    geometric_line,
+    log_levels,
+    positive_for_log,
+    safe_log10,
+)
 from app.panels.axes import LogAxis, StepAxis, TimeAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
 from app.panels.plots import Heatmap, Shading, fit_left_axes, message, new_plot, pen
-from app.series import Snapshots
+from app.panels.series import Snapshots
 from app.theme import SERIES, Theme, cell_color
 from core.records import GradientRecord
 
@@ -29,6 +35,7 @@ from core.records import GradientRecord
 class GradientsPanel(Panel):
     name = "gradients"
     title = "Gradients through time"
+    draws = frozenset({GradientRecord})
     instruments = frozenset({"gradients"})
 
     def build(self) -> None:

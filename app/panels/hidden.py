@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
-from app.analysis import false_runs, most_active_unit
+from app.panels.analysis import false_runs, most_active_unit
 from app.panels.axes import LabelAxis, SpanLabelAxis, TimeAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
@@ -28,6 +28,7 @@ MAX_TRACES = 4
 class HiddenPanel(Panel):
     name = "hidden"
     title = "Hidden state"
+    draws = frozenset({ProbeRecord})
     instruments = frozenset({"probe"})
 
     def build(self) -> None:

@@ -12,12 +12,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
-from app.engine import GATE_SYMBOLS
 from app.panels.base import Panel
 from app.panels.legends import add_legend
 from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
-from app.series import Series
+from app.panels.series import Series
 from app.theme import SERIES, Theme, cell_color
+from core.names import GATE_SYMBOLS
 from core.records import SpectrumRecord
 
 MAX_LAYERS = 8
@@ -27,6 +27,7 @@ MAX_DOTS = 64
 class SpectrumPanel(Panel):
     name = "spectrum"
     title = "Spectrum"
+    draws = frozenset({SpectrumRecord})
     instruments = frozenset({"spectrum"})
 
     def build(self) -> None:

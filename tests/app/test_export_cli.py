@@ -15,8 +15,8 @@ from tests.app.conftest import tiny
 @pytest.fixture(scope="module")
 def session_file(tmp_path_factory):
     """A tiny LSTM session saved after 4 steps."""
-    from core.session import save_session
-    from core.trainer import Trainer
+    from core.session.format import save_session
+    from core.training.trainer import Trainer
 
     trainer = Trainer(tiny())
     for _ in range(4):

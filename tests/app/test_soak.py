@@ -34,7 +34,7 @@ def rate(frames: list[tuple[float, int]], first: int, last: int) -> float:
 def test_20000_steps_with_every_panel_live_keep_memory_bounded_and_redraws_steady(qtbot):
     import torch
 
-    from app.main_window import MainWindow
+    from app.window.main_window import MainWindow
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model gains nothing from more, and a busy CI machine stalls them

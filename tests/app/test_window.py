@@ -121,7 +121,7 @@ def test_theme_and_help(qtbot, window):
     window.refresh_all()
     assert window.theme.name == "dark"
     window.set_theme("light")
-    dialog = window.show_help("Equations", __import__("app.help", fromlist=["x"]).EQUATIONS_HTML)
+    dialog = window.show_help("Equations", __import__("app.window.help", fromlist=["x"]).EQUATIONS_HTML)
     text = dialog.browser.toPlainText()
     assert "c_t = f_t * c_(t-1) + i_t * g_t" in text
     assert "h_t = o_t * tanh(c_t)" in text

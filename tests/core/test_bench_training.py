@@ -1,8 +1,8 @@
-"""core.bench_training: the result is complete and sane; the cost target is a slow test."""
+"""core.bench.training: the result is complete and sane; the cost target is a slow test."""
 
 import pytest
 
-from core.bench_training import bench_training
+from core.bench.training import bench_training
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])

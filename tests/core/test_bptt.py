@@ -1,4 +1,4 @@
-"""core.bptt against independent references.
+"""core.instruments.bptt against independent references.
 
 The references are written here: explicit per-step loops of torch.nn.RNNCell / LSTMCell /
 GRUCell carrying the same weights, run time-outer and layer-inner, chunk by chunk for
@@ -14,9 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from core import bptt, jacobians
-from core.init import initialise
-from core.recurrent import make_recurrent
+from core.instruments import bptt, jacobians, spectrum
+from core.models.init import initialise
+from core.models.recurrent import make_recurrent
+from core.names import GATES
+from core.training.clipping import clip_and_measure
 
 KINDS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 
@@ -314,14 +316,14 @@ def test_fit_rate_recovers_a_geometric_rate_and_ignores_zeros_and_the_tail():
 @pytest.mark.parametrize("kind,nonlinearity", KINDS)
 def test_spectrum_matches_numpy(kind, nonlinearity):
     net = make(kind, nonlinearity, layers=2, hidden=6, seed=8)
-    rec = bptt.spectrum_record(net, step=3)
+    rec = spectrum.spectrum_record(net, step=3)
     assert rec.step == 3
     for layer in range(2):
         w = net.layer_weights(layer)[1].detach().numpy()
         np.testing.assert_allclose(rec.singular_values[layer], np.linalg.svd(w, compute_uv=False), rtol=1e-12)
         square = w if kind == "rnn" else np.split(w, 4 if kind == "lstm" else 3)[2]
         assert rec.radius[layer] == pytest.approx(np.abs(np.linalg.eigvals(square)).max(), rel=1e-12)
-        for name, block in zip(bptt.GATES[kind], np.split(w, len(bptt.GATES[kind])) if kind != "rnn" else (),
+        for name, block in zip(GATES[kind], np.split(w, len(GATES[kind])) if kind != "rnn" else (),
                                strict=True):
             np.testing.assert_allclose(rec.blocks[f"layer{layer}/{name}"],
                                        np.linalg.svd(block, compute_uv=False), rtol=1e-12)
@@ -341,9 +343,9 @@ def test_spectrum_matches_numpy(kind, nonlinearity):
 def test_spectrum_regime(kind, nonlinearity, scheme, radius, regime, bound):
     net = make(kind, nonlinearity, layers=2, hidden=32, seed=9)
     initialise(net, scheme, spectral_radius=radius)
-    rec = bptt.spectrum_record(net, 0)
+    rec = spectrum.spectrum_record(net, 0)
     assert rec.regime == regime and rec.bound == bound
-    assert regime in bptt.REGIMES
+    assert regime in spectrum.REGIMES
 
 
 # ------------------------------------------------------------------------ clipping
@@ -362,7 +364,7 @@ def total(named):
 
 def test_clip_scales_to_max_norm():
     named = grads([3.0, 4.0], [12.0])  # total 13
-    before, after, clipped, per = bptt.clip_and_measure(named, 1.0)
+    before, after, clipped, per = clip_and_measure(named, 1.0)
     assert before == pytest.approx(13.0) and clipped
     assert after == pytest.approx(1.0, rel=1e-6) and total(named) == pytest.approx(1.0, rel=1e-6)
     assert per == pytest.approx({"p0": 5.0, "p1": 12.0})  # before clipping
@@ -372,7 +374,7 @@ def test_clip_scales_to_max_norm():
 @pytest.mark.parametrize("max_norm", [20.0, 0.0, None, float("nan"), float("inf")])
 def test_unclipped_gradients_are_unchanged(max_norm):
     named = grads([3.0, 4.0], [12.0])
-    before, after, clipped, _ = bptt.clip_and_measure(named, max_norm)
+    before, after, clipped, _ = clip_and_measure(named, max_norm)
     assert (before, after, clipped) == (pytest.approx(13.0), pytest.approx(13.0), False)
     assert named[1][1].grad.tolist() == [12.0]
 
@@ -380,7 +382,7 @@ def test_unclipped_gradients_are_unchanged(max_norm):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_gradients_are_flagged_and_not_scaled(bad):
     named = grads([3.0, bad], [12.0])
-    before, after, clipped, per = bptt.clip_and_measure(named, 1.0)
+    before, after, clipped, per = clip_and_measure(named, 1.0)
     assert not math.isfinite(before) and not math.isfinite(after) and not clipped
     assert not math.isfinite(per["p0"]) and per["p1"] == 12.0
     assert named[1][1].grad.tolist() == [12.0]
@@ -388,8 +390,8 @@ def test_non_finite_gradients_are_flagged_and_not_scaled(bad):
 
 def test_parameters_without_gradients_are_skipped():
     named = grads([1.0]) + [("frozen", nn.Parameter(torch.ones(2)))]
-    assert bptt.clip_and_measure(named, 0.5)[3].keys() == {"p0"}
-    assert bptt.clip_and_measure([("x", nn.Parameter(torch.ones(1)))], 1.0) == (0.0, 0.0, False, {})
+    assert clip_and_measure(named, 0.5)[3].keys() == {"p0"}
+    assert clip_and_measure([("x", nn.Parameter(torch.ones(1)))], 1.0) == (0.0, 0.0, False, {})
 
 
 def test_float32_models_get_float32_accurate_jacobian_norms():
@@ -404,7 +406,7 @@ def test_float32_models_get_float32_accurate_jacobian_norms():
 def trainer(name=None, **fields):
     from core.config import Experiment
     from core.presets import load_preset
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
     exp = load_preset(name).experiment if name else Experiment()
     return Trainer(exp.replace(**fields) if fields else exp)

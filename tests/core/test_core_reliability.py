@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import main
-from core import resources
-from core.cli import EXIT_DIVERGED
+from core.cli.common import EXIT_DIVERGED
 from core.config import TASKS, Experiment
 from core.errors import ResourceError
 from core.presets import load_preset
-from core.rollback import GOOD_FACTOR, LastGood
-from core.trainer import Trainer
+from core.training import resources
+from core.training.rollback import GOOD_FACTOR, LastGood
+from core.training.trainer import Trainer
 
 SMALL = Experiment(task="adding", cell="lstm", hidden_size=8, seq_len=10, batch_size=8, lr=0.01)
 
@@ -124,7 +124,7 @@ def test_the_trainer_refuses_before_allocating_anything(monkeypatch):
     def no_allocation(*_args, **_kwargs):
         raise AssertionError("the task and model were built although the estimate was refused")
 
-    monkeypatch.setattr("core.trainer.make_task", no_allocation)
+    monkeypatch.setattr("core.training.trainer.make_task", no_allocation)
     with pytest.raises(ResourceError, match="this configuration needs about"):
         Trainer(SMALL)
 

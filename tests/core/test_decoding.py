@@ -15,18 +15,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.decoding as decoding
-from core.beam_tree import TreeNode, path_to, tree_layout
-from core.decoding import (
+import core.decoding.search as decoding
+from core.bench.beam import bench_beam
+from core.decoding.search import (
     BeamSearch,
     beam_search,
     beam_search_loop,
-    bench_beam,
     exhaustive_search,
     greedy,
     sample,
     select_state,
 )
+from core.decoding.tree import TreeNode, path_to, tree_layout
 
 # --- toy step functions -----------------------------------------------------------------------
 

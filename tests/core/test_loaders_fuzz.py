@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from core.config import FIELDS, Experiment
 from core.errors import PresetError, SessionError
 from core.presets import PRESET_DIR, Preset, parse_preset
-from core.session import open_session, read_session_info, read_traces, save_session
-from core.trainer import Trainer
+from core.session.format import open_session, read_session_info, read_traces, save_session
+from core.training.trainer import Trainer
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.compare import steps_to_target
 from core.config import TASKS
+from core.decoding.text import decode_text
 from core.errors import PresetError
+from core.names import EOS, PAD
 from core.presets import GROUPS, list_presets, load_preset, parse_preset
-from core.seq2seq import decode_text
-from core.trainer import Trainer
-from core.translation import EOS, PAD
+from core.training.compare import steps_to_target
+from core.training.trainer import Trainer
 
 REQUIRED = ["adding-rnn", "adding-lstm", "adding-gru", "copy-lstm", "charlm-lstm", "sine-gru", "padding-gru",
             "parity-gru", "sort-attention"]

@@ -9,19 +9,14 @@ import pytest
 import torch
 
 from core.config import Experiment
-from core.decoding import beam_search, exhaustive_search, greedy, path_to
+from core.decoding.search import beam_search, exhaustive_search, greedy
+from core.decoding.text import DecodeInputError, DecodeResult, attention_for_node, decode_text
+from core.decoding.tree import path_to
 from core.errors import UserError
-from core.recurrent import torch_reference
-from core.seq2seq import (
-    Attention,
-    DecodeInputError,
-    DecodeResult,
-    Seq2Seq,
-    attention_for_node,
-    decode_text,
-)
-from core.trainer import Trainer
-from core.translation import BOS, EOS, PAD
+from core.models.recurrent import torch_reference
+from core.models.seq2seq import Attention, Seq2Seq
+from core.names import BOS, EOS, PAD
+from core.training.trainer import Trainer
 
 KINDS = ("additive", "dot", "general")
 

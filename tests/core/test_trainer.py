@@ -8,7 +8,7 @@ import torch
 
 from core.config import Experiment
 from core.presets import load_preset
-from core.trainer import Trainer
+from core.training.trainer import Trainer
 
 SMALL = Experiment(task="adding", cell="gru", hidden_size=8, seq_len=10, batch_size=8, lr=0.01)
 

@@ -1,0 +1,177 @@
+"""The trainer: one optimiser update per ``step()``, plain-data records out.
+
+It never prints and never touches a GUI. Same experiment (and seed), same numbers: the
+model is initialised under the seed, and batches come from a generator seeded with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from core.config import Experiment
+from core.errors import UserError
+from core.instruments.bptt import gradient_record
+from core.instruments.spectrum import spectrum_record
+from core.models.init import initialise
+from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from core.tasks import make_task
+from core.training.build import build_model
+from core.training.clipping import clip_and_measure
+from core.training.history import History
+from core.training.resources import check_resources
+from core.training.rollback import LastGood
+
+OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was requested but CUDA is not available here; use device 'cpu'")
+    return torch.device(name)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+class Trainer:
+    """Trains ``experiment`` one step at a time.
+
+    Attributes:
+        task: the core.tasks.Task (baseline, target, probe batch).
+        model: the task's model; ``model.recurrent`` is the instrumented stack.
+        history: per-step scalars (core.history.History), bounded at 8 bytes a value.
+    """
+
+    def __init__(self, experiment: Experiment):
+        check_resources(experiment)
+        self.experiment = experiment
+        self.device = str(resolve_device(experiment.device))
+        self.task = make_task(experiment)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(experiment.seed)
+            model = build_model(self.task)
+            initialise(model.recurrent, experiment.init, experiment.spectral_radius)
+        self.model = model.to(self.device)
+        # foreach: a few calls for all parameters instead of ~10 per parameter, each of which
+        # takes the GIL that the app's drawing thread needs too.
+        self.optimizer = OPTIMIZER_CLASSES[experiment.optimizer](self.model.parameters(), lr=experiment.lr, foreach=True)
+        self.generator = torch.Generator().manual_seed(experiment.seed)
+        self.step_count = 0
+        self.history = History()
+        self.last_good = LastGood()  # where a diverged step takes the model back to
+        self._probe_batch = None
+
+    @property
+    def param_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # ----------------------------------------------------------------- training
+    def step(self, *, probe: bool = False, gradients: bool = False, spectrum: bool = False) -> StepRecord:
+        """One optimiser update on a fresh batch.
+
+        A non-finite loss or gradient is not applied, and the model and optimizer go back to
+        the last good state (core.training.rollback: the weights of the last step with a sane loss),
+        from which training can continue with a lower learning rate or clipping; the step
+        count keeps counting, and ``record.restored_step`` says which step's state it is.
+        """
+        exp = self.experiment
+        start = time.perf_counter()
+        self.model.train()
+        batch = self.task.sample(exp.batch_size, self.generator).to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = self.model.loss(batch, exp.tbptt)
+        loss_value = float(loss.detach())
+        if math.isfinite(loss_value):
+            loss.backward()
+            before, after, clipped, per_param = clip_and_measure(self.model.named_parameters(), exp.clip)
+        else:
+            before = after = float("nan")
+            clipped, per_param = False, {}
+        diverged = not (math.isfinite(loss_value) and math.isfinite(before))
+        restored = None
+        if not diverged:
+            self.last_good.offer(self.model, self.optimizer, self.step_count, loss_value)
+            self.optimizer.step()
+            self.step_count += 1
+        else:
+            restored = self.last_good.restore(self.model, self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        record = StepRecord(
+            step=self.step_count, loss=loss_value, grad_norm=before, grad_norm_clipped=after,
+            clipped=clipped, diverged=diverged, metrics=metrics, param_grad_norms=per_param,
+            seconds=time.perf_counter() - start, restored_step=restored,
+        )
+        self.history.append(record)
+        if probe or gradients or spectrum:
+            record = dataclasses.replace(
+                record,
+                probe=self.probe() if probe else None,
+                gradients=self.gradients() if gradients else None,
+                spectrum=self.spectrum() if spectrum else None,
+            )
+        return record
+
+    def run(self, steps: int, **attach) -> Iterator[StepRecord]:
+        """Yield one record per update; stops early (after yielding it) on divergence."""
+        for _ in range(steps):
+            record = self.step(**attach)
+            yield record
+            if record.diverged:
+                return
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Change the learning rate in place (continue after a divergence)."""
+        self.experiment = self.experiment.replace(lr=lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.experiment.lr
+
+    def set_clip(self, clip: float) -> None:
+        self.experiment = self.experiment.replace(clip=clip)
+
+    # ----------------------------------------------------------- instrumentation
+    def probe_batch(self):
+        if self._probe_batch is None:
+            self._probe_batch = self.task.probe_batch().to(self.device)
+        return self._probe_batch
+
+    def probe(self) -> ProbeRecord:
+        """Hidden states and gates on the probe sequence (batch element 0)."""
+        batch = self.probe_batch()
+        self.model.eval()
+        trace = self.model.trace(batch)
+        unmasked = None
+        if batch.valid is not None and not bool(batch.valid.all()):
+            unmasked = tuple(_numpy(h[:, 0]) for h in self.model.trace(batch, masking=False).hidden)
+        valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
+        return ProbeRecord(
+            step=self.step_count,
+            kind=trace.kind,
+            labels=batch.labels,
+            inputs=_numpy(batch.x[:, 0]),
+            valid=valid.cpu().numpy().copy(),
+            hidden=tuple(_numpy(h[:, 0]) for h in trace.hidden),
+            cell=tuple(_numpy(c[:, 0]) for c in trace.cell) if trace.cell is not None else None,
+            gates=tuple({k: _numpy(v[:, 0]) for k, v in g.items()} for g in trace.gates),
+            unmasked_hidden=unmasked,
+        )
+
+    def gradients(self) -> GradientRecord | None:
+        """||dL/dh_t|| through time on the probe batch (None for translation tasks)."""
+        if not hasattr(self.model, "loss_from_outputs"):
+            return None
+        return gradient_record(self.model, self.probe_batch(), self.step_count, self.experiment.tbptt)
+
+    def spectrum(self) -> SpectrumRecord:
+        return spectrum_record(self.model.recurrent, self.step_count)
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics when the task defines them (translation: exact match)."""
+        evaluate = getattr(self.task, "evaluate", None)
+        return evaluate(self.model) if evaluate else {}
