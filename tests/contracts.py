@@ -61,3 +61,42 @@ class PrivateNamesContract(Contract):
         for module, line, source, name in check.metadata["violations"]:
             output.print_error(f"{module}:{line} imports the private name {name} from {source}")
             output.new_line()
+
+
+ROOMS = {
+    "core": ["cli", "bench", "session", "training", "instruments", "decoding", "models", "tasks"],
+    "app": ["cli", "bench", "window", "export", "panels", "training"],
+}
+
+
+def room_graph() -> dict[str, set[str]]:
+    """Room -> the rooms it imports directly (e.g. "core.training" -> {"core.models", ...}),
+    with each package's top-level modules as one room ("core", "app")."""
+    graph = grimp.build_graph("core", "app")
+
+    def room(module: str) -> str:
+        top, _, rest = module.partition(".")
+        sub = rest.partition(".")[0]
+        return f"{top}.{sub}" if sub in ROOMS.get(top, ()) else top
+
+    arrows: dict[str, set[str]] = {}
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            a, b = room(module), room(imported)
+            if a != b:
+                arrows.setdefault(a, set()).add(b)
+    return arrows
+
+
+def mermaid() -> str:
+    """The room graph as a Mermaid flowchart (GitHub renders it), leaving out the arrows to
+    the top-level modules of core and app, which every room may use."""
+    lines = ["flowchart TD"]
+    for a, targets in sorted(room_graph().items()):
+        lines += [f"    {a.replace('.', '_')}[{a}] --> {b.replace('.', '_')}[{b}]"
+                  for b in sorted(targets) if b not in ROOMS]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m tests.contracts: the picture in docs/ARCHITECTURE.md
+    print(mermaid())

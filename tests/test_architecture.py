@@ -32,3 +32,11 @@ def test_the_private_names_contract_sees_a_private_name_taken_across_packages(tm
     monkeypatch.syspath_prepend(str(tmp_path))
     assert private_imports("pkg.a.two") == []
     assert private_imports("pkg.b.three") == [(2, "pkg.a.one", "_secret")]
+
+
+def test_the_architecture_page_shows_the_rooms_imports_as_they_are():
+    """docs/ARCHITECTURE.md embeds `python -m tests.contracts`; regenerate it when this fails."""
+    from tests.contracts import mermaid
+
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert "```mermaid\n" + mermaid() + "```" in page
