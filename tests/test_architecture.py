@@ -39,4 +39,4 @@ def test_the_architecture_page_shows_the_rooms_imports_as_they_are():
     from tests.contracts import mermaid
 
     page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    assert "```mermaid\n" + mermaid() + "```" in page
+    assert "```mermaid\n" + mermaid() + "\n```" in page
