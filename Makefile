@@ -17,11 +17,15 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) main.py
 
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py); a module's tests stay
+# on one worker (--dist loadfile), so a trained fixture is shared by the tests that read it.
+PYTEST := QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
