@@ -43,7 +43,7 @@ from app.export.encoders import (
     check_even,
     gif_palette,
 )
-from app.export.figure import Figure, caption_lines, staged
+from app.export.figure import Figure, caption_height, caption_lines, staged
 from app.panels.base import Panel
 from core.atomic import atomic_write
 from core.records import ProbeRecord, StepRecord
@@ -283,12 +283,21 @@ def write_animation(sweep: Sweep, path: str | Path, figure: Figure, animation: A
     animation.check_size(figure.size)
     path = Path(path)
     panel, count = sweep.panel, sweep.count
+
+    def caption(i: int) -> tuple[str, str]:
+        label, at = sweep.show(i)
+        title, details = caption_lines(panel, at if at is not None else step)
+        return f"{title} · {label}", details
+
     try:
-        with staged(panel, figure, caption_lines(panel, step)) as stage:
+        # the caption's height is fixed for the animation (the panel must not jump): the
+        # taller of the first and last frames' captions (a step replay's notes grow)
+        width = figure.layout_size[0]
+        lines = max((caption(count - 1), caption(0)), key=lambda c: caption_height(c, width))
+        with staged(panel, figure, lines) as stage:
             def frame(i: int) -> np.ndarray:
-                label, at = sweep.show(i)
-                title, details = caption_lines(panel, at if at is not None else step)
-                stage.caption = (f"{title} · {label}", details) if figure.caption else None
+                lines = caption(i)
+                stage.caption = lines if figure.caption else None
                 return rgb_array(stage.image())
 
             if animation.format == "mp4":

@@ -8,8 +8,8 @@ by chunk, while Pillow does the real work: the palette (median cut, no dithering
 GIF's LZW data (``GifImagePlugin.getdata``) and the PNG's deflate streams.
 
 - GIF: one palette for the whole animation, chosen from sample frames (first, middle,
-  last) so a heatmap keeps its colour map from frame to frame; no dithering (flat colours
-  compress and look clean). Frame differencing: each frame after the first is cropped to
+  last) so a heatmap keeps its colour map from frame to frame: the most frequent colours
+  exactly, median cut for the rest; no dithering (flat colours compress and look clean). Frame differencing: each frame after the first is cropped to
   the rectangle that changed, and unchanged pixels inside it are transparent (index 255),
   which LZW compresses to almost nothing. Delays are whole centiseconds; a frame rate that
   does not divide 100 alternates delays so the average is exact (30 fps: 3, 3, 4, ...).
@@ -38,6 +38,7 @@ from core.errors import UserError
 
 GIF_FPS_MAX = 50  # GIF delays are whole centiseconds and players treat < 2 cs as 10 cs
 TRANSPARENT = 255  # the GIF palette index kept for "unchanged since the last frame"
+EXACT_COLOURS = 96  # the most frequent colours kept exactly in a GIF's palette
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 INSTALL = ".venv/bin/pip install {package} (or: make .venv/.installed, which installs every dependency)"
 
@@ -88,46 +89,80 @@ def centiseconds(count: int, fps: float) -> list[int]:
 
 
 # ------------------------------------------------------------------------------ GIF
-def gif_palette(samples: Sequence[np.ndarray]) -> np.ndarray:
-    """255 colours (uint8 [255, 3]) that best cover ``samples`` (frames [H, W, 3]): median cut
-    over the sample frames stacked, so every colour map shown in them keeps its steps."""
-    image = pillow().Image
-    stacked = np.concatenate([np.ascontiguousarray(s) for s in samples], axis=0)
-    quantized = image.fromarray(stacked).quantize(colors=TRANSPARENT, method=image.Quantize.MEDIANCUT,
-                                                         dither=image.Dither.NONE)
-    colours = np.array(quantized.getpalette()[: 3 * TRANSPARENT], dtype=np.uint8).reshape(-1, 3)
-    if len(colours) < TRANSPARENT:  # fewer colours in the samples: pad with the first
-        colours = np.concatenate([colours, np.repeat(colours[:1], TRANSPARENT - len(colours), axis=0)])
-    return colours
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """uint32 0xRRGGBB of each pixel of [..., 3] uint8."""
+    packed = rgb[..., 0].astype(np.uint32) << 16
+    packed |= rgb[..., 1].astype(np.uint32) << 8
+    packed |= rgb[..., 2]
+    return packed
+
+
+def gif_palette(samples: Sequence[np.ndarray], exact: int = EXACT_COLOURS) -> np.ndarray:
+    """255 colours (uint8 [255, 3]) for frames like ``samples`` ([H, W, 3] each).
+
+    The ``exact`` most frequent colours are kept as they are (background, text, lines, the
+    flat cells of a heatmap: no tint on white, no shift in a colour map), and median cut
+    over the remaining pixels picks the rest. With 255 colours or fewer in the samples,
+    the palette is exactly those colours."""
+    pixels = np.concatenate([np.asarray(s, np.uint8).reshape(-1, 3) for s in samples])
+    packed = _pack(pixels)
+    colours, counts = np.unique(packed, return_counts=True)
+    if len(colours) <= TRANSPARENT:
+        chosen = colours
+    else:
+        kept = colours[np.argsort(counts, kind="stable")[::-1][:exact]]
+        rest = pixels[~np.isin(packed, kept)]
+        rest = rest[:: max(1, len(rest) // 2**20)]  # a million pixels describe the rest well
+        rest = rest[: len(rest) // 1024 * 1024].reshape(-1, 1024, 3) if len(rest) >= 1024 else rest[None]
+        image = pillow().Image
+        quantized = image.fromarray(np.ascontiguousarray(rest)).quantize(
+            colors=TRANSPARENT - exact, method=image.Quantize.MEDIANCUT, dither=image.Dither.NONE)
+        cut = np.array(quantized.getpalette()[: 3 * (TRANSPARENT - exact)], np.uint8).reshape(-1, 3)
+        chosen = np.concatenate([kept, _pack(cut)])
+    palette = np.stack([(chosen >> 16) & 255, (chosen >> 8) & 255, chosen & 255], axis=1).astype(np.uint8)
+    if len(palette) < TRANSPARENT:  # pad with the first colour (never chosen over it: argmin takes the first)
+        palette = np.concatenate([palette, np.repeat(palette[:1], TRANSPARENT - len(palette), axis=0)])
+    return palette
 
 
 class GifWriter:
     """An animated GIF written frame by frame to ``out`` (see the module docstring)."""
+
+    UNKNOWN = TRANSPARENT  # in the lookup: not met yet (no colour maps to 255)
 
     def __init__(self, out: BinaryIO, size: tuple[int, int], fps: float, count: int, palette: np.ndarray,
                  loop: bool = False):
         self.PIL = pillow()
         self.out, self.size, self.count = out, size, count
         self.delays = centiseconds(count, fps)
-        # Quantizing maps to the nearest of 256 entries; entry 255 repeats entry 0, so any
-        # pixel mapped to 255 can become 0 and 255 stays free for "unchanged".
-        self.lookup = self.PIL.Image.new("P", (1, 1))
-        self.lookup.putpalette(np.concatenate([palette, palette[:1]]).tobytes())
+        self.palette = np.asarray(palette, np.uint8)[:TRANSPARENT]
+        # nearest palette entry of every colour met so far, by 0xRRGGBB (16 MB, whatever the
+        # frame count): exact colours map to themselves, which Pillow's quantize, working on
+        # 6-bit colour boxes, does not promise (white came out as 252, 252, 252)
+        self.lookup = np.full(1 << 24, self.UNKNOWN, np.uint8)
         self.previous: np.ndarray | None = None
         self.index = 0
         width, height = size
-        table = np.concatenate([palette, np.zeros((1, 3), np.uint8)]).tobytes()
+        table = np.concatenate([self.palette, np.zeros((256 - len(self.palette), 3), np.uint8)]).tobytes()
         out.write(b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF7, 0, 0) + table)
         if loop:  # NETSCAPE2.0: repeat forever (without it, players show the animation once)
             out.write(b"\x21\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\x00")
 
     def indices(self, rgb: np.ndarray) -> np.ndarray:
-        """[H, W] palette indices of ``rgb`` (nearest colour, no dithering), never 255."""
-        image = self.PIL.Image
-        quantized = image.fromarray(np.ascontiguousarray(rgb)).quantize(palette=self.lookup,
-                                                                               dither=image.Dither.NONE)
-        index = np.asarray(quantized, dtype=np.uint8).copy()
-        index[index == TRANSPARENT] = 0
+        """[H, W] palette indices of ``rgb`` [H, W, 3]: the nearest colour (squared RGB
+        distance), no dithering; never 255 (kept for "unchanged")."""
+        packed = _pack(rgb)
+        index = self.lookup[packed]
+        unknown = index == self.UNKNOWN
+        if unknown.any():
+            new = np.unique(packed[unknown])
+            colours = np.stack([(new >> 16) & 255, (new >> 8) & 255, new & 255], axis=1).astype(np.int32)
+            palette = self.palette.astype(np.int32)
+            for at in range(0, len(new), 4096):  # [4096, 255] distances at a time
+                block = colours[at: at + 4096]
+                distance = ((block[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
+                self.lookup[new[at: at + 4096]] = distance.argmin(axis=1)
+            index = self.lookup[packed]
         return index
 
     def add(self, rgb: np.ndarray) -> None:
@@ -147,7 +182,6 @@ class GifWriter:
 
     def _write(self, patch: np.ndarray, left: int, top: int) -> None:
         image = self.PIL.Image.frombytes("P", (patch.shape[1], patch.shape[0]), np.ascontiguousarray(patch).tobytes())
-        image.putpalette(self.lookup.getpalette())
         # getdata: the graphic control extension (delay, disposal 1 = keep, transparent
         # index), the image descriptor and the LZW data, with no colour table of its own
         chunks = self.PIL.GifImagePlugin.getdata(image, offset=(left, top), duration=10 * self.delays[self.index],
