@@ -68,6 +68,11 @@ CUSTOM = "custom"
 SLICE_S = 0.05  # render for this long, then let the window breathe
 
 
+def offered(panel: Panel) -> tuple[str, ...]:
+    """The sweeps the dialog offers for ``panel``: expansions only once there is a decode."""
+    return tuple(k for k in sweeps_of(panel) if k != "expansions" or panel.frame_count() > 0)
+
+
 class AnimationDialog(QDialog):
     """The choices of ``export --animate`` for one panel."""
 
@@ -79,7 +84,7 @@ class AnimationDialog(QDialog):
         form = QFormLayout(self)
         self.panel = QComboBox()
         for name, panel in panels.items():
-            if sweeps_of(panel):
+            if offered(panel):
                 self.panel.addItem(panel.title, name)
         self.panel.setCurrentIndex(max(self.panel.findData(current), 0))
         self.format = QComboBox()
@@ -148,7 +153,7 @@ class AnimationDialog(QDialog):
         self.over.blockSignals(True)
         self.over.clear()
         panel = self.current_panel
-        for key in sweeps_of(panel) if panel is not None else ():
+        for key in offered(panel) if panel is not None else ():
             self.over.addItem(SWEEP_TITLES[key], key)
         self.over.blockSignals(False)
         self._sweep_chosen()
@@ -196,6 +201,7 @@ class AnimationRun(QObject):
     dialog; ``finished`` carries the path written, or None (cancelled, or ``error`` says why)."""
 
     finished = Signal(object)
+    progressed = Signal(int)  # frames written so far
 
     def __init__(self, frames: Iterator[int], total: int, path: Path, parent: QWidget):
         super().__init__(parent)
@@ -220,6 +226,7 @@ class AnimationRun(QObject):
             while self.frames is not None:
                 done = next(self.frames)
                 self.progress.setValue(done)  # a modal progress dialog handles events here: Cancel
+                self.progressed.emit(done)
                 if time.monotonic() > deadline:
                     break
         except StopIteration:
