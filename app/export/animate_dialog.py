@@ -192,7 +192,7 @@ class AnimationDialog(QDialog):
         suggested = str(Path(self.folder) / f"{self.panel.currentData()}.{fmt}")
         path, _ = QFileDialog.getSaveFileName(self, "Export Animation", suggested, f"{fmt.upper()} (*.{fmt})")
         if path:
-            self.path = path
+            self.path = path if Path(path).suffix.lower() == f".{fmt}" else f"{path}.{fmt}"
             self.accept()
 
 

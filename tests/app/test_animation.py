@@ -333,3 +333,4 @@ def test_the_record_log_bounds_the_bytes_of_snapshots(lstm_run):
     log = RecordLog(max_bytes=3 * nbytes(probe))
     log.add([probe.__class__(**{**probe.__dict__, "step": s}) for s in range(20)])
     assert log.bytes <= 3 * nbytes(probe) and len(log.records()) >= 2
+

@@ -172,3 +172,22 @@ def test_bad_animation_options_are_one_line_and_write_nothing(qapp, session_file
     assert rc == 2
     assert err.startswith("error: ") and "\n" not in err and named in err
     assert not out.exists()
+
+
+def test_an_export_over_steps_ends_without_a_traceback(tmp_path):
+    """The replay's copy of the panel is deleted as the process ends; its axes' width hook
+    then ran on a half-deleted layout and printed "RuntimeError: ... already deleted"."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(root / "main.py"), "export", "--preset", "adding-lstm",
+                           "--steps", "4", "--out", str(tmp_path / "out"), "--panels", "gradients", "--animate", "gif",
+                           "--over", "steps", "--frames-max", "3", "--size", "480x270"],
+                          capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
+    assert (tmp_path / "out" / "gradients.gif").exists()
