@@ -334,3 +334,40 @@ def test_the_record_log_bounds_the_bytes_of_snapshots(lstm_run):
     log.add([probe.__class__(**{**probe.__dict__, "step": s}) for s in range(20)])
     assert log.bytes <= 3 * nbytes(probe) and len(log.records()) >= 2
 
+
+
+def test_without_pillow_and_imageio_ffmpeg_the_app_starts_and_exports_stills(tmp_path):
+    """In a fresh interpreter where neither package can be imported: the window builds, a PNG
+    and an SVG are written, and a GIF or MP4 is one line saying how to get what is missing."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys
+sys.modules["PIL"] = sys.modules["imageio_ffmpeg"] = None  # as if not installed
+from tests.app.conftest import tiny, train
+from app.window.offscreen import build_window, ensure_app
+ensure_app()
+run = train(tiny(), 2)
+window = build_window(*run)
+from app.export.animation import Animation, TimeSweep, save_animation
+from app.export.figure import Figure, save_png, save_svg
+from core.errors import UserError
+hidden = window.panels["hidden"]
+save_png(hidden, r"{tmp_path / 'h.png'}", Figure(size=(480, 270)))
+save_svg(hidden, r"{tmp_path / 'h.svg'}", Figure(size=(480, 270)))
+for fmt in ("gif", "mp4"):
+    try:
+        save_animation(TimeSweep(hidden, 12), r"{tmp_path}/h." + fmt, Figure(size=(480, 270)), Animation(fmt))
+    except UserError as err:
+        print(err)
+"""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=root,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("GIF and APNG animations need Pillow") and "pip install pillow" in lines[0]
+    assert lines[1].startswith("MP4 animations need imageio-ffmpeg") and "pip install imageio-ffmpeg" in lines[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.png", "h.svg"]
