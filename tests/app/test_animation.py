@@ -336,6 +336,7 @@ def test_the_record_log_bounds_the_bytes_of_snapshots(lstm_run):
 
 
 
+@pytest.mark.slow  # a fresh interpreter: torch and Qt load again
 def test_without_pillow_and_imageio_ffmpeg_the_app_starts_and_exports_stills(tmp_path):
     """In a fresh interpreter where neither package can be imported: the window builds, a PNG
     and an SVG are written, and a GIF or MP4 is one line saying how to get what is missing."""

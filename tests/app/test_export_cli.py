@@ -174,6 +174,7 @@ def test_bad_animation_options_are_one_line_and_write_nothing(qapp, session_file
     assert not out.exists()
 
 
+@pytest.mark.slow  # a fresh interpreter: torch and Qt load again
 def test_an_export_over_steps_ends_without_a_traceback(tmp_path):
     """The replay's copy of the panel is deleted as the process ends; its axes' width hook
     then ran on a half-deleted layout and printed "RuntimeError: ... already deleted"."""
