@@ -9,19 +9,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
 
 from core.config import Experiment
+from core.datafiles import DataFile, experiment_files
 from core.errors import UserError
 from core.instruments.bptt import gradient_record
 from core.instruments.spectrum import spectrum_record
 from core.models.init import initialise
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from core.tasks import make_task
-from core.training.build import build_model
+from core.training.build import build_model, load_weights, weight_sizes
 from core.training.clipping import clip_and_measure
 from core.training.history import History
 from core.training.resources import check_resources
@@ -49,15 +50,23 @@ class Trainer:
         history: per-step scalars (core.history.History), bounded at 8 bytes a value.
     """
 
-    def __init__(self, experiment: Experiment):
+    def __init__(self, experiment: Experiment, files: Mapping[str, DataFile] | None = None,
+                 weights: Mapping[str, torch.Tensor] | None = None):
+        """files: stored copies of the files the experiment reads ({path: DataFile}, from a
+        session; read from disk otherwise). weights: initial weights under the model's
+        names (an opened model's, core.models.io.LoadedModel.weights()); a subset is fine
+        (a head the file lacks stays freshly initialised)."""
         check_resources(experiment)
         self.experiment = experiment
         self.device = str(resolve_device(experiment.device))
-        self.task = make_task(experiment)
+        self.files = experiment_files(experiment, files)
+        self.task = make_task(experiment, self.files, weight_sizes(weights) if weights else None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(experiment.seed)
             model = build_model(self.task)
             initialise(model.recurrent, experiment.init, experiment.spectral_radius)
+        if weights:
+            load_weights(model, weights)
         self.model = model.to(self.device)
         # foreach: a few calls for all parameters instead of ~10 per parameter, each of which
         # takes the GIL that the app's drawing thread needs too.
