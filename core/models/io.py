@@ -404,6 +404,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, vocab: list[str] | N
         raise ModelFileError(f"{path}: export to a .safetensors, .pt or .pth file; got {suffix or 'no suffix'}")
     if not p.parent.is_dir():
         raise ModelFileError(f"{path}: the folder {p.parent} does not exist")
+    if hasattr(model, "decoder"):
+        raise ModelFileError(f"{path}: an encoder-decoder is kept whole in its session (.rnnx); export writes "
+                             "one recurrent stack with its embedding and head")
     net = model.recurrent
     state = dict(net.state_dict())
     if getattr(model, "embedding", None) is not None:

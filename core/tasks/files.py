@@ -37,7 +37,8 @@ def _number(text: str) -> float:
     return value
 
 
-def parse_series(df: DataFile, columns: tuple[str, ...] = (), target: tuple[str, ...] = ()) -> Series:
+def parse_series(df: DataFile, columns: tuple[str, ...] = (), target: tuple[str, ...] = (),
+                 min_rows: int = 2) -> Series:
     """A CSV with a header row and numeric columns; a column named like TIME_NAMES is the time axis.
 
     ``columns``: the inputs (default: every column but the time column); ``target``: the
@@ -69,8 +70,8 @@ def parse_series(df: DataFile, columns: tuple[str, ...] = (), target: tuple[str,
         raise DataError(f"{df.path}: no numeric column besides the time column {names[time_col]!r}")
     targets = tuple(names.index(n) for n in target) or inputs
     used = sorted(set(inputs) | set(targets))
-    if len(rows) < 3:
-        raise DataError(f"{df.path}: {len(rows) - 1} data row(s); a series needs at least 2")
+    if len(rows) - 1 < min_rows:
+        raise DataError(f"{df.path}: {len(rows) - 1} data row(s); expected at least {min_rows}")
     values, time = [], []
     for line, row in rows[1:]:
         if len(row) != len(names):

@@ -468,3 +468,85 @@ class InputsTask(Task):
 
 
 USER_TASKS: tuple[type[Task], ...] = (SeriesTask, PairsTask, ClassifyTask, InputsTask)
+
+
+# ------------------------------------------------------------------------- opening a file
+TASK_OF_SUFFIX = {".txt": "charlm", ".csv": "series", ".tsv": "pairs"}
+# The preset each kind of file starts from ("exactly like charlm-lstm", ...); classify has none.
+BASE_PRESET = {"charlm": "charlm-lstm", "series": "sine-gru", "pairs": "reverse-attention"}
+CLASSIFY_BASE = {"task": "classify", "cell": "lstm", "hidden_size": 64, "batch_size": 32,
+                 "lr": 0.005, "steps": 600}
+
+
+def task_for_file(path: str, task: str | None = None) -> str:
+    """The task a file trains (``task`` when given, else by suffix); DataError otherwise."""
+    from pathlib import Path
+
+    if task:
+        return task
+    suffix = Path(path).suffix.lower()
+    if suffix not in TASK_OF_SUFFIX:
+        raise DataError(f"{path}: cannot tell the task from the suffix {suffix or '(none)'!r}; expected "
+                        ".txt (charlm), .csv (series) or .tsv (pairs), or give the task (classify for "
+                        "labelled lines)")
+    return TASK_OF_SUFFIX[suffix]
+
+
+def fit_sequence_length(exp: Experiment, df: DataFile) -> int:
+    """A seq_len that fits the file: the longest source (pairs) or line (classify, at most
+    400 tokens), the experiment's for text, at most the rows a series can window."""
+    if exp.task == "pairs":
+        pairs = parse_pairs(df)
+        return min(2000, max(len(split_tokens(s, exp.tokens)) for s, _ in pairs))
+    if exp.task == "classify":
+        lines = parse_labelled(df)
+        return min(400, max(len(split_tokens(t, exp.tokens)) for t, _ in lines))
+    if exp.task == "series":
+        rows = len(parse_series(df, exp.column_list, exp.target_list).values)
+        room = rows - int(rows * SERIES_HELDOUT) - 1
+        return max(1, min(exp.seq_len, room if room >= 2 else rows - 1))
+    if exp.task == "charlm":
+        return max(1, min(exp.seq_len, len(text_of(df)) // 2))
+    return exp.seq_len
+
+
+def describe_task(task: Task) -> dict:
+    """What a task read from its files (empty for the built-in tasks)."""
+    describe = getattr(task, "describe", None)
+    return describe() if describe else {}
+
+
+def encode_probe(task: Task, text: str | None = None, rows: list[list[float]] | None = None) -> Batch:
+    """A probe batch (one sequence) for ``task`` from typed text (through the task's
+    vocabulary) or rows of numbers ([T][input_size]); DataError when it does not fit."""
+    if rows is not None:
+        width = getattr(task, "input_size", None)
+        for k, row in enumerate(rows, 1):
+            if len(row) != width:
+                raise DataError(f"input: row {k} has {len(row)} values; the model takes {width} inputs a step")
+        x = torch.tensor(rows, dtype=torch.float32).unsqueeze(1)
+        return Batch(x, torch.zeros(x.shape[0], 1, getattr(task, "output_size", 1)),
+                     labels=tuple(str(t) for t in range(len(rows))))
+    if text is None or not text.strip():
+        raise DataError("input is empty: type the text to probe")
+    if isinstance(task, TranslationTask):
+        if len(text) > task.T and not isinstance(task.src_vocab, WordVocab):
+            text = text[:task.T]
+        return task.batch([(text, "")])
+    coder = getattr(task, "coder", None)
+    vocab = getattr(task, "vocab", None)
+    if coder is None and vocab is None:
+        raise DataError(f"input: the {task.name} task reads numbers, not text; give a CSV of input rows "
+                        "(--input-file)")
+    if coder is None or isinstance(task, TextTask) and not task.exp.vocab:
+        coder = TokenCoder(vocab, "char", f"the {task.name} task")
+    ids = coder.encode(text, "input")
+    if not ids:
+        raise DataError("input is empty: type the text to probe")
+    x = one_hot(ids, task.input_size).unsqueeze(1)
+    T, width = x.shape[0], getattr(task, "output_size", 1)
+    if task.readout == "last":
+        y = torch.zeros(1, dtype=torch.long) if task.loss_kind == "ce" else torch.zeros(1, width)
+    else:
+        y = torch.tensor(ids[1:] + ids[-1:]).unsqueeze(1) if task.loss_kind == "ce" else torch.zeros(T, 1, width)
+    return Batch(x, y, labels=tuple(coder.itos[i] for i in ids))

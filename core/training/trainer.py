@@ -150,6 +150,11 @@ class Trainer:
             self._probe_batch = self.task.probe_batch().to(self.device)
         return self._probe_batch
 
+    def set_probe_batch(self, batch) -> None:
+        """Show ``batch`` (one sequence, e.g. core.tasks.user.encode_probe of typed text)
+        instead of the task's probe from now on; the next probe and gradients use it."""
+        self._probe_batch = batch.to(self.device)
+
     def probe(self) -> ProbeRecord:
         """Hidden states and gates on the probe sequence (batch element 0)."""
         batch = self.probe_batch()
