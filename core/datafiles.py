@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,12 @@ def read_file(path: str, limit: int = MAX_DATA_BYTES, what: str = "data file") -
     """The whole file, read in chunks and hashed; DataError when it is missing or too large."""
     target = resolve_path(path)
     try:
-        size = os.stat(target).st_size
-        if target.is_dir():
+        info = os.stat(target)
+        size = info.st_size
+        if stat.S_ISDIR(info.st_mode):
             raise DataError(f"{path}: is a folder; expected a {what}")
+        if not stat.S_ISREG(info.st_mode):  # a pipe or device could block or never end
+            raise DataError(f"{path}: is not a regular file; expected a {what}")
         if size > limit:
             raise DataError(f"{path}: {human_size(size)} is more than the {human_size(limit)} a {what} "
                             "may have; use an excerpt")
