@@ -141,28 +141,16 @@ def model_trainer(args: argparse.Namespace):
     """A trainer holding an opened model (--model): on --data (fine-tuning), else on the
     typed inputs only (task ``inputs``). The experiment's cell, sizes and bias are the model's."""
     from core.config import Experiment
-    from core.models.io import load_model
-    from core.training.trainer import Trainer
+    from core.training.opened import opened_trainer
 
-    vocab = None
-    if args.vocab:
-        from core.datafiles import parse_vocab, read_file
-
-        vocab = parse_vocab(read_file(args.vocab, what="vocabulary file"))
-    loaded = load_model(args.model, args.prefix, embedding=none_or(args.embedding), head=none_or(args.head),
-                        vocab=vocab, nonlinearity=args.nonlinearity)
     if getattr(args, "data", None):
         exp = experiment_from_args(args)
     else:
         if getattr(args, "task", None) not in (None, "inputs"):
             raise ValueError("--task needs --data (the file to fine-tune on)")
-        exp = Experiment(task="inputs").replace(**{k: v for k, v in
-                                                  {"vocab": args.vocab, "seed": args.seed}.items() if v is not None})
-    changes = loaded.experiment_changes()
-    if exp.task in ("pairs", "reverse", "sort", "dates"):
-        raise ValueError(f"--model opens one recurrent stack with an optional embedding and head; the {exp.task} "
-                         "task trains an encoder-decoder (use --session to continue one of ours)")
-    return Trainer(exp.replace(**changes), weights=loaded.weights())
+        exp = Experiment(task="inputs", seed=args.seed if getattr(args, "seed", None) is not None else 0)
+    return opened_trainer(exp, args.model, args.prefix, embedding=none_or(args.embedding),
+                          head=none_or(args.head), vocab=args.vocab, nonlinearity=args.nonlinearity)
 
 
 def none_or(value: str | None) -> str | None:

@@ -57,15 +57,6 @@ def run_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def task_vocabulary(task) -> list[str] | None:
-    """The tokens behind a text task's one-hot inputs, in id order (None for numeric tasks)."""
-    coder = getattr(task, "coder", None)
-    if coder is not None:
-        return list(coder.itos)
-    vocab = getattr(task, "vocab", None)
-    return list(vocab) if vocab is not None else None
-
-
 def run_train(args: argparse.Namespace) -> int:
     check_save_path(args.save)
     check_save_path(args.export_model, "--export-model")
@@ -116,6 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
         summary["saved"] = args.save
     if args.export_model:
         from core.models.io import export_model
+        from core.tasks.user import task_vocabulary
 
         summary["exported"] = export_model(trainer.model, args.export_model, task_vocabulary(trainer.task))
     if args.json:

@@ -74,6 +74,21 @@ def one_hot(ids: list[int], size: int) -> torch.Tensor:
     return F.one_hot(torch.tensor(ids, dtype=torch.long), size).float()
 
 
+def parse_rows(text: str) -> list[list[float]]:
+    """Typed numbers: rows split by ';' or new lines, values by ',' or spaces."""
+    rows = [r for r in text.replace("\n", ";").split(";") if r.strip()]
+    out = []
+    for k, row in enumerate(rows, 1):
+        try:
+            values = [float(v) for v in row.replace(",", " ").split()]
+        except ValueError:
+            raise DataError(f"probe: row {k} ({row.strip()[:40]!r}) is not a list of numbers") from None
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(f"probe: row {k} holds NaN or inf; expected finite numbers")
+        out.append(values)
+    return out
+
+
 # ----------------------------------------------------------------------------------- text
 class TextTask(CharLMTask):
     """A character language model on the user's text (see CharLMTask); held-out tail 10%."""
@@ -426,17 +441,7 @@ class InputsTask(Task):
             self.loss_kind = "ce"
 
     def _numbers(self, text: str) -> list[list[float]]:
-        rows = [r for r in text.replace("\n", ";").split(";") if r.strip()]
-        out = []
-        for k, row in enumerate(rows, 1):
-            try:
-                values = [float(v) for v in row.replace(",", " ").split()]
-            except ValueError:
-                raise DataError(f"probe: row {k} ({row.strip()[:40]!r}) is not a list of numbers") from None
-            if not all(math.isfinite(v) for v in values):
-                raise DataError(f"probe: row {k} holds NaN or inf; expected finite numbers")
-            out.append(values)
-        return out or [[0.0]]
+        return parse_rows(text) or [[0.0]]
 
     def probe_batch(self) -> Batch:
         text = self.exp.probe
@@ -550,3 +555,12 @@ def encode_probe(task: Task, text: str | None = None, rows: list[list[float]] | 
     else:
         y = torch.tensor(ids[1:] + ids[-1:]).unsqueeze(1) if task.loss_kind == "ce" else torch.zeros(T, 1, width)
     return Batch(x, y, labels=tuple(coder.itos[i] for i in ids))
+
+
+def task_vocabulary(task: Task) -> list[str] | None:
+    """The tokens behind a text task's one-hot inputs, in id order (None for numeric tasks)."""
+    coder = getattr(task, "coder", None)
+    if coder is not None:
+        return list(coder.itos)
+    vocab = getattr(task, "vocab", None)
+    return list(vocab) if vocab is not None else None

@@ -150,6 +150,20 @@ class Trainer:
             self._probe_batch = self.task.probe_batch().to(self.device)
         return self._probe_batch
 
+    def use_probe(self, text: str) -> None:
+        """Show typed input from now on: text through the task's vocabulary, or numbers (rows
+        split by ';', values by ','); "" goes back to the task's own probe. Raises
+        UserError (nothing changed) when the input does not fit the task."""
+        from core.tasks.user import encode_probe, parse_rows
+
+        experiment = self.experiment.replace(probe=text)
+        reads_text = any(getattr(self.task, name, None) is not None for name in ("coder", "vocab", "src_vocab"))
+        batch = None
+        if text:  # encoded first: a refusal leaves everything as it was
+            batch = encode_probe(self.task, text=text) if reads_text else encode_probe(self.task, rows=parse_rows(text))
+        self.experiment = self.task.exp = experiment
+        self.set_probe_batch(batch if batch is not None else self.task.probe_batch())
+
     def set_probe_batch(self, batch) -> None:
         """Show ``batch`` (one sequence, e.g. core.tasks.user.encode_probe of typed text)
         instead of the task's probe from now on; the next probe and gradients use it."""
