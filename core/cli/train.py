@@ -115,6 +115,14 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         print(f"{status}: {summary['steps']} steps, final loss {summary['final_loss']:.4g}"
               + (f" (baseline {summary['baseline']:.4g})" if summary["baseline"] is not None else ""))
+        held = {k: v for k, v in trainer.evaluate().items()}
+        if held:
+            print("held out: " + ", ".join(f"{k.removeprefix('heldout_').replace('_', ' ')} {v:.3g}"
+                                           for k, v in held.items()))
+        for key, value in summary.get("data", {}).items():
+            print(f"{key.replace('_', ' ')}: {value}")
+        for path in summary.get("exported", []):
+            print(f"exported {path}")
         if last.diverged:
             print(f"diverged at step {summary['diverged_at_step']}: {summary['message']}", file=sys.stderr)
     return EXIT_DIVERGED if last.diverged else 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from core.datafiles import DataError, DataFile, lines_of, text_of
 
 # Header names taken as a series' time axis (labels, never an input).
-TIME_NAMES = ("time", "t", "date", "datetime", "timestamp", "step", "index")
+TIME_NAMES = ("time", "t", "date", "datetime", "timestamp", "step", "index", "day", "hour", "year")
 
 
 # ---------------------------------------------------------------------------------- series
