@@ -232,3 +232,36 @@ def test_a_bad_model_in_the_cli_is_one_line_and_exit_2(files, tmp_path, capsys):
     assert main.main(["probe", "--model", str(path), "--input-file", "x.csv"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "key 'bias_hh_l0' is missing" in err
+
+
+def test_an_opened_model_fine_tunes_on_data_from_its_own_weights(tmp_path, capsys):
+    """Export a trained character model, then train on the same text from the file: the first
+    loss is the trained model's, far below a fresh model's."""
+    import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("abc abd abe " * 80)
+    flags = ["--data", str(text), "--hidden-size", "16", "--seq-len", "16", "--json"]
+    assert main.main(["train", *flags, "--steps", "150", "--export-model", str(tmp_path / "m.safetensors")]) == 0
+    fresh = json.loads(capsys.readouterr().out.splitlines()[0])["loss"]
+    assert main.main(["train", *flags, "--steps", "2", "--model", str(tmp_path / "m.safetensors"),
+                      "--vocab", str(tmp_path / "vocab.json")]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["loss"] < 0.3 * fresh
+    assert lines[-1]["summary"]["experiment"]["vocab"] == str(tmp_path / "vocab.json")
+
+
+def test_a_session_of_an_opened_model_reopens_with_its_weights_and_typed_input(files, tmp_path):
+    from core.session.format import open_session, save_session
+    from core.training.opened import opened_trainer
+
+    path, model = files["lstm", "safetensors"]
+    trainer = opened_trainer(Experiment(), path, vocab=str(files["root"] / "vocab.json"))
+    trainer.use_probe("gab")
+    save_session(trainer, tmp_path / "opened.rnnx")
+    again = open_session(tmp_path / "opened.rnnx")
+    assert again.experiment.task == "inputs" and again.experiment.probe == "gab"
+    ids = torch.tensor([VOCAB.index(c) for c in "gab"]).unsqueeze(1)
+    with torch.no_grad():
+        expected = model(ids)[0][:, 0]
+    torch.testing.assert_close(torch.as_tensor(again.probe().hidden[-1]), expected, atol=1e-5, rtol=0)
