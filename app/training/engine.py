@@ -31,6 +31,7 @@ def run_info(trainer: Any) -> RunInfo:
         param_count=int(trainer.param_count),
         device=str(trainer.device),
         step=int(trainer.step_count),
+        data=data_summary(trainer),
     )
 
 

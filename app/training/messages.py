@@ -26,7 +26,7 @@ window can drop what a comparison it has abandoned still had in flight.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class RunInfo:
     param_count: int
     device: str
     step: int
+    data: dict = field(default_factory=dict)  # what the task read from the user's file (rows, normalisation)
 
     @property
     def kind(self) -> str:

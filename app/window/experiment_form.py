@@ -202,6 +202,23 @@ class ExperimentForm(QWidget):
         layout.addWidget(self.data_label)
         return box
 
+    def _own(self, text: str) -> None:
+        """No preset describes the user's own data or model: say so instead."""
+        self.preset_combo.setCurrentIndex(-1)
+        self.description.setText(text)
+
+    def show_summary(self, data: dict) -> None:
+        """Add what the training process read from the file (e.g. a series' normalisation)."""
+        if not data or not self.data_label.isVisible():
+            return
+        norm = data.get("normalisation", {})
+        lines = [f"{html.escape(k)}: mean {v['mean']:.4g}, std {v['std']:.4g}" for k, v in norm.items()]
+        rest = [f"{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}" for k, v in data.items()
+                if k != "normalisation"]
+        text = self.data_label.text().split("<br><i>")[0]
+        extra = "; ".join(rest) + ("<br>normalised (training rows): " + "; ".join(lines) if lines else "")
+        self.data_label.setText(f"{text}<br><i>{extra}</i>")
+
     def show_data(self, experiment: Experiment) -> None:
         """The data file in use: name, size and its first lines (hidden for built-in data)."""
         from app.window.open_data import preview
@@ -209,7 +226,10 @@ class ExperimentForm(QWidget):
 
         if not experiment.data or experiment.task not in DATA_TASKS:
             self.data_label.setVisible(False)
+            if experiment.task == "inputs":
+                self._own("Your model on your inputs: type them under Probe input.")
             return
+        self._own("Your own data (File > Open Data…); choose a preset to go back to the built-in tasks.")
         try:
             summary, head = preview(experiment.data)
         except DataError as err:

@@ -194,8 +194,8 @@ class OpenActions(QObject):
     def __init__(self, window: Any):
         super().__init__(window)
         self.window = window
-        menu = window.menus["file"]
-        first = menu.actions()[0] if menu.actions() else None
+        menu = window.menus["file"]  # after the sessions' actions, before Export
+        first = next((a for a in menu.actions() if a.text().startswith("Export")), None)
         self.actions = {}
         for name, text, slot in (("open-data", "Open Data…", self.open_data_dialog),
                                  ("open-model", "Open Model…", self.open_model_dialog),
@@ -212,7 +212,9 @@ class OpenActions(QObject):
         window.setAcceptDrops(True)
 
     def _built(self, info: Any) -> None:
-        """A run built from a model file: the form shows its experiment (cell, sizes, task)."""
+        """A run built from a model file: the form shows its experiment (cell, sizes, task);
+        one on a data file: the dock adds what was read (rows, vocabulary, normalisation)."""
+        self.window.form.show_summary(info.data)
         if self._pending_model:
             self._pending_model = False
             self.window.form.set_experiment(info.experiment)
