@@ -61,7 +61,7 @@ def export_weights(path: str, trainer: Any) -> list[str]:
     """Write the trainer's model for plain torch (core.models.io.export_model), with the
     task's vocabulary beside it; a job run where the model lives."""
     from core.models.io import export_model
-    from core.tasks.user import task_vocabulary
+    from core.tasks.typed import task_vocabulary
 
     return export_model(trainer.model, path, task_vocabulary(trainer.task))
 

@@ -70,7 +70,7 @@ def probe_trainer(args: argparse.Namespace):
 
 def input_batch(task, args: argparse.Namespace):
     """The probe batch: typed text through the task's vocabulary, or the CSV's rows."""
-    from core.tasks.user import encode_probe
+    from core.tasks.typed import encode_probe
 
     if args.input_file:
         from core.datafiles import read_file

@@ -107,7 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
         summary["saved"] = args.save
     if args.export_model:
         from core.models.io import export_model
-        from core.tasks.user import task_vocabulary
+        from core.tasks.typed import task_vocabulary
 
         summary["exported"] = export_model(trainer.model, args.export_model, task_vocabulary(trainer.task))
     if args.json:

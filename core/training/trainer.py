@@ -154,7 +154,7 @@ class Trainer:
         """Show typed input from now on: text through the task's vocabulary, or numbers (rows
         split by ';', values by ','); "" goes back to the task's own probe. Raises
         UserError (nothing changed) when the input does not fit the task."""
-        from core.tasks.user import encode_probe, parse_rows
+        from core.tasks.typed import encode_probe, parse_rows
 
         experiment = self.experiment.replace(probe=text)
         reads_text = any(getattr(self.task, name, None) is not None for name in ("coder", "vocab", "src_vocab"))
