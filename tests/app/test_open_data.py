@@ -53,7 +53,7 @@ def test_bad_data_is_refused_in_one_line_and_the_run_is_kept(qtbot, window, tmp_
     before = window.run_info
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\x00\x01binary")
-    assert window.open_files.open_data(str(bad)) is None
+    drop_file(window, bad)  # dropped on the window, as a user would
     message = window.status.currentMessage()
     assert message.startswith(str(bad)) and "binary file" in message and "\n" not in message
     ragged = tmp_path / "ragged.csv"
@@ -120,3 +120,15 @@ def test_a_model_file_with_objects_is_refused_and_the_run_is_kept(qtbot, window,
 
 class Opaque:
     pass
+
+
+def drop_file(window, path) -> None:
+    """A real drop event of one local file on the window."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(200, 200), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    window.dropEvent(event)
+    assert event.isAccepted()
