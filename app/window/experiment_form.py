@@ -209,7 +209,7 @@ class ExperimentForm(QWidget):
 
     def show_summary(self, data: dict) -> None:
         """Add what the training process read from the file (e.g. a series' normalisation)."""
-        if not data or not self.data_label.isVisible():
+        if not data or self.data_label.isHidden():
             return
         norm = data.get("normalisation", {})
         lines = [f"{html.escape(k)}: mean {v['mean']:.4g}, std {v['std']:.4g}" for k, v in norm.items()]
@@ -297,7 +297,7 @@ class ExperimentForm(QWidget):
     # -- fields ---------------------------------------------------------------------------------
     def set_experiment(self, experiment: Experiment) -> None:
         """Show ``experiment`` as the current, applied one."""
-        if experiment.data != self.experiment.data or not self.data_label.isVisible():
+        if experiment.data != self.experiment.data or self.data_label.isHidden():
             self.show_data(experiment)
         self.experiment = experiment
         for name, f in self.fields.items():
