@@ -97,7 +97,8 @@ FIELDS: dict[str, Spec] = {
     "vocab": Spec("Vocabulary", "Text: a vocabulary file (JSON list, or {token: id}) that maps your text "
                   "to the model's inputs (empty = built from the data)", text=True),
     "probe": Spec("Probe input", "What the panels show: text through the vocabulary, or numbers "
-                  "(rows split by ';', values by ','); empty = the start of the held-out data", text=True),
+                  "(rows split by ';', values by ',', or a .csv file of rows); empty = the task's own probe",
+                  text=True),
     "bias": Spec("Bias", "Recurrent layers have bias vectors (off only for models opened without them)",
                  choices=("on", "off")),
     "embedding": Spec("Embedding", "Text tasks: a learned token embedding of embed_size before the "

@@ -152,14 +152,21 @@ class Trainer:
 
     def use_probe(self, text: str) -> None:
         """Show typed input from now on: text through the task's vocabulary, or numbers (rows
-        split by ';', values by ','); "" goes back to the task's own probe. Raises
-        UserError (nothing changed) when the input does not fit the task."""
+        split by ';', values by ',', or the path of a CSV: a header row, then one row per
+        time step); "" goes back to the task's own probe. Raises UserError (nothing
+        changed) when the input does not fit the task."""
         from core.tasks.typed import encode_probe, parse_rows
 
         experiment = self.experiment.replace(probe=text)
         reads_text = any(getattr(self.task, name, None) is not None for name in ("coder", "vocab", "src_vocab"))
         batch = None
-        if text:  # encoded first: a refusal leaves everything as it was
+        if text.lower().endswith(".csv") and not reads_text:  # a file of input rows, one per time step
+            from core.datafiles import read_file
+            from core.tasks.files import parse_series
+
+            series = parse_series(read_file(text), min_rows=1)
+            batch = encode_probe(self.task, rows=[[row[k] for k in series.inputs] for row in series.values])
+        elif text:  # encoded first: a refusal leaves everything as it was
             batch = encode_probe(self.task, text=text) if reads_text else encode_probe(self.task, rows=parse_rows(text))
         self.experiment = self.task.exp = experiment
         self.set_probe_batch(batch if batch is not None else self.task.probe_batch())

@@ -189,3 +189,17 @@ def test_train_on_data_exports_and_the_cli_refuses_bad_data_in_one_line(tmp_path
     assert main.main(["train", "--data", bad, "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {bad}: line 3, column 'b': 'oops' is not a number\n"
+
+
+def test_typed_numbers_or_a_csv_of_rows_become_the_probe_and_a_refusal_changes_nothing(tmp_path):
+    trainer = Trainer(Experiment(task="adding", hidden_size=4, seq_len=6, batch_size=2))
+    trainer.use_probe("0.5, 1; 0.25, 0; 0.75, 1")
+    assert trainer.probe().inputs.tolist() == [[0.5, 1.0], [0.25, 0.0], [0.75, 1.0]]
+    rows = write(tmp_path, "steps.csv", "value,mark\n0.1,0\n0.2,1\n")
+    trainer.use_probe(rows)
+    assert trainer.probe().inputs.ravel().tolist() == pytest.approx([0.1, 0.0, 0.2, 1.0])
+    with pytest.raises(DataError, match="input: row 1 has 3 values; the model takes 2 inputs a step"):
+        trainer.use_probe("1, 2, 3")
+    assert trainer.experiment.probe == rows and trainer.probe().T == 2  # the last good input stays
+    trainer.use_probe("")
+    assert trainer.probe().T == 6  # the task's own probe again
