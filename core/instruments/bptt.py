@@ -176,11 +176,12 @@ def gradient_record(model, batch, step: int, truncate: int = 0) -> GradientRecor
         kwargs = model.recurrent_kwargs(batch)
     else:
         kwargs = {k: getattr(batch, k) for k in ("lengths", "mask") if getattr(batch, k, None) is not None}
-    norms, trace = _through_time(net, batch.x, lambda out, st: model.loss_from_outputs(out, st, batch)[0],
+    x = model.inputs(batch) if hasattr(model, "inputs") else batch.x  # embedded, if it embeds
+    norms, trace = _through_time(net, x, lambda out, st: model.loss_from_outputs(out, st, batch)[0],
                                  truncate, kwargs)
-    T, B = batch.x.shape[0], batch.x.shape[1]
-    m = mask_from(kwargs.get("lengths"), kwargs.get("mask"), T, B, batch.x.device)
-    jac = _jacobian_from_trace(net, batch.x, trace, m.squeeze(-1) if m is not None else None, 0,
+    T, B = x.shape[0], x.shape[1]
+    m = mask_from(kwargs.get("lengths"), kwargs.get("mask"), T, B, x.device)
+    jac = _jacobian_from_trace(net, x.detach(), trace, m.squeeze(-1) if m is not None else None, 0,
                                per_step=False)
     return GradientRecord(
         step=step,

@@ -66,6 +66,7 @@ def make_recurrent(
     hidden_size: int,
     num_layers: int = 1,
     nonlinearity: str = "tanh",
+    bias: bool = True,
 ) -> RNN | LSTM | GRU:
     """Build an instrumented recurrent stack whose state_dict equals torch.nn's."""
     if kind not in CELL_KINDS:
@@ -76,10 +77,10 @@ def make_recurrent(
     if kind == "rnn":
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of tanh, relu; got {nonlinearity!r}")
-        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity)
+        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias)
     if nonlinearity != "tanh":
         raise ValueError(f"nonlinearity applies to kind 'rnn' only; {kind} uses fixed gate functions")
-    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers)
+    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bias=bias)
 
 
 def mask_from(lengths: Tensor | None, mask: Tensor | None, T: int, B: int, device) -> Tensor | None:

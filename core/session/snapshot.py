@@ -19,6 +19,7 @@ from core.config import FIELDS, ConfigError, Experiment
 from core.errors import SessionError
 from core.records import StepRecord
 from core.session.checks import Invalid, need, one_line, short
+from core.session.data import capture_files
 from core.training.trainer import Trainer
 
 __all__ = ["trainer_state", "restore_trainer_state", "history_columns", "history_from_columns",
@@ -37,7 +38,8 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, 
 
     tensors: "model/<state_dict name>", "optimizer/<parameter index>/<key>",
              "rng/data" (the batch generator), "rng/torch_cpu" (torch's global generator).
-    meta:    config, step_count, param_names, optimizer {param_groups, state}, history.
+             "data/<index>" (the user's data files, core.session.data).
+    meta:    config, step_count, data_files, param_names, optimizer {param_groups, state}, history.
     """
     copy = (lambda t: t.detach().to("cpu", copy=True).contiguous())  # noqa: E731
     tensors = {f"model/{k}": copy(v) for k, v in trainer.model.state_dict().items()}
@@ -52,7 +54,10 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, 
     groups = [{k: _plain(v, f"optimizer setting {k!r}") for k, v in g.items()} for g in saved["param_groups"]]
     tensors["rng/data"] = trainer.generator.get_state()
     tensors["rng/torch_cpu"] = torch.get_rng_state()
+    data_tensors, data_files = capture_files(getattr(trainer, "files", {}))
+    tensors.update(data_tensors)
     meta = {"config": trainer.experiment.to_dict(), "step_count": trainer.step_count,
+            "data_files": data_files,
             "param_names": [name for name, _ in trainer.model.named_parameters()],
             "optimizer": {"param_groups": groups, "state": extra},
             "history": history_columns(trainer.history)}
@@ -102,7 +107,7 @@ def _restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, global_rn
     data_rng = _checked_rng(tensors.get("rng/data"), "rng/data")
     global_state = _checked_rng(tensors.get("rng/torch_cpu"), "rng/torch_cpu")
     known = {f"model/{k}" for k in model_state} | {"rng/data", "rng/torch_cpu"}
-    stray = sorted(k for k in tensors if k not in known and not k.startswith("optimizer/"))
+    stray = sorted(k for k in tensors if k not in known and not k.startswith(("optimizer/", "data/")))
     need(not stray, f"unexpected tensor {short(stray[0]) if stray else ''}")
     history = history_from_columns(meta.get("history"), trainer.history)
     try:

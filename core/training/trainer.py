@@ -9,19 +9,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
 
 from core.config import Experiment
+from core.datafiles import DataFile, experiment_files
 from core.errors import UserError
 from core.instruments.bptt import gradient_record
 from core.instruments.spectrum import spectrum_record
 from core.models.init import initialise
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from core.tasks import make_task
-from core.training.build import build_model
+from core.training.build import build_model, load_weights, weight_sizes
 from core.training.clipping import clip_and_measure
 from core.training.history import History
 from core.training.resources import check_resources
@@ -49,15 +50,23 @@ class Trainer:
         history: per-step scalars (core.history.History), bounded at 8 bytes a value.
     """
 
-    def __init__(self, experiment: Experiment):
+    def __init__(self, experiment: Experiment, files: Mapping[str, DataFile] | None = None,
+                 weights: Mapping[str, torch.Tensor] | None = None):
+        """files: stored copies of the files the experiment reads ({path: DataFile}, from a
+        session; read from disk otherwise). weights: initial weights under the model's
+        names (an opened model's, core.models.io.LoadedModel.weights()); a subset is fine
+        (a head the file lacks stays freshly initialised)."""
         check_resources(experiment)
         self.experiment = experiment
         self.device = str(resolve_device(experiment.device))
-        self.task = make_task(experiment)
+        self.files = experiment_files(experiment, files)
+        self.task = make_task(experiment, self.files, weight_sizes(weights) if weights else None)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(experiment.seed)
             model = build_model(self.task)
             initialise(model.recurrent, experiment.init, experiment.spectral_radius)
+        if weights:
+            load_weights(model, weights)
         self.model = model.to(self.device)
         # foreach: a few calls for all parameters instead of ~10 per parameter, each of which
         # takes the GIL that the app's drawing thread needs too.
@@ -140,6 +149,32 @@ class Trainer:
         if self._probe_batch is None:
             self._probe_batch = self.task.probe_batch().to(self.device)
         return self._probe_batch
+
+    def use_probe(self, text: str) -> None:
+        """Show typed input from now on: text through the task's vocabulary, or numbers (rows
+        split by ';', values by ',', or the path of a CSV: a header row, then one row per
+        time step); "" goes back to the task's own probe. Raises UserError (nothing
+        changed) when the input does not fit the task."""
+        from core.tasks.typed import encode_probe, parse_rows
+
+        experiment = self.experiment.replace(probe=text)
+        reads_text = any(getattr(self.task, name, None) is not None for name in ("coder", "vocab", "src_vocab"))
+        batch = None
+        if text.lower().endswith(".csv") and not reads_text:  # a file of input rows, one per time step
+            from core.datafiles import read_file
+            from core.tasks.files import parse_series
+
+            series = parse_series(read_file(text), min_rows=1)
+            batch = encode_probe(self.task, rows=[[row[k] for k in series.inputs] for row in series.values])
+        elif text:  # encoded first: a refusal leaves everything as it was
+            batch = encode_probe(self.task, text=text) if reads_text else encode_probe(self.task, rows=parse_rows(text))
+        self.experiment = self.task.exp = experiment
+        self.set_probe_batch(batch if batch is not None else self.task.probe_batch())
+
+    def set_probe_batch(self, batch) -> None:
+        """Show ``batch`` (one sequence, e.g. core.tasks.user.encode_probe of typed text)
+        instead of the task's probe from now on; the next probe and gradients use it."""
+        self._probe_batch = batch.to(self.device)
 
     def probe(self) -> ProbeRecord:
         """Hidden states and gates on the probe sequence (batch element 0)."""
