@@ -51,6 +51,7 @@ class Trace:
     gates[l]:  dict gate name -> [T, B, H] (empty for rnn).
     steps[l]:  the T graph nodes h_t used by the recurrence (loop mode only), so that
                ``torch.autograd.grad(loss, steps[l])`` is the total derivative dL/dh_t.
+    cell_steps[l]: likewise the T nodes c_t (lstm, loop mode only): dL/dc_t.
     """
 
     kind: str
@@ -58,6 +59,7 @@ class Trace:
     cell: list[Tensor] | None
     gates: list[dict[str, Tensor]]
     steps: list[list[Tensor]] = field(default_factory=list)
+    cell_steps: list[list[Tensor]] = field(default_factory=list)
 
 
 def make_recurrent(
@@ -183,7 +185,7 @@ class _Instrumented:
         h0, c0 = self._initial(state, B, x)
         steps_m = m.unbind(0) if m is not None else [None] * T
         inp = x
-        hidden, cells, gates, steps, h_last, c_last = [], [], [], [], [], []
+        hidden, cells, gates, steps, h_last, c_last, cell_steps = [], [], [], [], [], [], []
         for layer in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
             # One matmul for the input projection of all steps; unbind (not x[t]) keeps
@@ -199,9 +201,11 @@ class _Instrumented:
                 h_new, c_new, g = self._cell(xi[t], h, c, w_hh, b_hh)
                 mt = steps_m[t]
                 if mt is not None:
-                    h_new = torch.where(mt, h_new, h)
                     if c is not None:
                         c_new = torch.where(mt, c_new, c)
+                        # h_t read from the c_t node, so that dL/dc_t includes the h_t path
+                        h_new = g["output"] * torch.tanh(c_new)
+                    h_new = torch.where(mt, h_new, h)
                 h, c = h_new, c_new
                 hs.append(h)
                 if c is not None:
@@ -213,6 +217,7 @@ class _Instrumented:
             hidden.append(layer_out)
             if c is not None:
                 cells.append(torch.stack(cs))
+                cell_steps.append(cs)
             gates.append({name: torch.stack(v) for name, v in gs.items()})
             h_last.append(h)
             if c is not None:
@@ -221,7 +226,7 @@ class _Instrumented:
         out = inp
         h_n = torch.stack(h_last)
         new_state: State = (h_n, torch.stack(c_last)) if self.kind == "lstm" else h_n
-        tr = Trace(self.kind, hidden, cells if self.kind == "lstm" else None, gates, steps)
+        tr = Trace(self.kind, hidden, cells if self.kind == "lstm" else None, gates, steps, cell_steps)
         return out, new_state, tr
 
     # ------------------------------------------------------------------ probe

@@ -1,0 +1,358 @@
+"""Norms of the backward Jacobian products, and the rate at which they grow or shrink.
+
+P_t = dh_{T-1}/dh_t = J_{T-1} ... J_{t+1} (J_t = d s_t/d s_{t-1}, core.instruments.jacobians;
+for lstm the product runs through the (h, c) state and c_t is held fixed, as in autograd's
+dL/dh_t). Two quantities for the gradients panel:
+
+* ``norms[t] = ||P_t||_2`` for every t (1 at t = T-1);
+* ``rate``: the Jacobian-product rate, the finite-time Lyapunov exponent of the backward
+  product as a per-step factor: a vector u is propagated back, u^T P_t, renormalised at each
+  step, and ``rate`` is the geometric mean of its growth over the steps t = 0 .. T-1-skip
+  (the last ``skip`` steps are transient, as in ``fit_rate``). u is the top left singular
+  vector of the longest product, the direction that grows fastest. Unlike the mean of
+  log ||J_t|| (an upper bound) or rho(W_hh) * rms(phi') (a mean-field estimate for random
+  weights), this is the rate the theory gives for the trajectory the network actually runs.
+
+Two ways to get the norms (``jacobian_products``):
+
+* exact (H <= ``EXACT_MAX_H``, and in the tests): the products are multiplied out, O(T H^3),
+  and each norm found by a full eigendecomposition or a converged subspace iteration;
+* a block sweep (wider models): the products share their left end, so their top left
+  singular vectors settle on those of the longest product P_0. A block Q of ``BLOCK``
+  vectors spanning P_0's top left singular subspace is found by one forward sweep of the
+  step Jacobians (a block power iteration; ``REFINE`` more pairs of sweeps sharpen it), and
+  one backward sweep then carries Q^T P_t for every t, O(T H^2 k) in all, no [H, H]
+  product. The block holds two anchors, the top left singular subspaces of P_0 and of
+  P_{T/2} (one forward sweep each), and the top left singular vectors of the last exact
+  product: the last ``TAIL_MAX`` products, too short for their singular vectors to have
+  settled, are multiplied out. The estimate is a lower bound; its error against the exact
+  norms is measured in the tests (relative <= 1e-3 on the presets' models).
+  It runs on the model's device in float64, without a host synchronisation per step
+  outside the short exact tail.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.instruments.jacobians import StepCoefficients, StepJacobians
+
+# Up to this width the products are multiplied out (exact); above, the block sweep.
+EXACT_MAX_H = 64
+BLOCK = 16         # vectors in the sweep's block
+REFINE = 0         # extra (backward, forward) sweep pairs that sharpen the block
+TAIL_MAX = 32      # the last products multiplied out (exact), counting unpadded steps
+TAIL_CHUNK = 16    # dense step Jacobians for the exact tail, built this many steps at a time
+
+# Within the exact path: up to this width a batched eigendecomposition of every product is
+# as cheap as iterating (measured on one thread: equal near H = 64, iteration twice as fast
+# at H = 128). Wider products get a subspace (block power) iteration, warm-started from the
+# previous t's block; it stops when the residual ||G x - rho x|| of the top Ritz pair of the
+# Gram matrix G = A A^T is below POWER_TOL * rho, and after POWER_MAX_ITER iterations gives
+# up and the exact value is taken.
+ITERATE_ABOVE_H = 64
+POWER_BLOCK = 4
+POWER_TOL = {torch.float64: 1e-11, torch.float32: 1e-6}
+POWER_MAX_ITER = 30
+
+
+@dataclass(frozen=True)
+class ProductNorms:
+    """norms [T] ||dh_{T-1}/dh_t||_2; rate: the Jacobian-product rate (nan if undefined);
+    exact_steps: how many of the norms were computed exactly (T on the exact path)."""
+
+    norms: np.ndarray
+    rate: float
+    exact_steps: int
+
+
+def transient_steps(T: int) -> int:
+    """Steps next to the loss left out of rate fits (they have not settled): min(5, T // 4)."""
+    return min(5, T // 4)
+
+
+# ------------------------------------------------------------------------ singular values
+def spectral_norms(blocks: Tensor, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """[N] largest singular value of each of [N, H, H], as sqrt(max eigenvalue of A A^T).
+
+    The Gram matrix is formed in float64; its eigenvalues are found in ``dtype`` (float32
+    is about three times faster than an SVD and as accurate as a float32 model). Where the
+    eigensolver fails to converge (badly scaled products of weights training blew up), the
+    SVD is taken instead, and where that fails too the value is nan: an instrument never
+    stops training.
+    """
+    blocks = blocks.double()
+    try:
+        top = torch.linalg.eigvalsh((blocks @ blocks.mT).to(dtype))[..., -1].double()
+        return top.clamp_min(0).sqrt().cpu().numpy()
+    except torch.linalg.LinAlgError:
+        pass
+    out = np.full(blocks.shape[0], np.nan)
+    for i, block in enumerate(blocks):
+        finite = bool(torch.isfinite(block).all())
+        if finite:
+            try:
+                out[i] = float(torch.linalg.svdvals(block)[0])
+            except torch.linalg.LinAlgError:
+                pass
+    return out
+
+
+def top_singular_value(A: Tensor, V: Tensor, tol: float, max_iter: int = POWER_MAX_ITER
+                       ) -> tuple[float | None, Tensor]:
+    """(sigma_max(A), the iterated block) by subspace iteration on A A^T from the
+    orthonormal rows V [k, H]; sigma is None when it has not converged within ``max_iter``
+    iterations. The returned rows span A's top left singular vectors (as far as the
+    iteration got): the next call's warm start.
+
+    Each iteration is two [k, H] x [H, H] products and a k x k eigenproblem, O(k H^2),
+    against O(H^3) for a full eigendecomposition (the block is kept as rows: products
+    with a thin right-hand side take a slow path in MKL). Like any power method it could
+    settle below sigma_max if V had no component along the top singular vector; two
+    cheap lower bounds of sigma_max (the largest row and column norms of A) catch gross
+    cases, and sigma is then None too.
+    """
+    for _ in range(max_iter):
+        Z = V @ A  # Z Z^T = V G V^T: the Rayleigh-Ritz matrix
+        try:
+            theta, Y = torch.linalg.eigh(Z @ Z.mT)
+        except torch.linalg.LinAlgError:
+            return None, V
+        rho = float(theta[-1])
+        if not rho > 0.0:
+            return (None if A.any() or not math.isfinite(rho) else 0.0), V
+        GV = Z @ A.mT  # rows (G v_i)^T
+        y = Y[:, -1]
+        converged = float(torch.linalg.vector_norm(y @ GV - rho * (y @ V))) <= tol * rho
+        V = torch.linalg.qr(GV.mT).Q.mT
+        if converged:
+            bound = max(float(A.square().sum(0).max()), float(A.square().sum(1).max()))
+            return (math.sqrt(rho) if rho >= bound * (1 - tol) else None), V
+    return None, V
+
+
+# ------------------------------------------------------------------------ exact products
+def product_norms(J: StepJacobians, precision: torch.dtype = torch.float64) -> np.ndarray:
+    """[T] ||dh_{T-1}/dh_t||_2 from the per-step Jacobians J (1 at t = T-1), multiplied out.
+
+    The product is accumulated backwards from T-1, one step (one or two matrix products) per
+    t, and only its h rows are kept; it is rescaled every step, keeping the log of the
+    scale, so long products neither overflow nor underflow (they may still come out as inf
+    or 0). Each product's spectral norm: exact eigendecompositions up to
+    ``ITERATE_ABOVE_H``, above it a subspace iteration (``top_singular_value``) warm-started
+    from the previous t's block (the products share their left end, so their top left
+    singular vectors change little from one t to the next), with the exact value where it
+    does not converge in time.
+    """
+    return _ExactTail(J.hh.shape[-1], J.hc is not None, J.hh.dtype, J.hh.device, precision).run(J)[0]
+
+
+class _ExactTail:
+    """Multiplies the products out from t = T-1 backwards, one step at a time."""
+
+    def __init__(self, H: int, lstm: bool, dtype: torch.dtype, device, precision: torch.dtype):
+        self.H, self.precision = H, precision
+        self.tol = POWER_TOL.get(precision, POWER_TOL[torch.float32])
+        # Ph, Pc = dh_{T-1}/dh_t, dh_{T-1}/dc_t; going back one step multiplies by J_t.
+        self.Ph = torch.eye(H, dtype=dtype, device=device)
+        self.Pc = torch.zeros_like(self.Ph) if lstm else None
+        self.log_scale = 0.0
+        k = min(POWER_BLOCK, H)
+        start = torch.randn(H, k, dtype=dtype, generator=torch.Generator().manual_seed(0))
+        self.V = torch.linalg.qr(start.to(device)).Q.mT
+
+    def step(self, J: StepJacobians, i: int) -> float | None:
+        """Multiply by J[i]; the new product's norm over exp(log_scale), None if left to
+        ``spectral_norms`` (inf if it overflowed)."""
+        if self.Pc is None:
+            self.Ph = self.Ph @ J.hh[i]
+        else:  # dc/dc and dh/dc are diagonal: column scalings
+            self.Ph, self.Pc = (torch.addmm(self.Ph @ J.hh[i], self.Pc, J.ch[i]),
+                                self.Ph * J.hc[i] + self.Pc * J.cc[i])
+        s = float(self.Ph.abs().max())
+        if self.Pc is not None:
+            s = max(s, float(self.Pc.abs().max()))
+        if not math.isfinite(s):  # overflowed (or nan) within one step: nothing left to measure
+            return s if s == math.inf else math.nan
+        if s > 0:
+            self.log_scale += math.log(s)
+            self.Ph = self.Ph / s
+            self.Pc = self.Pc / s if self.Pc is not None else None
+        if self.H <= ITERATE_ABOVE_H:
+            return None
+        top, self.V = top_singular_value(self.Ph, self.V, self.tol)
+        return top
+
+    def run(self, J: StepJacobians) -> tuple[np.ndarray, Tensor]:
+        T = J.hh.shape[0]
+        sigma, logs = np.ones(T), np.zeros(T)
+        exact: dict[int, Tensor] = {}  # t -> product left to spectral_norms
+        for t in range(T - 1, 0, -1):
+            top = self.step(J, t)
+            logs[t - 1] = self.log_scale
+            if top is None:
+                exact[t - 1] = self.Ph
+            else:
+                sigma[t - 1] = top
+        if exact:
+            sigma[list(exact)] = spectral_norms(torch.stack(list(exact.values())), self.precision)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return sigma * np.exp(logs), self.Ph
+
+
+# ------------------------------------------------------------------------ the block sweep
+def _orthonormal(*parts: Tensor) -> tuple[Tensor, ...]:
+    """The column blocks ``parts`` (stacked) orthonormalised together, split again."""
+    stacked = torch.cat(parts) if len(parts) > 1 else parts[0]
+    stacked = torch.nan_to_num(stacked)
+    Q = torch.linalg.qr(stacked).Q
+    return tuple(Q.split([p.shape[0] for p in parts]))
+
+
+def _forward(coef: StepCoefficients, X: Tensor, start: int = 0) -> Tensor:
+    """Orthonormal columns spanning P_start X for X [H, k] on h_start (c_start held): a
+    forward sweep, re-orthonormalised every step (in float32 the weaker directions would
+    otherwise be lost to rounding within a few steps)."""
+    Xh, Xc = X, (torch.zeros_like(X) if coef.kind == "lstm" else None)
+    for t in range(start + 1, coef.T):
+        Xh, Xc = coef.jvp(t, Xh, Xc)
+        Xh, Xc = _orthonormal(Xh, Xc) if Xc is not None else (_orthonormal(Xh)[0], None)
+    return _orthonormal(Xh)[0]
+
+
+def _backward_rows(coef: StepCoefficients, a: Tensor, b: Tensor | None, t_from: int,
+                   keep: bool = False):
+    """Carry the rows (a, b) on (h_{t_from}, c_{t_from}) back to t = 0.
+
+    Returns a at t = 0 (rescaled), and with ``keep`` also the Gram matrices a_t a_t^T
+    [t_from, k, k] and the log scales [t_from] of every t < t_from; rows are rescaled by
+    their largest entry at every step, on the device, without synchronising with the host.
+    """
+    grams, logs = [], []
+    log_scale = torch.zeros((), dtype=a.dtype, device=a.device)
+    for t in range(t_from, 0, -1):
+        a, b = coef.vjp(t, a, b)
+        s = a.abs().amax() if b is None else torch.maximum(a.abs().amax(), b.abs().amax())
+        s = torch.where(torch.isfinite(s) & (s > 0), s, torch.ones_like(s))
+        a = a / s
+        b = b / s if b is not None else None
+        log_scale = log_scale + torch.log(s)
+        if keep:
+            grams.append(a @ a.mT)
+            logs.append(log_scale)
+    if keep:
+        return a, torch.stack(grams[::-1]), torch.stack(logs[::-1])
+    return a
+
+
+def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.ndarray, Tensor, int]:
+    """(norms [T], u [H], exact steps) by the block sweep with an exact tail; u is the top
+    left singular vector of P_0 within the block (where the Lyapunov sweep starts)."""
+    T, H = coef.T, coef.H
+    k = min(BLOCK, H)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(H, k, dtype=coef.w_hh.dtype, generator=gen).to(coef.w_hh.device)
+    # Two anchors: the top left subspace of P_0 (right for the longest products) and of
+    # P_{T/2} (for the middle ones), each from one forward sweep.
+    Q = torch.cat([_forward(coef, X), _forward(coef, X, T // 2)], dim=1)
+    lstm = coef.kind == "lstm"
+    for _ in range(REFINE):  # one block power iteration on P_0 P_0^T
+        rows = _backward_rows(coef, Q.mT.contiguous(), torch.zeros_like(Q.mT) if lstm else None, T - 1)
+        Q = _forward(coef, rows.mT.contiguous())
+    # The exact tail: the last TAIL_MAX (unpadded) products, too short for their singular
+    # vectors to have settled on the anchors', are multiplied out.
+    tail = _ExactTail(H, lstm, coef.w_hh.dtype, coef.w_hh.device, precision)
+    norms = np.ones(T)
+    done, t = 0, T - 1
+    while t > 0 and done < TAIL_MAX:
+        start = max(t - TAIL_CHUNK + 1, 1)
+        J = coef.dense(slice(start, t + 1))
+        for i in range(t - start, -1, -1):  # J[i] is J_{start + i}
+            top = tail.step(J, i)
+            if top is None:
+                top = float(spectral_norms(tail.Ph.unsqueeze(0), precision)[0])
+            done += not coef.held(t)
+            t -= 1
+            norms[t] = top * math.exp(tail.log_scale) if math.isfinite(top) else top
+            if done >= TAIL_MAX or t == 0:
+                break
+    exact_steps = T - t
+    if t > 0:  # the sweep: B^T P_t for every earlier t, B = Q and the tail's top block
+        basis = _orthonormal(torch.cat([Q, tail.V.mT], dim=1))[0]
+        a = basis.mT @ tail.Ph
+        b = basis.mT @ tail.Pc if lstm else None
+        end, grams, logs = _backward_rows(coef, a, b, t, keep=True)
+        try:
+            top = torch.linalg.eigvalsh(grams)[..., -1]
+        except torch.linalg.LinAlgError:
+            top = torch.linalg.svdvals(grams)[..., 0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = (top.clamp_min(0).sqrt().double() * torch.exp(logs.double())).cpu().numpy()
+            norms[:t] = values * math.exp(tail.log_scale)
+    else:
+        basis, end = torch.eye(H, dtype=Q.dtype, device=Q.device), tail.Ph
+    u = basis @ torch.linalg.svd(torch.nan_to_num(end))[0][:, 0]
+    return norms, u, exact_steps
+
+
+# ------------------------------------------------------------------------ the rate
+def lyapunov_rate(coef: StepCoefficients, u: Tensor) -> float:
+    """The Jacobian-product rate: u^T P_t propagated back from t = T-1 (u [H], on h_{T-1}),
+    renormalised every step; the geometric mean of its growth per (unpadded) step over
+    t = T-1-skip .. 0. 0 when the vector dies; nan when T is too short or it is not finite."""
+    T = coef.T
+    skip = transient_steps(T)
+    steps = [t for t in range(1, T - skip) if not coef.held(t)]
+    if len(steps) < 2 or not bool(torch.isfinite(u).all()) or not bool(u.any()):
+        return float("nan")
+    a = (u / torch.linalg.vector_norm(u)).unsqueeze(0)
+    b = torch.zeros_like(a) if coef.kind == "lstm" else None
+    for t in range(T - 1, T - 1 - skip, -1):  # the transient: carried, not counted
+        a, b = coef.vjp(t, a, b)
+    n0 = torch.linalg.vector_norm(torch.cat([a, b], dim=-1) if b is not None else a)
+    a, b = a / n0, (b / n0 if b is not None else None)
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for t in range(T - 1 - skip, 0, -1):
+        a, b = coef.vjp(t, a, b)
+        n = torch.linalg.vector_norm(torch.cat([a, b], dim=-1) if b is not None else a)
+        total = total + torch.log(n.double())
+        safe = torch.where(n > 0, n, torch.ones_like(n))
+        a, b = a / safe, (b / safe if b is not None else None)
+    # the h rows alone at t = 0: dh_{T-1}/dh_0 with c_0 held, as the norms are
+    end = torch.linalg.vector_norm(a.double())
+    total = float(total + torch.log(end))
+    if total == -math.inf:
+        return 0.0
+    return math.exp(total / len(steps)) if math.isfinite(total) else float("nan")
+
+
+def jacobian_products(coef: StepCoefficients, precision: torch.dtype | None = None,
+                      exact: bool | None = None) -> ProductNorms:
+    """||dh_{T-1}/dh_t||_2 for every t and the Jacobian-product rate (see the module doc).
+
+    exact: force the exact path (True) or the sweep (False); by default exact up to
+    H = EXACT_MAX_H. precision: of the final singular values (default: coef's dtype).
+    """
+    precision = precision or coef.w_hh.dtype
+    T, H = coef.T, coef.H
+    if exact if exact is not None else H <= EXACT_MAX_H:
+        tail = _ExactTail(H, coef.kind == "lstm", coef.w_hh.dtype, coef.w_hh.device, precision)
+        norms, P0 = tail.run(coef.dense())
+        U = torch.linalg.svd(torch.nan_to_num(P0)) if T > 1 else None
+        u = U[0][:, 0] if U is not None else P0[0]
+        return ProductNorms(norms, _rate(coef, u, norms), T)
+    norms, u, exact_steps = _block_norms(coef, precision)
+    return ProductNorms(norms, _rate(coef, u, norms), exact_steps)
+
+
+def _rate(coef: StepCoefficients, u: Tensor, norms: np.ndarray) -> float:
+    if coef.T < 2:
+        return float("nan")
+    if norms[0] == 0.0:  # the product vanished exactly (e.g. every unit saturated): so does the rate
+        return 0.0
+    return lyapunov_rate(coef, u)
