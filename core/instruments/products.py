@@ -7,9 +7,9 @@ dL/dh_t). Two quantities for the gradients panel:
 * ``norms[t] = ||P_t||_2`` for every t (1 at t = T-1);
 * ``rate``: the Jacobian-product rate, the finite-time Lyapunov exponent of the backward
   product as a per-step factor: a vector u is propagated back, u^T P_t, renormalised at each
-  step, and ``rate`` is the geometric mean of its growth over the steps t = 0 .. T-1-skip
-  (the last ``skip`` steps are transient, as in ``fit_rate``). u is the top left singular
-  vector of the longest product, the direction that grows fastest. Unlike the mean of
+  step, and ``rate`` is the geometric rate of its growth fitted over t = 0 .. T-1-skip (the
+  last ``skip`` steps are transient, as in ``fit_rate``). u is the top left singular vector
+  of the longest product, the direction that grows fastest. Unlike the mean of
   log ||J_t|| (an upper bound) or rho(W_hh) * rms(phi') (a mean-field estimate for random
   weights), this is the rate the theory gives for the trajectory the network actually runs.
 
@@ -302,33 +302,32 @@ def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.nda
 
 # ------------------------------------------------------------------------ the rate
 def lyapunov_rate(coef: StepCoefficients, u: Tensor) -> float:
-    """The Jacobian-product rate: u^T P_t propagated back from t = T-1 (u [H], on h_{T-1}),
-    renormalised every step; the geometric mean of its growth per (unpadded) step over
-    t = T-1-skip .. 0. 0 when the vector dies; nan when T is too short or it is not finite."""
+    """The Jacobian-product rate: the row u^T P_t carried back from t = T-1 (u [H], on
+    h_{T-1}), renormalised every step, and the geometric per-step rate of its h part
+    ||u^T P_t|| fitted by least squares over t = 0 .. T-1-skip (as ``fit_rate`` fits the
+    measured curve). 0 when the vector dies; nan when T is too short or it is not finite."""
     T = coef.T
     skip = transient_steps(T)
-    steps = [t for t in range(1, T - skip) if not coef.held(t)]
-    if len(steps) < 2 or not bool(torch.isfinite(u).all()) or not bool(u.any()):
+    if T - skip < 2 or not bool(torch.isfinite(u).all()) or not bool(u.any()):
         return float("nan")
     a = (u / torch.linalg.vector_norm(u)).unsqueeze(0)
     b = torch.zeros_like(a) if coef.kind == "lstm" else None
-    for t in range(T - 1, T - 1 - skip, -1):  # the transient: carried, not counted
-        a, b = coef.vjp(t, a, b)
-    n0 = torch.linalg.vector_norm(torch.cat([a, b], dim=-1) if b is not None else a)
-    a, b = a / n0, (b / n0 if b is not None else None)
-    total = torch.zeros((), dtype=torch.float64, device=a.device)
-    for t in range(T - 1 - skip, 0, -1):
+    log_scale = torch.zeros((), dtype=torch.float64, device=a.device)
+    logs = []  # log ||u^T P_t|| for t = T-2 .. 0, on the device
+    for t in range(T - 1, 0, -1):
         a, b = coef.vjp(t, a, b)
         n = torch.linalg.vector_norm(torch.cat([a, b], dim=-1) if b is not None else a)
-        total = total + torch.log(n.double())
+        logs.append(log_scale + torch.log(torch.linalg.vector_norm(a).double()))
         safe = torch.where(n > 0, n, torch.ones_like(n))
+        log_scale = log_scale + torch.log(safe.double())
         a, b = a / safe, (b / safe if b is not None else None)
-    # the h rows alone at t = 0: dh_{T-1}/dh_0 with c_0 held, as the norms are
-    end = torch.linalg.vector_norm(a.double())
-    total = float(total + torch.log(end))
-    if total == -math.inf:
+    values = torch.stack(logs[::-1]).cpu().numpy()[:T - skip]  # index t, one copy to the host
+    if np.isneginf(values).any():
         return 0.0
-    return math.exp(total / len(steps)) if math.isfinite(total) else float("nan")
+    if not np.isfinite(values).all():
+        return float("nan")
+    slope = np.polyfit(np.arange(T - skip, dtype=np.float64), values, 1)[0]
+    return float(np.exp(-slope))
 
 
 def jacobian_products(coef: StepCoefficients, precision: torch.dtype | None = None,

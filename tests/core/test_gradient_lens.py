@@ -170,12 +170,12 @@ RATE_GAP = 0.05  # issue 15: the Jacobian-product rate within 0.05 of the measur
 @pytest.fixture(scope="module")
 def trained_rates():
     """(preset, seed, step) -> (measured factor, lyapunov rate, pascanu bound), at steps
-    0, 200 and 600 of vanishing-rnn and exploding-rnn, seeds 0-2."""
+    0, 200 and 400 of vanishing-rnn and exploding-rnn, seeds 0-2."""
     out = {}
     for name in ("vanishing-rnn", "exploding-rnn"):
         for seed in range(3):
             tr = Trainer(load_preset(name).experiment.replace(seed=seed))
-            for step in (0, 200, 600):
+            for step in (0, 200, 400):
                 while tr.step_count < step:
                     tr.step()
                 rec = tr.gradients()
@@ -184,16 +184,19 @@ def trained_rates():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_jacobian_product_rate_tracks_the_measured_factor(trained_rates):
-    """Measured (this machine): |rate - factor| at most 0.035 over these 18 runs, while the
+    """Measured (this machine): |rate - factor| at most 0.04 over these 18 runs (exploding-rnn seed 0 at step 400: 0.039), while the
     mean-field estimate strays by up to 0.35 once trained (issue 15's table)."""
     for key, (factor, rate, _) in trained_rates.items():
         assert abs(rate - factor) <= RATE_GAP, (key, factor, rate)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_pascanu_bound_is_above_the_measured_factor(trained_rates):
     for key, (factor, rate, bound) in trained_rates.items():
+        print(key, f"factor {factor:.4f} rate {rate:.4f} bound {bound:.3f}")
         assert bound >= factor and bound >= rate, (key, factor, rate, bound)
 
 
