@@ -293,12 +293,7 @@ class LSTM(_Instrumented, nn.LSTM):
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):
         i, f, g, o = (F.linear(x, w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)).chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        ig = i * g
-        cs, c = [], c0
-        for t in range(x.shape[0]):  # short elementwise recurrence
-            c = f[t] * c + ig[t]
-            cs.append(c)
-        return {"input": i, "forget": f, "cell": g, "output": o}, torch.stack(cs)
+        return {"input": i, "forget": f, "cell": g, "output": o}, linear_scan(f, i * g, c0)
 
 
 class GRU(_Instrumented, nn.GRU):
@@ -320,6 +315,22 @@ class GRU(_Instrumented, nn.GRU):
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         return {"reset": r, "update": z, "new": torch.tanh(xn + r * hn)}, None
+
+
+def linear_scan(a: Tensor, b: Tensor, c0: Tensor) -> Tensor:
+    """c_t = a_t * c_{t-1} + b_t for all t (a, b [T, ...], c0 [...]), in ceil(log2 T) rounds
+    of batched elementwise products (a Hillis-Steele scan over the affine maps), not T small
+    kernels: on a GPU the per-step loop was most of a probe's cost. The same terms summed in
+    another order: equal to the loop within float rounding."""
+    b = torch.cat([(a[:1] * c0 + b[:1]), b[1:]])  # fold c_{-1} into the first step
+    a = torch.cat([torch.zeros_like(a[:1]), a[1:]])
+    d = 1
+    while d < a.shape[0]:
+        # (a_t, b_t) o (a_{t-d}, b_{t-d}): c -> a_t (a_{t-d} c + b_{t-d}) + b_t
+        b = torch.cat([b[:d], torch.addcmul(b[d:], a[d:], b[:-d])])
+        a = torch.cat([a[:d], a[d:] * a[:-d]])
+        d *= 2
+    return b
 
 
 def torch_reference(net: RNN | LSTM | GRU) -> nn.RNN | nn.LSTM | nn.GRU:

@@ -230,3 +230,37 @@ def test_weights_that_training_blew_up_give_a_note_not_an_exception(value):
     else:
         assert rec.note.startswith("not available") and spec.regime == "not available"
         assert np.isnan(rec.jacobian).all() and math.isnan(rec.lyapunov_rate)
+
+
+# ------------------------------------------------------------------ probes at scale (issue 20)
+def test_the_cell_state_scan_equals_the_step_by_step_recurrence():
+    from core.models.recurrent import linear_scan
+
+    gen = torch.Generator().manual_seed(6)
+    for T in (1, 2, 7, 64, 129):
+        a = torch.rand(T, 3, 4, dtype=torch.float64, generator=gen)
+        b = torch.randn(T, 3, 4, dtype=torch.float64, generator=gen)
+        c = c0 = torch.randn(3, 4, dtype=torch.float64, generator=gen)
+        want = []
+        for t in range(T):
+            c = a[t] * c + b[t]
+            want.append(c)
+        torch.testing.assert_close(linear_scan(a, b, c0), torch.stack(want), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["vanishing-lstm", "padding-gru"])
+def test_the_probe_record_copied_at_once_equals_the_loop_trace(name):
+    tr = Trainer(load_preset(name).experiment.replace(seq_len=20))
+    rec = tr.probe()
+    batch = tr.probe_batch()
+    out, _, trace = tr.model.recurrent(batch.x, **tr.model.recurrent_kwargs(batch))
+    for got, want in zip(rec.hidden, trace.hidden, strict=True):
+        np.testing.assert_allclose(got, want[:, 0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    for got, want in zip(rec.gates, trace.gates, strict=True):
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_allclose(got[k], want[k][:, 0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    if rec.cell is not None:
+        np.testing.assert_allclose(rec.cell[0], trace.cell[0][:, 0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(rec.inputs, batch.x[:, 0].numpy())
+    assert (rec.unmasked_hidden is not None) == (name == "padding-gru")
