@@ -19,8 +19,8 @@ Two ways to get the norms (``jacobian_products``):
   and each norm found by a full eigendecomposition or a converged subspace iteration;
 * a block sweep (wider models): the products share their left end, so their top left
   singular vectors settle on those of the longest product P_0. A block Q of ``BLOCK``
-  vectors spanning P_0's top left singular subspace is found by one forward sweep of the
-  step Jacobians (a block power iteration; ``REFINE`` more pairs of sweeps sharpen it), and
+  vectors spanning P_0's top left singular subspace is found by a forward sweep of the
+  step Jacobians (a block power iteration), and
   one backward sweep then carries Q^T P_t for every t, O(T H^2 k) in all, no [H, H]
   product. The block holds two anchors, the top left singular subspaces of P_0 and of
   P_{T/2} (one forward sweep each), and the top left singular vectors of the last exact
@@ -45,7 +45,6 @@ from core.instruments.jacobians import StepCoefficients, StepJacobians
 # Up to this width the products are multiplied out (exact); above, the block sweep.
 EXACT_MAX_H = 64
 BLOCK = 16         # vectors in the sweep's block
-REFINE = 0         # extra (backward, forward) sweep pairs that sharpen the block
 TAIL_MAX = 32      # the last products multiplied out (exact), counting unpadded steps
 TAIL_CHUNK = 16    # dense step Jacobians for the exact tail, built this many steps at a time
 
@@ -155,13 +154,15 @@ def product_norms(J: StepJacobians, precision: torch.dtype = torch.float64) -> n
 class _ExactTail:
     """Multiplies the products out from t = T-1 backwards, one step at a time."""
 
-    def __init__(self, H: int, lstm: bool, dtype: torch.dtype, device, precision: torch.dtype):
+    def __init__(self, H: int, lstm: bool, dtype: torch.dtype, device, precision: torch.dtype,
+                 tol: float | None = None):
         self.H, self.precision = H, precision
-        self.tol = POWER_TOL.get(precision, POWER_TOL[torch.float32])
+        self.tol = tol or POWER_TOL.get(precision, POWER_TOL[torch.float32])
         # Ph, Pc = dh_{T-1}/dh_t, dh_{T-1}/dc_t; going back one step multiplies by J_t.
         self.Ph = torch.eye(H, dtype=dtype, device=device)
         self.Pc = torch.zeros_like(self.Ph) if lstm else None
         self.log_scale = 0.0
+        self.iterate = True  # subspace iteration above ITERATE_ABOVE_H (else left to the caller)
         k = min(POWER_BLOCK, H)
         start = torch.randn(H, k, dtype=dtype, generator=torch.Generator().manual_seed(0))
         self.V = torch.linalg.qr(start.to(device)).Q.mT
@@ -183,7 +184,7 @@ class _ExactTail:
             self.log_scale += math.log(s)
             self.Ph = self.Ph / s
             self.Pc = self.Pc / s if self.Pc is not None else None
-        if self.H <= ITERATE_ABOVE_H:
+        if self.H <= ITERATE_ABOVE_H or not self.iterate:
             return None
         top, self.V = top_singular_value(self.Ph, self.V, self.tol)
         return top
@@ -214,15 +215,35 @@ def _orthonormal(*parts: Tensor) -> tuple[Tensor, ...]:
     return tuple(Q.split([p.shape[0] for p in parts]))
 
 
-def _forward(coef: StepCoefficients, X: Tensor, start: int = 0) -> Tensor:
-    """Orthonormal columns spanning P_start X for X [H, k] on h_start (c_start held): a
-    forward sweep, re-orthonormalised every step (in float32 the weaker directions would
-    otherwise be lost to rounding within a few steps)."""
+def _forward(coef: StepCoefficients, X: Tensor, X_mid: Tensor) -> Tensor:
+    """Orthonormal columns whose first k span P_0 X and all 2k span that and P_mid X_mid
+    (X, X_mid [H, k] on h_0 and on h_mid, mid = T // 2; the c parts held): one forward
+    sweep, the second block joining it halfway. Re-orthonormalised every other step; a
+    Householder QR keeps the first k columns' span, so the anchors stay apart."""
+    T, mid = coef.T, coef.T // 2
     Xh, Xc = X, (torch.zeros_like(X) if coef.kind == "lstm" else None)
-    for t in range(start + 1, coef.T):
+    for t in range(1, T):
+        if t == mid + 1:
+            Xh = torch.cat([Xh, X_mid], dim=1)
+            Xc = torch.cat([Xc, torch.zeros_like(X_mid)], dim=1) if Xc is not None else None
         Xh, Xc = coef.jvp(t, Xh, Xc)
-        Xh, Xc = _orthonormal(Xh, Xc) if Xc is not None else (_orthonormal(Xh)[0], None)
+        if t % 2 == 0 or t == mid:
+            Xh, Xc = _orthonormal(Xh, Xc) if Xc is not None else (_orthonormal(Xh)[0], None)
+    if Xh.shape[1] == X.shape[1]:  # T too short for a second anchor
+        Xh = torch.cat([Xh, X_mid], dim=1)
     return _orthonormal(Xh)[0]
+
+
+def _fitted_rate(log_norms: np.ndarray, T: int) -> float:
+    """exp(-slope) of log ||u^T P_t|| [T] on t by least squares over t = 0 .. T-1-skip."""
+    values = log_norms[:T - transient_steps(T)]
+    if len(values) < 2:
+        return float("nan")
+    if np.isneginf(values).any():
+        return 0.0
+    if not np.isfinite(values).all():
+        return float("nan")
+    return float(np.exp(-np.polyfit(np.arange(len(values), dtype=np.float64), values, 1)[0]))
 
 
 def _backward_rows(coef: StepCoefficients, a: Tensor, b: Tensor | None, t_from: int,
@@ -250,43 +271,58 @@ def _backward_rows(coef: StepCoefficients, a: Tensor, b: Tensor | None, t_from: 
     return a
 
 
-def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.ndarray, Tensor, int]:
-    """(norms [T], u [H], exact steps) by the block sweep with an exact tail; u is the top
-    left singular vector of P_0 within the block (where the Lyapunov sweep starts)."""
+def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.ndarray, float, int]:
+    """(norms [T], the Jacobian-product rate, exact steps) by the block sweep with an exact
+    tail. The rate's vector u is the top left singular vector of P_0 within the first
+    anchor Q0, so u^T P_t = y^T Q0^T P_t comes out of the same sweep (no sweep of its own)."""
     T, H = coef.T, coef.H
     k = min(BLOCK, H)
     gen = torch.Generator().manual_seed(0)
-    X = torch.randn(H, k, dtype=coef.w_hh.dtype, generator=gen).to(coef.w_hh.device)
-    # Two anchors: the top left subspace of P_0 (right for the longest products) and of
-    # P_{T/2} (for the middle ones), each from one forward sweep.
-    Q = torch.cat([_forward(coef, X), _forward(coef, X, T // 2)], dim=1)
+    X = torch.randn(H, 2 * k, dtype=coef.w_hh.dtype, generator=gen).to(coef.w_hh.device)
+    # Two anchors: the top left subspaces of P_0 (right for the longest products) and of
+    # P_{T/2} (for the middle ones), from one forward sweep.
+    Q = _forward(coef, X[:, :k], X[:, k:])
+    Q0 = Q[:, :k]
     lstm = coef.kind == "lstm"
-    for _ in range(REFINE):  # one block power iteration on P_0 P_0^T
-        rows = _backward_rows(coef, Q.mT.contiguous(), torch.zeros_like(Q.mT) if lstm else None, T - 1)
-        Q = _forward(coef, rows.mT.contiguous())
     # The exact tail: the last TAIL_MAX (unpadded) products, too short for their singular
     # vectors to have settled on the anchors', are multiplied out.
     tail = _ExactTail(H, lstm, coef.w_hh.dtype, coef.w_hh.device, precision)
     norms = np.ones(T)
+    q_grams = [torch.eye(k, dtype=Q.dtype, device=Q.device)]  # (Q0^T P_t)(Q0^T P_t)^T, t = T-1 down
+    q_logs = [0.0]
     done, t = 0, T - 1
+    tail.iterate = False  # their norms: one batched eigendecomposition below
+    products: dict[int, tuple[Tensor, float]] = {}
     while t > 0 and done < TAIL_MAX:
         start = max(t - TAIL_CHUNK + 1, 1)
         J = coef.dense(slice(start, t + 1))
         for i in range(t - start, -1, -1):  # J[i] is J_{start + i}
             top = tail.step(J, i)
-            if top is None:
-                top = float(spectral_norms(tail.Ph.unsqueeze(0), precision)[0])
             done += not coef.held(t)
             t -= 1
-            norms[t] = top * math.exp(tail.log_scale) if math.isfinite(top) else top
+            if top is None:
+                products[t] = (tail.Ph, tail.log_scale)
+            else:
+                norms[t] = top
+            rows = Q0.mT @ tail.Ph
+            q_grams.append(rows @ rows.mT)
+            q_logs.append(tail.log_scale)
             if done >= TAIL_MAX or t == 0:
                 break
+    if products:
+        ts = list(products)
+        tops = spectral_norms(torch.stack([products[i][0] for i in ts]), precision)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms[ts] = tops * np.exp([products[i][1] for i in ts])
     exact_steps = T - t
-    if t > 0:  # the sweep: B^T P_t for every earlier t, B = Q and the tail's top block
-        basis = _orthonormal(torch.cat([Q, tail.V.mT], dim=1))[0]
+    q_grams, q_logs = q_grams[::-1], q_logs[::-1]  # index t - t_star for t >= t_star
+    if t > 0:  # the sweep: B^T P_t for every earlier t, B = the anchors and the tail's block
+        top_left = torch.linalg.svd(torch.nan_to_num(tail.Ph))[0][:, :POWER_BLOCK]
+        basis = _orthonormal(torch.cat([Q, top_left], dim=1))[0]
+        basis[:, :Q.shape[1]] = Q  # the same span; Q0's rows exactly, for u
         a = basis.mT @ tail.Ph
         b = basis.mT @ tail.Pc if lstm else None
-        end, grams, logs = _backward_rows(coef, a, b, t, keep=True)
+        _, grams, logs = _backward_rows(coef, a, b, t, keep=True)
         try:
             top = torch.linalg.eigvalsh(grams)[..., -1]
         except torch.linalg.LinAlgError:
@@ -294,10 +330,17 @@ def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.nda
         with np.errstate(over="ignore", invalid="ignore"):
             values = (top.clamp_min(0).sqrt().double() * torch.exp(logs.double())).cpu().numpy()
             norms[:t] = values * math.exp(tail.log_scale)
+        gq = torch.cat([grams[:, :k, :k], torch.stack(q_grams)])
+        lq = np.concatenate([logs.double().cpu().numpy() + tail.log_scale, np.array(q_logs)])
     else:
-        basis, end = torch.eye(H, dtype=Q.dtype, device=Q.device), tail.Ph
-    u = basis @ torch.linalg.svd(torch.nan_to_num(end))[0][:, 0]
-    return norms, u, exact_steps
+        gq, lq = torch.stack(q_grams), np.array(q_logs)
+    gq = torch.nan_to_num(gq)
+    y = torch.linalg.eigh(gq[0])[1][:, -1]  # the top left singular vector of Q0^T P_0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_norms = 0.5 * np.log((y @ gq @ y).clamp_min(0).double().cpu().numpy()) + lq
+    if norms[0] == 0.0:
+        return norms, 0.0, exact_steps
+    return norms, _fitted_rate(log_norms, T), exact_steps
 
 
 # ------------------------------------------------------------------------ the rate
@@ -321,13 +364,8 @@ def lyapunov_rate(coef: StepCoefficients, u: Tensor) -> float:
         safe = torch.where(n > 0, n, torch.ones_like(n))
         log_scale = log_scale + torch.log(safe.double())
         a, b = a / safe, (b / safe if b is not None else None)
-    values = torch.stack(logs[::-1]).cpu().numpy()[:T - skip]  # index t, one copy to the host
-    if np.isneginf(values).any():
-        return 0.0
-    if not np.isfinite(values).all():
-        return float("nan")
-    slope = np.polyfit(np.arange(T - skip, dtype=np.float64), values, 1)[0]
-    return float(np.exp(-slope))
+    values = torch.stack(logs[::-1]).cpu().numpy()  # index t, one copy to the host
+    return _fitted_rate(np.concatenate([values, [0.0]]), T)
 
 
 def jacobian_products(coef: StepCoefficients, precision: torch.dtype | None = None,
@@ -345,8 +383,8 @@ def jacobian_products(coef: StepCoefficients, precision: torch.dtype | None = No
         U = torch.linalg.svd(torch.nan_to_num(P0)) if T > 1 else None
         u = U[0][:, 0] if U is not None else P0[0]
         return ProductNorms(norms, _rate(coef, u, norms), T)
-    norms, u, exact_steps = _block_norms(coef, precision)
-    return ProductNorms(norms, _rate(coef, u, norms), exact_steps)
+    norms, rate, exact_steps = _block_norms(coef, precision)
+    return ProductNorms(norms, rate, exact_steps)
 
 
 def _rate(coef: StepCoefficients, u: Tensor, norms: np.ndarray) -> float:
