@@ -46,6 +46,7 @@ from core.instruments.jacobians import StepCoefficients, StepJacobians
 EXACT_MAX_H = 64
 BLOCK = 16         # vectors in the sweep's block
 TAIL_MAX = 32      # the last products multiplied out (exact), counting unpadded steps
+ORTHO_EVERY = 4    # forward sweep: steps between re-orthonormalisations (a QR is slow on a GPU)
 TAIL_CHUNK = 16    # dense step Jacobians for the exact tail, built this many steps at a time
 
 # Within the exact path: up to this width a batched eigendecomposition of every product is
@@ -218,8 +219,9 @@ def _orthonormal(*parts: Tensor) -> tuple[Tensor, ...]:
 def _forward(coef: StepCoefficients, X: Tensor, X_mid: Tensor) -> Tensor:
     """Orthonormal columns whose first k span P_0 X and all 2k span that and P_mid X_mid
     (X, X_mid [H, k] on h_0 and on h_mid, mid = T // 2; the c parts held): one forward
-    sweep, the second block joining it halfway. Re-orthonormalised every other step; a
-    Householder QR keeps the first k columns' span, so the anchors stay apart."""
+    sweep, the second block joining it halfway. Re-orthonormalised every ORTHO_EVERY steps
+    (in float64 the weaker directions survive that long); a Householder QR keeps the first
+    k columns' span, so the anchors stay apart."""
     T, mid = coef.T, coef.T // 2
     Xh, Xc = X, (torch.zeros_like(X) if coef.kind == "lstm" else None)
     for t in range(1, T):
@@ -227,7 +229,7 @@ def _forward(coef: StepCoefficients, X: Tensor, X_mid: Tensor) -> Tensor:
             Xh = torch.cat([Xh, X_mid], dim=1)
             Xc = torch.cat([Xc, torch.zeros_like(X_mid)], dim=1) if Xc is not None else None
         Xh, Xc = coef.jvp(t, Xh, Xc)
-        if t % 2 == 0 or t == mid:
+        if t % ORTHO_EVERY == 0 or t == mid:
             Xh, Xc = _orthonormal(Xh, Xc) if Xc is not None else (_orthonormal(Xh)[0], None)
     if Xh.shape[1] == X.shape[1]:  # T too short for a second anchor
         Xh = torch.cat([Xh, X_mid], dim=1)
@@ -317,8 +319,13 @@ def _block_norms(coef: StepCoefficients, precision: torch.dtype) -> tuple[np.nda
     exact_steps = T - t
     q_grams, q_logs = q_grams[::-1], q_logs[::-1]  # index t - t_star for t >= t_star
     if t > 0:  # the sweep: B^T P_t for every earlier t, B = the anchors and the tail's block
-        top_left = torch.linalg.svd(torch.nan_to_num(tail.Ph))[0][:, :POWER_BLOCK]
-        basis = _orthonormal(torch.cat([Q, top_left], dim=1))[0]
+        # The last tail product's top left singular vectors, roughly (two block power
+        # steps; an SVD of an [H, H] matrix is slow on a GPU): the block for t just below.
+        P = torch.nan_to_num(tail.Ph)
+        V = torch.randn(H, POWER_BLOCK, dtype=P.dtype, generator=gen).to(P.device)
+        for _ in range(2):
+            V = _orthonormal(P @ (P.mT @ V))[0]
+        basis = _orthonormal(torch.cat([Q, V], dim=1))[0]
         basis[:, :Q.shape[1]] = Q  # the same span; Q0's rows exactly, for u
         a = basis.mT @ tail.Ph
         b = basis.mT @ tail.Pc if lstm else None
