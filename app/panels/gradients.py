@@ -44,6 +44,7 @@ from core.records import GradientRecord
 
 NOT_AVAILABLE = "not available for this task (sequence-to-sequence models have no probe gradients)"
 CELL_COLOR = OKABE_ITO["green"]
+RATE_COLOR = OKABE_ITO["purple"]  # the Jacobian-product rate: apart from the curves' colours
 
 
 def _number(value: float | None) -> np.ndarray:
@@ -74,8 +75,8 @@ class GradientsPanel(Panel):
         # The geometric lines do not set the axis range: a bound of 1.6 over 100 steps would
         # otherwise squash the measured curve into the bottom of the plot.
         self.measured = pg.PlotDataItem(pen=pen(t.muted, 1.5, Qt.DashLine))
-        self.lyapunov = pg.PlotDataItem(pen=pen(t.accent, 1.8, Qt.DotLine))
-        self.bound = pg.PlotDataItem(pen=pen(t.diverged, 1.2, Qt.DashDotLine))
+        self.lyapunov = pg.PlotDataItem(pen=pen(RATE_COLOR, 2.2, Qt.DotLine))
+        self.bound = pg.PlotDataItem(pen=pen(t.foreground, 1.2, Qt.DashDotLine))
         for line in (self.measured, self.lyapunov, self.bound):
             self.norm_plot.addItem(line, ignoreBounds=True)
             line.hide()
@@ -317,8 +318,8 @@ class GradientsPanel(Panel):
 
     def on_theme(self, theme: Theme) -> None:
         self.measured.setPen(pen(theme.muted, 1.5, Qt.DashLine))
-        self.lyapunov.setPen(pen(theme.accent, 1.8, Qt.DotLine))
-        self.bound.setPen(pen(theme.diverged, 1.2, Qt.DashDotLine))
+        self.lyapunov.setPen(pen(RATE_COLOR, 2.2, Qt.DotLine))
+        self.bound.setPen(pen(theme.foreground, 1.2, Qt.DashDotLine))
         self.full_curve.setPen(pen(theme.muted, 1.5))
         self.chunks.set_color(theme.chunk)
         self.history_chunks.set_color(theme.chunk)

@@ -116,3 +116,21 @@ def test_the_spectrum_of_a_tanh_rnn_says_explosion_is_possible_not_certain(qtbot
     spectrum.update_record(dataclasses.replace(last, regime="explosion possible", bound=1.0))
     spectrum.refresh()
     assert "explosion possible, not certain" in spectrum.note.text()
+
+
+def test_texts_that_teach_say_what_is_true(qtbot, lstm_run):
+    """Issue 15.5 and 15.8: the saturation note, the length-penalty tooltip, Help's BPTT."""
+    from app.panels import panel_class
+    from app.panels.gates import SATURATION_NOTE
+    from app.window.help import EQUATIONS_HTML
+
+    gates = fed(qtbot, "gates", lstm_run)
+    assert all(row.bars.toolTip() == SATURATION_NOTE for row in gates.rows)
+    assert "σ' is near 0" in SATURATION_NOTE and "saturated open" in SATURATION_NOTE
+    assert "passes almost no gradient" not in SATURATION_NOTE
+    decoding = panel_class("decoding")()
+    qtbot.addWidget(decoding)
+    tip = decoding.penalty.toolTip()
+    assert "len^α" in tip and "counting eos" in tip and "GNMT" in tip and "longer" in tip
+    assert "∂L/∂c_t = ∂L/∂h_t * o_t * (1 - tanh²(c_t)) + f_(t+1) * ∂L/∂c_(t+1)" in EQUATIONS_HTML
+    assert "1 for tanh and relu" in EQUATIONS_HTML and "Lyapunov" in EQUATIONS_HTML
