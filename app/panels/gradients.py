@@ -251,11 +251,11 @@ class GradientsPanel(Panel):
         if r.loss_every_step:
             parts.append("loss at every step: no single factor fits ‖∂L/∂h_t‖")
         elif rates["measured_factor"] is not None:
-            parts.append(f"measured factor {rates['measured_factor']:.3g} (dashed)")
+            parts.append(f"measured factor {rates['measured_factor']:.3f} (dashed)")
         if rates["lyapunov_rate"] is not None:
-            parts.append(f"Jacobian-product rate {rates['lyapunov_rate']:.3g} (dotted)")
+            parts.append(f"Jacobian-product rate {rates['lyapunov_rate']:.3f} (dotted)")
         elif math.isfinite(r.lyapunov_rate):
-            parts.append(f"Jacobian-product rate {r.lyapunov_rate:.3g}")
+            parts.append(f"Jacobian-product rate {r.lyapunov_rate:.3f}")
         if rates["pascanu_bound"] is not None:
             parts.append(f"Pascanu bound σ_max·γ {rates['pascanu_bound']:.3g} (dash-dot)")
         if r.mean_field is not None and math.isfinite(r.mean_field):
