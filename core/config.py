@@ -79,12 +79,18 @@ FIELDS: dict[str, Spec] = {
     "padding": Spec("Padding", "Where zero padding goes in variable-length batches", choices=("post", "pre")),
     "truncation": Spec("Truncation", "Which end of an over-long sequence is kept", choices=("head", "tail")),
     "masking": Spec("Masking", "Skip padded steps so they do not change the state", choices=("on", "off")),
-    "attention": Spec("Attention", "Encoder-decoder attention (translation tasks)",
+    "attention": Spec("Attention", "Encoder-decoder attention (translation tasks): additive = "
+                      "Bahdanau-style (scores from the previous decoder state, context fed to the "
+                      "decoder; one-directional encoder, Luong's output layer); dot, general = Luong",
                       choices=ATTENTION_KINDS),
     "embed_size": Spec("Embedding size", "Token embedding size (translation tasks)", 1, 1024),
     "steps": Spec("Steps", "Training budget (optimiser updates)", 1, 1_000_000),
     "seed": Spec("Seed", "Random seed: same seed, same numbers", 0, 2**31 - 1),
-    "device": Spec("Device", "Where tensors live", choices=("cpu", "cuda")),
+    "device": Spec("Device", "Where tensors live. A GPU pays once the arithmetic outweighs its "
+                   "~2-4 ms of kernel launches a step: measured (H200 against one CPU thread, LSTM, "
+                   "T 50) 1.2-2x at hidden x batch near 2,000 (64 x 32), 5-40x at 128-256 x 32-128, "
+                   "about 100x at 512 x 128; the presets (hidden 32-128) train no faster on it",
+                   choices=("cpu", "cuda")),
     "data": Spec("Data file", "Your own data: a .txt text (charlm), a .csv series (series), a .tsv of "
                  "source TAB target pairs (pairs) or of text TAB label lines (classify); empty = built-in",
                  text=True),

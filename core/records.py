@@ -48,18 +48,39 @@ class GradientRecord:
 
     norms:      per layer [T], ||dL/dh_t|| (Frobenius over batch and units), total
                 derivative through the whole recurrence (truncated when ``truncate``).
-    jacobian:   [T], ||dh_T/dh_t||_2 (spectral norm of the Jacobian product), top layer.
-    factor:     measured per-step factor: geometric rate fitted to ``norms[-1]``.
-    predicted:  per-step factor predicted from the spectrum (None when not applicable).
+    jacobian:   [T], ||dh_T/dh_t||_2 (spectral norm of the Jacobian product), top layer
+                (nan where not available, see ``note``).
+    factor:     measured per-step factor: geometric rate fitted to ``norms[-1]``; nan when
+                the loss is at every step (``loss_every_step``: the curve then sums paths
+                from every later loss, and no single rate describes it).
+    mean_field: rho(W_hh) * rms(phi'), the mean-field estimate of the per-step factor, valid
+                for random weights (rnn only, else None); not a prediction once trained.
     truncate:   truncated-BPTT chunk length, or None for full BPTT.
+    cell_norms: lstm: per layer [T], ||dL/dc_t|| (total derivative through the cell state,
+                truncated like ``norms``); None for other cells.
+    full_norms: with ``truncate``: per layer [T], ||dL/dh_t|| of full (untruncated) BPTT
+                on the same weights, to compare; else None.
+    pascanu_bound: sigma_max(W_hh) * gamma (gamma = sup |phi'|: 1 for tanh and relu), the
+                upper bound on every step's factor (Pascanu et al. 2013; rnn only, else None).
+    lyapunov_rate: the Jacobian-product rate: finite-time Lyapunov exponent of the backward
+                product of step Jacobians along the probe's trajectory, as a per-step factor
+                (core.instruments.products); nan when not available.
+    loss_every_step: the task's loss sums a term at every step (else: at the last step).
+    note:       why the Jacobian quantities are not available ("not available: ..."), or None.
     """
 
     step: int
     norms: tuple[np.ndarray, ...]
     jacobian: np.ndarray
     factor: float
-    predicted: float | None
+    mean_field: float | None
     truncate: int | None
+    cell_norms: tuple[np.ndarray, ...] | None = None
+    full_norms: tuple[np.ndarray, ...] | None = None
+    pascanu_bound: float | None = None
+    lyapunov_rate: float = float("nan")
+    loss_every_step: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,12 +90,14 @@ class SpectrumRecord:
     singular_values: per layer, descending, of W_hh (for gated cells: of each gate block,
                      keyed "layer0/input" etc. in ``blocks``).
     radius:          per layer spectral radius (largest |eigenvalue|) of W_hh (or its
-                     candidate block for gated cells).
-    bound:           1/gamma for tanh (1) or sigmoid (4) RNNs; None for gated cells.
+                     candidate block for gated cells: ``radius_of`` names the matrix).
+    bound:           1/gamma for tanh and relu (1) RNNs; None for gated cells.
     regime:          "vanishing" (sigma_max < bound: sufficient for vanishing gradients),
-                     "may explode" (sigma_max > bound: necessary for exploding), "marginal"
-                     (sigma_max = bound, e.g. orthogonal init), "gated" (lstm, gru) or
-                     "not applicable (relu)". core.bptt.REGIMES explains each in a sentence.
+                     "explosion possible" (sigma_max > bound: necessary for exploding, not
+                     sufficient), "marginal" (sigma_max = bound, e.g. orthogonal init),
+                     "gated" (lstm, gru) or "not available" (weights not finite).
+                     core.instruments.spectrum.REGIMES explains each in a sentence.
+    radius_of:       the matrix ``radius`` is of: "W_hh" (rnn), "W_hg" (lstm), "W_hn" (gru).
     """
 
     step: int
@@ -83,6 +106,7 @@ class SpectrumRecord:
     bound: float | None
     regime: str
     blocks: dict[str, np.ndarray] = field(default_factory=dict)
+    radius_of: str = "W_hh"
 
 
 @dataclass(frozen=True)

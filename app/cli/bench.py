@@ -76,6 +76,10 @@ BENCHMARKS = {
                                  "training steps/s with the window open / headless"),
     "startup": Benchmark(_startup, "ratio", "<=", 0.6,
                          "time to first paint of the window / time to import torch"),
+    "gradients-lens": Benchmark(lambda: __import__("core.bench.lens", fromlist=["bench_lens"]).bench_lens(),
+                                "ratio", "<=", 3.0,
+                                "gradients lens (||dL/dh_t|| + Jacobian norms and rate) / plain training "
+                                "step (LSTM, hidden 256, T 200)"),
 }
 
 

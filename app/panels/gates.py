@@ -4,7 +4,9 @@ LSTM shows input i, forget f, cell candidate g, output o and the cell state c; G
 reset r, update z and new n (torch.nn's order). Next to each gate, a bar per unit gives the
 fraction of (unpadded) time steps the gate is nearly shut (< 0.1, to the left) or nearly
 open (> 0.9, to the right); tanh gates are read on (x + 1) / 2, i.e. near -1 or near +1.
-A saturated gate passes almost no gradient, which is why these bars matter.
+Why they matter (``SATURATION_NOTE``, the bars' tooltip): a saturated gate's own derivative
+sigma' is near 0, so the weights feeding it stop learning; but a forget gate saturated open
+(f near 1) passes the cell state's gradient back unchanged, which is how the LSTM carries it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from core.names import GATE_SYMBOLS, GATES, TANH_GATES
 from core.records import ProbeRecord
 
 SHUT_COLOR, OPEN_COLOR = OKABE_ITO["blue"], OKABE_ITO["orange"]
+SATURATION_NOTE = ("A saturated gate's own derivative σ' is near 0, so the weights feeding it stop "
+                   "learning. A forget gate saturated open (f near 1) passes the cell state's "
+                   "gradient back unchanged: that is how the LSTM carries it (see ‖∂L/∂c_t‖ in "
+                   "Gradients through time).")
 
 
 class _Row:
@@ -58,6 +64,7 @@ class _Row:
         self.bars.getAxis("left").setStyle(showValues=False)
         self.bars.getAxis("left").setWidth(2)
         self.bars.getAxis("bottom").setTicks([[(-0.5, "50%"), (0, "0"), (0.5, "50%")]])
+        self.bars.setToolTip(SATURATION_NOTE)
         if bars_axis:
             self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
         else:

@@ -105,5 +105,5 @@ def finished_so_far(tree, steps: int, width: int, length_penalty: float) -> list
     """Ids of the finished hypotheses after ``steps`` expansions, best first (at most
     ``width``): the search's finished list at that point (scores normalised by length)."""
     done = [n for n in tree if n.status == "finished" and n.step <= steps]
-    done.sort(key=lambda n: n.score / n.step ** length_penalty, reverse=True)
+    done.sort(key=lambda n: n.cum_log_prob / n.step ** length_penalty, reverse=True)
     return [n.id for n in done[:width]]

@@ -75,10 +75,10 @@ def bench_training(kind: str = "lstm", hidden: int = 128, T: int = 100, batch: i
     loop_net.load_state_dict(net.state_dict())
     opt_loop = torch.optim.Adam([*loop_net.parameters(), *heads["loop"].parameters()], lr=1e-3)
 
-    def take_probe() -> None:
+    def take_probe() -> None:  # as Trainer.probe: every array in one copy to the host
         trace = net.probe(x_probe)
-        _ = [h[:, 0].cpu().numpy().copy() for h in trace.hidden]
-        _ = [{k: v[:, 0].cpu().numpy().copy() for k, v in g.items()} for g in trace.gates]
+        parts = [h[:, 0] for h in trace.hidden] + [v[:, 0] for g in trace.gates for v in g.values()]
+        _ = torch.cat(parts, dim=1).to("cpu", torch.float32).numpy().copy()
 
     steps = {
         "plain": lambda: _trainer_step(plain, heads["plain"], opt_plain, x, y),

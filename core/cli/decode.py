@@ -5,8 +5,9 @@ input with greedy decoding and beam search.
 
 Progress goes to stderr; stdout gets a readable summary or, with --json, ONE JSON object:
 ``source``, ``source_tokens``, ``notice``, ``hypotheses`` (best first: ``tokens``, ``text``,
-``score``), ``greedy`` (one such object), ``tree`` (nodes: id, parent, token, text, log_prob,
-score, step, status), ``attention`` (rows = tokens of the best hypothesis, columns = source
+``score`` = sum of log-probs / len ** length_penalty), ``greedy`` (one such object), ``tree``
+(nodes: id, parent, token, text, log_prob, cum_log_prob = the unnormalised sum of log-probs
+from the root, step, status), ``attention`` (rows = tokens of the best hypothesis, columns = source
 positions; null without attention), and ``steps``, ``evaluation``, ``beam``,
 ``length_penalty``, ``max_len``. Exit codes as for ``train`` (core.cli.common).
 """
@@ -94,7 +95,7 @@ def result_json(result, trainer, evaluation: dict) -> dict:
         "hypotheses": [_hypothesis(h) for h in result.hypotheses],
         "greedy": _hypothesis(result.greedy),
         "tree": [{"id": n.id, "parent": n.parent, "token": n.token, "text": texts[n.token],
-                  "log_prob": _number(n.log_prob), "score": _number(n.score), "step": n.step,
+                  "log_prob": _number(n.log_prob), "cum_log_prob": _number(n.cum_log_prob), "step": n.step,
                   "status": n.status} for n in result.tree],
         "attention": None if result.attention is None else [[float(w) for w in row] for row in result.attention],
         "steps": trainer.step_count, "evaluation": evaluation, "beam": result.beam,

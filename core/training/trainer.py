@@ -41,6 +41,22 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
 
 
+def _host(parts: dict[str, list[torch.Tensor]]) -> dict[str, list[np.ndarray]]:
+    """The [T, *] tensors of ``parts`` as float32 numpy arrays, moved in one copy."""
+    flat = [t for ts in parts.values() for t in ts]
+    if not flat:
+        return {k: [] for k in parts}
+    joined = _numpy(torch.cat([t.detach().reshape(t.shape[0], -1).float() for t in flat], dim=1))
+    out, col = {}, 0
+    for name, ts in parts.items():
+        out[name] = []
+        for t in ts:
+            width = t[0].numel()
+            out[name].append(np.ascontiguousarray(joined[:, col:col + width]).reshape(t.shape))
+            col += width
+    return out
+
+
 class Trainer:
     """Trains ``experiment`` one step at a time.
 
@@ -183,18 +199,27 @@ class Trainer:
         trace = self.model.trace(batch)
         unmasked = None
         if batch.valid is not None and not bool(batch.valid.all()):
-            unmasked = tuple(_numpy(h[:, 0]) for h in self.model.trace(batch, masking=False).hidden)
+            unmasked = self.model.trace(batch, masking=False).hidden
         valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
+        # Every [T, *] array of batch element 0 in one copy to the host (on a GPU, one
+        # transfer per frame instead of one per gate and layer).
+        parts = {"inputs": [batch.x[:, 0]], "hidden": [h[:, 0] for h in trace.hidden],
+                 "cell": [c[:, 0] for c in trace.cell or ()],
+                 "gates": [v[:, 0] for g in trace.gates for v in g.values()],
+                 "unmasked": [h[:, 0] for h in unmasked or ()]}
+        host = _host(parts)
+        names = [list(g) for g in trace.gates]
+        gates = iter(host["gates"])
         return ProbeRecord(
             step=self.step_count,
             kind=trace.kind,
             labels=batch.labels,
-            inputs=_numpy(batch.x[:, 0]),
+            inputs=host["inputs"][0],
             valid=valid.cpu().numpy().copy(),
-            hidden=tuple(_numpy(h[:, 0]) for h in trace.hidden),
-            cell=tuple(_numpy(c[:, 0]) for c in trace.cell) if trace.cell is not None else None,
-            gates=tuple({k: _numpy(v[:, 0]) for k, v in g.items()} for g in trace.gates),
-            unmasked_hidden=unmasked,
+            hidden=tuple(host["hidden"]),
+            cell=tuple(host["cell"]) if trace.cell is not None else None,
+            gates=tuple({k: next(gates) for k in layer} for layer in names),
+            unmasked_hidden=tuple(host["unmasked"]) if unmasked is not None else None,
         )
 
     def gradients(self) -> GradientRecord | None:

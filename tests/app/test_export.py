@@ -271,7 +271,7 @@ def test_a_legend_with_entries_is_still_drawn(qtbot, rnn_run):
     panel = fed(qtbot, rnn_run, "gradients")  # two layers: one entry each
     with staged(panel, Figure(), caption_lines(panel)):
         legend = panel.norm_plot.legend
-        assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1"]
+        assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1", "full BPTT"]
 
 
 def _scene_x(plot, t: float) -> float:

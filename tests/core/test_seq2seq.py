@@ -186,12 +186,12 @@ def test_decode_text_tree_and_hypotheses_are_consistent(trainer):
         path = path_to(tree, hyp.node_id)
         assert tuple(tree[i].token for i in path[1:]) == hyp.ids
         assert tree[hyp.node_id].status == "finished"
-        assert tree[hyp.node_id].score == pytest.approx(sum(hyp.log_probs))
+        assert tree[hyp.node_id].cum_log_prob == pytest.approx(sum(hyp.log_probs))
         assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.ids))
         assert hyp.tokens == tuple(result.token_texts[i] for i in hyp.ids)
         assert hyp.text == trainer.task.tgt_vocab.decode(hyp.ids)
     for node in tree[1:]:
-        assert node.score == pytest.approx(tree[node.parent].score + node.log_prob)
+        assert node.cum_log_prob == pytest.approx(tree[node.parent].cum_log_prob + node.log_prob)
     best = result.hypotheses[0]
     assert result.attention.shape == (len(best.ids), 5)
     assert np.allclose(result.attention.sum(1), 1.0, atol=1e-5)
