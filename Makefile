@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint shot bench clean
+.PHONY: run test test-fast lint shot bench mutate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,11 @@ shot: $(STAMP)
 bench: $(STAMP)
 	$(PY) main.py bench
 
+# Mutation testing of the science modules (mutmut, the dev extra): CPU-heavy, not in CI.
+# MODULES="search sequence" runs a subset (names in tests/mutation.py); survivors are printed.
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,dev]"
+	nice -n 10 $(PY) -m tests.mutation $(MODULES)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info .mutmut mutants
