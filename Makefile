@@ -30,8 +30,12 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The README's images, each made by the command its caption quotes (tests/test_readme_images.py).
 shot: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 300 --out docs/screenshot.png --size 1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 1500 --out docs/screenshot.png --size 1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset beam-vs-greedy --steps 150 --panel decoding --out docs/decoding.png
+	QT_QPA_PLATFORM=offscreen $(PY) main.py export --preset vanishing-rnn --steps 200 --out docs/slide --panels gradients --formats png
+	mv docs/slide/gradients.png docs/slide-gradients.png && rm -r docs/slide
 
 bench: $(STAMP)
 	$(PY) main.py bench
