@@ -79,7 +79,9 @@ def test_closing_during_a_run_stops_the_worker_quickly(qtbot, window):
     start = time.perf_counter()
     window.close()
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+    # The window waits 2 s for the process to end, then stops it: on a loaded machine the
+    # stopping itself took 0.17 s more (measured at load 13), so 2 s plus a margin for it.
+    assert elapsed < 2.0 + 0.5
     assert not process.is_alive() and not reader.isRunning()
     assert window.controller is None
 
