@@ -183,3 +183,29 @@ def test_accuracy_counts_the_real_steps_only():
     _, metrics = trainer.model.loss_from_outputs(None, None, batch)
     assert metrics["accuracy"] == pytest.approx(float((right & valid).sum()) / float(valid.sum()), abs=1e-7)
 
+
+def test_a_batch_with_one_real_step_has_that_steps_loss():
+    trainer = Trainer(Experiment(task="charlm", cell="gru", hidden_size=6, seq_len=10, batch_size=2))
+    batch = trainer.task.sample(2, torch.Generator().manual_seed(4))
+    batch.valid = torch.zeros_like(batch.valid)
+    batch.valid[0, 1] = True  # one real step in the whole batch
+    pred = torch.randn(*batch.y.shape, trainer.task.output_size, generator=torch.Generator().manual_seed(5))
+    trainer.model.predict = lambda out, state: pred
+    loss, _ = trainer.model.loss_from_outputs(None, None, batch)
+    assert float(loss) == pytest.approx(float(F.cross_entropy(pred[0, 1][None], batch.y[0, 1][None])), rel=1e-6)
+
+
+@pytest.mark.parametrize("tbptt", [0, 4])
+def test_training_without_padding_runs_the_fused_kernel(monkeypatch, tbptt):
+    """The instrumented Python loop gives the same numbers several times slower: training on
+    unpadded batches (whole or in chunks) must not fall back to it."""
+    from core.models import recurrent
+
+    trainer = Trainer(Experiment(task="adding", cell="lstm", hidden_size=6, seq_len=12, batch_size=4, tbptt=tbptt))
+
+    def no_loop(*args, **kwargs):
+        raise AssertionError("training ran the instrumented loop")
+
+    monkeypatch.setattr(recurrent._Instrumented, "_loop", no_loop)
+    assert trainer.step().loss > 0
+
