@@ -176,3 +176,21 @@ def test_cell_panel_shows_the_chosen_layer_unit_and_time_step(qtbot, request, ru
             key = panel.vector_key
             vector = probe.gates[layer][key] if key in probe.gates[layer] else probe.hidden[layer]
             np.testing.assert_array_equal(panel.bars.opts["height"], vector[t])
+
+
+def test_exports_hold_the_records_numbers(qtbot, lstm2_run):
+    """Export (CSV/NPZ) writes what the panels were fed, for every layer."""
+    info, records = lstm2_run
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    probe, grads, spectrum = last(records, ProbeRecord), last(records, GradientRecord), last(records, SpectrumRecord)
+    data = {name: fed(qtbot, name, lstm2_run).export_data() for name in ("training", "hidden", "gates",
+                                                                         "gradients", "spectrum")}
+    np.testing.assert_array_equal(data["training"]["loss"], [r.loss for r in steps])
+    np.testing.assert_array_equal(data["training"]["grad_norm"], [r.grad_norm for r in steps])
+    for layer in (0, 1):
+        np.testing.assert_array_equal(data["hidden"][f"hidden_l{layer}"], probe.hidden[layer])
+        np.testing.assert_array_equal(data["hidden"][f"cell_l{layer}"], probe.cell[layer])
+        for gate in GATES["lstm"]:
+            np.testing.assert_array_equal(data["gates"][f"{gate}_l{layer}"], probe.gates[layer][gate])
+        np.testing.assert_array_equal(data["gradients"][f"norm_l{layer}"], grads.norms[layer])
+        np.testing.assert_array_equal(data["spectrum"][f"singular_values_l{layer}"], spectrum.singular_values[layer])
