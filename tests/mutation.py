@@ -83,20 +83,28 @@ def _mutmut(where: Path, *args: str, capture: bool = False) -> str:
     return done.stdout or ""
 
 
-def survivors(where: Path) -> list[str]:
-    """Names of the mutants no test killed (mutmut's 'survived'; timeouts count as killed)."""
+def survivors(where: Path, statuses: tuple[str, ...] = ("survived",)) -> list[str]:
+    """Names of the mutants whose last result is one of ``statuses`` (mutmut's words)."""
     out = _mutmut(where, "results", capture=True)
-    return [line.split(":")[0].strip() for line in out.splitlines() if line.strip().endswith(": survived")]
+    return [line.split(":")[0].strip() for line in out.splitlines()
+            if line.strip().rsplit(": ", 1)[-1] in statuses]
 
 
-def run(name: str, children: int) -> list[str]:
+def run(name: str, children: int, rerun: bool = False) -> list[str]:
+    """Mutate one module; ``rerun``: test again only the mutants that survived or timed out
+    last time (after new tests, or on a machine less loaded than the one that timed out)."""
     module, tests = MODULES[name]
     print(f"== {name}: mutating {module} against {', '.join(tests)}", flush=True)
     where = _scratch_copy(name)
     _configure(where, module, tests)
-    _mutmut(where, "run", "--max-children", str(children))
+    again = survivors(where, ("survived", "timeout", "suspicious")) if rerun else []
+    if rerun and not again:
+        print("nothing to test again", flush=True)
+    else:
+        _mutmut(where, "run", "--max-children", str(children), *again)
     alive = survivors(where)
-    report = [f"{len(alive)} surviving mutants of {module}"]
+    timeouts = survivors(where, ("timeout",))
+    report = [f"{len(alive)} surviving mutants of {module} ({len(timeouts)} timed out)"]
     for mutant in alive:
         report.append(_mutmut(where, "show", mutant, capture=True))
     text = "\n".join(report)
@@ -109,11 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"any of: {', '.join(MODULES)} (default: all)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="test again only the mutants that survived or timed out in the last run")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(MODULES)}")
-    total = {name: len(run(name, args.children)) for name in args.modules or MODULES}
+    total = {name: len(run(name, args.children, args.rerun)) for name in args.modules or MODULES}
     print("surviving mutants: " + ", ".join(f"{name} {n}" for name, n in total.items()))
     return 0
 

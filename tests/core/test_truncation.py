@@ -26,14 +26,15 @@ STEPS = 4
 LR = 0.5  # large, so one step's gradient difference shows in the next losses
 
 
-def reference_cells(recurrent) -> list[nn.Module]:
-    """One torch.nn cell per layer with a copy of the layer's weights (torch.nn's names)."""
+def reference_cells(recurrent, exp: Experiment) -> list[nn.Module]:
+    """One torch.nn cell per layer of the kind the experiment asks for (its nonlinearity, not
+    the model's), with a copy of the layer's weights (torch.nn's names)."""
     cells = []
     for layer in range(recurrent.num_layers):
         n_in = recurrent.input_size if layer == 0 else recurrent.hidden_size
-        kind = recurrent.kind
+        kind = exp.cell
         if kind == "rnn":
-            cell = nn.RNNCell(n_in, recurrent.hidden_size, nonlinearity=recurrent.nonlinearity)
+            cell = nn.RNNCell(n_in, recurrent.hidden_size, nonlinearity=exp.nonlinearity)
         else:
             cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}[kind](n_in, recurrent.hidden_size)
         state = {name: getattr(recurrent, f"{name}_l{layer}").detach().clone()
@@ -48,8 +49,8 @@ class ChunkedReference(nn.Module):
 
     def __init__(self, model, k: int):
         super().__init__()
-        self.kind = model.recurrent.kind
-        self.cells = nn.ModuleList(reference_cells(model.recurrent))
+        self.kind = model.exp.cell
+        self.cells = nn.ModuleList(reference_cells(model.recurrent, model.exp))
         self.readout = copy.deepcopy(model.readout)
         self.k = k
         self.masking = model.exp.masking == "on"
@@ -133,6 +134,7 @@ CASES = {
     "padding-lstm-masking-off": dict(task="padding", cell="lstm", seq_len=12, tbptt=4, masking="off"),
     # one prediction per step, regression
     "sine-gru": dict(task="sine", cell="gru", seq_len=12, tbptt=5),
+    "sine-rnn-relu": dict(task="sine", cell="rnn", nonlinearity="relu", seq_len=12, tbptt=4),
 }
 
 FULL = {  # full BPTT through the same models and losses
@@ -140,6 +142,7 @@ FULL = {  # full BPTT through the same models and losses
     "charlm-gru-padded": dict(task="charlm", cell="gru", seq_len=10),  # random lengths: padded
     "padding-rnn-masking-off": dict(task="padding", cell="rnn", seq_len=10, masking="off"),
     "sine-lstm": dict(task="sine", cell="lstm", seq_len=10),
+    "sine-gru-relu-ignored": dict(task="sine", cell="gru", nonlinearity="relu", seq_len=10),  # rnn only
 }
 
 
