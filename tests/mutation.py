@@ -90,14 +90,15 @@ def survivors(where: Path, statuses: tuple[str, ...] = ("survived",)) -> list[st
             if line.strip().rsplit(": ", 1)[-1] in statuses]
 
 
-def run(name: str, children: int, rerun: bool = False) -> list[str]:
+def run(name: str, children: int, rerun: bool = False, only: tuple[str, ...] = ()) -> list[str]:
     """Mutate one module; ``rerun``: test again only the mutants that survived or timed out
-    last time (after new tests, or on a machine less loaded than the one that timed out)."""
+    last time (after new tests, or on a machine less loaded than the one that timed out);
+    ``only``: mutant-name globs (e.g. ``*_cannot_improve*``), to test some functions first."""
     module, tests = MODULES[name]
     print(f"== {name}: mutating {module} against {', '.join(tests)}", flush=True)
     where = _scratch_copy(name)
     _configure(where, module, tests)
-    again = survivors(where, ("survived", "timeout", "suspicious")) if rerun else []
+    again = survivors(where, ("survived", "timeout", "suspicious")) if rerun else list(only)
     if rerun and not again:
         print("nothing to test again", flush=True)
     else:
@@ -117,13 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"any of: {', '.join(MODULES)} (default: all)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--only", metavar="GLOBS", help="comma-separated mutant-name globs to test")
     parser.add_argument("--rerun", action="store_true",
                         help="test again only the mutants that survived or timed out in the last run")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module {unknown[0]!r}; choose from {', '.join(MODULES)}")
-    total = {name: len(run(name, args.children, args.rerun)) for name in args.modules or MODULES}
+    only = tuple(args.only.split(",")) if args.only else ()
+    total = {name: len(run(name, args.children, args.rerun, only)) for name in args.modules or MODULES}
     print("surviving mutants: " + ", ".join(f"{name} {n}" for name, n in total.items()))
     return 0
 
