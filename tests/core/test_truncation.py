@@ -141,6 +141,8 @@ FULL = {  # full BPTT through the same models and losses
     "charlm-lstm": dict(task="charlm", cell="lstm", seq_len=10),
     "charlm-gru-padded": dict(task="charlm", cell="gru", seq_len=10),  # random lengths: padded
     "padding-rnn-masking-off": dict(task="padding", cell="rnn", seq_len=10, masking="off"),
+    "padding-gru-post": dict(task="padding", cell="gru", seq_len=10),  # the final state skips padding
+    "padding-lstm-pre": dict(task="padding", cell="lstm", seq_len=10, padding="pre"),
     "sine-lstm": dict(task="sine", cell="lstm", seq_len=10),
     "sine-gru-relu-ignored": dict(task="sine", cell="gru", nonlinearity="relu", seq_len=10),  # rnn only
 }
@@ -211,4 +213,20 @@ def test_training_without_padding_runs_the_fused_kernel(monkeypatch, tbptt):
 
     monkeypatch.setattr(recurrent._Instrumented, "_loop", no_loop)
     assert trainer.step().loss > 0
+
+
+def test_per_step_regression_averages_the_outputs_of_the_real_steps():
+    """Readout "all" with MSE over several outputs and padded steps (no task has both yet)."""
+    trainer = Trainer(Experiment(task="sine", cell="gru", hidden_size=6, seq_len=6, batch_size=3))
+    gen = torch.Generator().manual_seed(6)
+    y = torch.randn(6, 3, 2, generator=gen)
+    pred = torch.randn(6, 3, 2, generator=gen)
+    valid = torch.ones(6, 3, dtype=torch.bool)
+    valid[4:, 0] = valid[2:, 2] = False
+    batch = trainer.task.sample(3, gen)
+    batch.y, batch.valid = y, valid
+    trainer.model.predict = lambda out, state: pred
+    loss, metrics = trainer.model.loss_from_outputs(None, None, batch)
+    per_real_step = [float(((pred[t, b] - y[t, b]) ** 2).mean()) for t in range(6) for b in range(3) if valid[t, b]]
+    assert float(loss) == pytest.approx(sum(per_real_step) / len(per_real_step), rel=1e-6) and metrics == {}
 
