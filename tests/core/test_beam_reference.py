@@ -189,3 +189,12 @@ def test_greedy_scores_by_the_length_normalised_sum_by_default():
     (hyp,) = greedy(step_fn, state, 0, 1, 7)
     assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.tokens), abs=1e-12)
 
+
+
+def test_a_vocabulary_of_eos_alone_ends_after_one_step():
+    """Every continuation ends: nothing is kept, so the search is done before max_len."""
+    def step_fn(tokens, state):
+        return torch.zeros(len(tokens), 1, dtype=torch.float64), state
+
+    result = beam_search(step_fn, None, 0, 0, 3, 5, 1.0)
+    assert result.steps == 1 and [h.tokens for h in result.hypotheses] == [(0,)]
