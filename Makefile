@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint shot bench clean
+.PHONY: run test test-fast lint shot bench mutate clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,21 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# The README's images, each made by the command its caption quotes (tests/test_readme_images.py).
 shot: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 300 --out docs/screenshot.png --size 1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 1500 --out docs/screenshot.png --size 1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset beam-vs-greedy --steps 150 --panel decoding --out docs/decoding.png
+	QT_QPA_PLATFORM=offscreen $(PY) main.py export --preset vanishing-rnn --steps 200 --out docs/slide --panels gradients --formats png
+	mv docs/slide/gradients.png docs/slide-gradients.png && rm -r docs/slide
 
 bench: $(STAMP)
 	$(PY) main.py bench
 
+# Mutation testing of the science modules (mutmut, the dev extra): CPU-heavy, not in CI.
+# MODULES="search sequence" runs a subset (names in tests/mutation.py); survivors are printed.
+mutate: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,dev]"
+	nice -n 10 $(PY) -m tests.mutation $(MODULES)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info .mutmut mutants
