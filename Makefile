@@ -36,6 +36,13 @@ shot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset beam-vs-greedy --steps 150 --panel decoding --out docs/decoding.png
 	QT_QPA_PLATFORM=offscreen $(PY) main.py export --preset vanishing-rnn --steps 200 --out docs/slide --panels gradients --formats png
 	mv docs/slide/gradients.png docs/slide-gradients.png && rm -r docs/slide
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --data resources/examples/rhymes.txt --steps 200 --probe "Humpty Dumpty sat on a wall" --out docs/own-text.png --size 1600x900
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --data resources/examples/weather.csv --target temperature --steps 300 --out docs/own-series.png --size 1600x900
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --data resources/examples/numbers.tsv --steps 600 --panel decoding --probe 417 --out docs/own-pairs.png --size 1200x700
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --data resources/examples/reviews.tsv --task classify --tokens word --steps 300 --probe "the film was not very good" --panel gates --out docs/own-classify.png --size 1200x700
+	$(PY) main.py train --data resources/examples/rhymes.txt --steps 300 --export-model rhymes.safetensors
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --model rhymes.safetensors --vocab vocab.json --probe "Jack and Jill went up the hill" --steps 0 --out docs/own-model.png --size 1600x900
+	rm rhymes.safetensors vocab.json
 
 bench: $(STAMP)
 	$(PY) main.py bench

@@ -34,7 +34,7 @@ def makefile_images() -> dict[str, list[str]]:
         words = shlex.split(line.strip())
         if "main.py" in words:
             last = words[words.index("main.py") + 1:]
-            out = last[last.index("--out") + 1]
+            out = last[last.index("--out") + 1] if "--out" in last else ""
             if out.endswith(".png"):
                 made[out] = last
         elif words[:1] == ["mv"] and last is not None:  # an export's file moved into docs/
@@ -63,7 +63,7 @@ CAPTIONED = readme_images()
 
 
 def test_the_readme_shows_images_and_the_makefile_makes_each_of_them():
-    assert set(CAPTIONED) == {"docs/screenshot.png", "docs/decoding.png", "docs/slide-gradients.png"}
+    assert set(CAPTIONED) >= {"docs/screenshot.png", "docs/decoding.png", "docs/slide-gradients.png"}
     assert set(makefile_images()) == set(CAPTIONED)
 
 
