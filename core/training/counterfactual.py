@@ -91,9 +91,8 @@ def counterfactual_record(model, batch: Batch, edits: tuple[Intervention, ...], 
         gradient_norms=norms, lesion=lesion)
 
 
-def ablation_records(model, batch: Batch, step: int, layers: tuple[int, ...] | None = None
-                     ) -> tuple[AblationRecord, ...]:
-    """One AblationRecord per layer (default: every layer), each from one batched forward."""
+def ablation_layers(model, layers: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The layers to sweep (default: all), checked against ``model``."""
     if not supports_interventions(model):
         raise InterventionError("layer", "the ablation sweep applies to sequence tasks (a recurrent stack "
                                 "with a readout); this model is an encoder-decoder")
@@ -102,6 +101,13 @@ def ablation_records(model, batch: Batch, step: int, layers: tuple[int, ...] | N
     for layer in layers:
         if not 0 <= layer < net.num_layers:
             raise InterventionError("layer", f"layer {layer} is out of range; allowed 0 to {net.num_layers - 1}")
+    return layers
+
+
+def ablation_records(model, batch: Batch, step: int, layers: tuple[int, ...] | None = None
+                     ) -> tuple[AblationRecord, ...]:
+    """One AblationRecord per layer (default: every layer), each from one batched forward."""
+    layers = ablation_layers(model, layers)
     was_training = model.training
     model.eval()
     try:
