@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli.intervene import add_intervention_flags
 from core.presets import DEFAULT_PRESET
 
 THEMES = ("light", "dark")
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shot.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG")
     shot.add_argument("--size", default="1920x1080", metavar="WxH", help="pixel size (default 1920x1080)")
     shot.add_argument("--theme", default="light", metavar="NAME", help="light or dark (default light)")
+    add_intervention_flags(shot)
+    shot.add_argument("--rank", action="store_true", help="also rank the units by effect (What if dock)")
     shot.set_defaults(run=run_shot)
 
 
@@ -63,7 +66,9 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def run_shot(args: argparse.Namespace) -> int:
     from app.window.offscreen import take_shot
+    from core.cli.intervene import parse_flags
 
-    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme)
+    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme,
+                     interventions=parse_flags(args.intervene), rank=args.rank)
     print(path)
     return 0

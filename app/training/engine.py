@@ -31,6 +31,8 @@ def run_info(trainer: Any) -> RunInfo:
         param_count=int(trainer.param_count),
         device=str(trainer.device),
         step=int(trainer.step_count),
+        interventions=tuple(getattr(trainer, "interventions", ())),
+        lesion=bool(getattr(trainer, "lesion", False)),
     )
 
 

@@ -33,7 +33,7 @@ from typing import Any
 from core.config import Experiment
 from core.names import GATES
 
-INSTRUMENTS = ("probe", "gradients", "spectrum")
+INSTRUMENTS = ("probe", "gradients", "spectrum", "counterfactual")
 
 
 # -- plain data carried by the messages ------------------------------------------------------
@@ -50,6 +50,8 @@ class RunInfo:
     param_count: int
     device: str
     step: int
+    interventions: tuple[Any, ...] = ()  # core.interventions.Intervention, as the trainer keeps them
+    lesion: bool = False  # they also apply while training
 
     @property
     def kind(self) -> str:
