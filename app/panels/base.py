@@ -58,7 +58,7 @@ class Panel(QWidget):
     title: ClassVar[str] = ""
     draws: ClassVar[frozenset[type]] = frozenset()  # record types taken (keys of HOOKS)
     instruments: ClassVar[frozenset[str]] = frozenset()
-    what_if = ""  # the interventions on show, for figure captions (app.window.interventions sets it)
+    what_if_caption = ""  # the interventions on show, for figure captions (app.window.interventions sets it)
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
         super().__init__(parent)

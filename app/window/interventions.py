@@ -268,7 +268,7 @@ class Interventions(QObject):
         if on and self.lesion:
             text += " (a lesion: also while training)"
         for panel in self.window.panels.values():
-            panel.what_if = text
+            panel.what_if_caption = text
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, edit: Intervention) -> None:
