@@ -168,31 +168,31 @@ def test_the_ablation_sweep_is_the_counterfactual_loss_of_each_unit():
 
 # --------------------------------------------------------------------------- trained
 SEED_SHIFT = int(os.environ.get("RNN_EXPLORER_TEST_SEED", "0"))
-ADDING_STEPS = 1200
-
-
-@pytest.fixture(scope="module")
-def adding_sweeps():
-    from core.presets import load_preset
-
-    exp = load_preset("adding-lstm").experiment
-    sweeps = []
-    for seed in range(SEED_SHIFT, SEED_SHIFT + 5):
-        trainer = Trainer(exp.replace(seed=seed))
-        list(trainer.run(ADDING_STEPS))
-        sweeps.append(trainer.ablation()[0])
-    return sweeps
+MAX_STEPS, LEARNED = 2000, 0.05  # seed 1 leaves the baseline only after 1,200-1,500 steps
 
 
 @pytest.mark.slow
 @pytest.mark.trained
-def test_zeroing_the_top_unit_of_a_trained_adding_lstm_costs_far_more_than_the_median(adding_sweeps):
-    """adding-lstm (64 units, T 50) after 1,200 steps, seeds 0-4, probe loss as it is
-    0.0009-0.026. Zeroing the top-ranked unit raised it by 0.075-0.40 (the unit that carries
-    a marked value: the prediction loses it); zeroing the median unit by -0.0005 to 0.003; the
-    ratio top / |median| was 60-5000. Asserted: top >= 0.04 and >= 20x |median|."""
-    for sweep in adding_sweeps:
-        top = sweep.effects[sweep.order[0]]
-        median = float(np.median(sweep.effects))
-        assert top >= 0.04, (sweep.step, top)
-        assert top >= 20 * abs(median), (top, median)
+@pytest.mark.parametrize("seed", range(5))
+def test_zeroing_the_top_unit_of_a_trained_adding_lstm_costs_far_more_than_the_median(seed):
+    """adding-lstm (64 units, T 50), trained until the mean loss of 100 steps is under 0.05
+    (900-1,600 steps), seeds 0-4 (this machine, 1 thread): zeroing the top-ranked unit raised
+    the probe loss by 0.26-0.86 (the unit carrying the first marked value: the prediction
+    loses it); zeroing the median unit changed it by -0.0018 to -0.0003; top / |median| was
+    477-2,163. Before the model learns (600-900 steps) the top unit costs 0.04-0.07 and the
+    ratio is 8-44, so the thresholds tell a unit that carries the sum from an untrained one.
+    Asserted: top >= 0.1 and >= 100x |median|. One seed a test, so each keeps to the timeout
+    (60-140 s a seed on a loaded 2-core machine)."""
+    from core.presets import load_preset
+
+    trainer = Trainer(load_preset("adding-lstm").experiment.replace(seed=seed + SEED_SHIFT))
+    while trainer.step_count < MAX_STEPS:
+        list(trainer.run(100))
+        if trainer.history.column("loss")[-100:].mean() < LEARNED:
+            break
+    assert trainer.history.column("loss")[-100:].mean() < LEARNED, "did not learn the adding problem"
+    sweep = trainer.ablation()[0]
+    top = sweep.effects[sweep.order[0]]
+    median = float(np.median(sweep.effects))
+    assert top >= 0.1, (trainer.step_count, top)
+    assert top >= 100 * abs(median), (trainer.step_count, top, median)
