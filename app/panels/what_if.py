@@ -173,7 +173,7 @@ class GradientOverlay:
         self.plot = plot
         self.curve = pg.PlotDataItem(pen=pen(WHAT_IF_COLOR, 2.5, Qt.DashLine))
         self.curve.setZValue(12)
-        plot.addItem(self.curve, ignoreBounds=True)
+        plot.addItem(self.curve)  # in the autorange: the two runs' gradients are compared
         self.curve.hide()
         self.in_legend = False
 

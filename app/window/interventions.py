@@ -209,6 +209,7 @@ class Interventions(QObject):
         self.window = window
         self.edits: tuple[Intervention, ...] = ()
         self.lesion = False
+        self.showing = False  # a counterfactual is on show (the first one selects the edited unit)
         self.widget = WhatIfDock(window.theme)
         self.dock = window._dock("what-if", "What if", self.widget)
         window.addDockWidget(Qt.LeftDockWidgetArea, self.dock)
@@ -248,6 +249,10 @@ class Interventions(QObject):
             self.widget.set_loss(record)
             if self.overlay is not None:
                 self.overlay.show(record)
+            first = next(iter(enabled(self.edits)), None)
+            if not self.showing and first is not None and first.units:  # the edited unit, on show
+                self.select_unit(first.layer, first.units[0])
+            self.showing = True
         elif isinstance(record, AblationRecord):
             self.widget.set_ablation(record)
             self.dock.raise_()
@@ -261,6 +266,7 @@ class Interventions(QObject):
                 panel.on_counterfactual(None)
                 panel.invalidate()
             self.widget.set_loss(None)
+            self.showing = False
             if self.overlay is not None:
                 self.overlay.show(None)
         on = enabled(self.edits)
