@@ -26,7 +26,7 @@ from core.training.trainer import Trainer
 
 
 def bench_ablation(hidden_size: int = 256, seq_len: int = 200, kind: str = "lstm", repeats: int = 3,
-                   sampled_units: int = 3, threads: int | None = 1) -> dict[str, float | bool]:
+                   sampled_units: int = 3, threads: int | None = 1, device: str = "cpu") -> dict[str, float | bool]:
     """Best-of-``repeats`` times (interleaved) of the sweep and of one probe forward.
 
     Returns {"ratio": sweep / probe, "sweep_s", "probe_s", "separate_s" (H + 1 single edited
@@ -34,7 +34,8 @@ def bench_ablation(hidden_size: int = 256, seq_len: int = 200, kind: str = "lstm
     "same_effects": batched effects equal the single runs' within 1e-5}."""
     if repeats < 1 or sampled_units < 1:
         raise ValueError(f"repeats and sampled_units must be >= 1; got {repeats}, {sampled_units}")
-    exp = Experiment(task="adding", cell=kind, hidden_size=hidden_size, seq_len=seq_len, batch_size=8, seed=0)
+    exp = Experiment(task="adding", cell=kind, hidden_size=hidden_size, seq_len=seq_len, batch_size=8, seed=0,
+                     device=device)
     trainer = Trainer(exp)
     previous = torch.get_num_threads()
     try:
@@ -43,7 +44,7 @@ def bench_ablation(hidden_size: int = 256, seq_len: int = 200, kind: str = "lstm
         trainer.probe()  # warm-up: allocator, kernels
         for _ in range(repeats):  # interleaved, so both see the same background load
             start = time.perf_counter()
-            trainer.probe()
+            trainer.probe()  # ends with copies to numpy, so the device is done when it returns
             probe = min(probe, time.perf_counter() - start)
             start = time.perf_counter()
             record = trainer.ablation((0,))[0]
