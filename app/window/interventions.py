@@ -210,6 +210,9 @@ class Interventions(QObject):
         self.edits: tuple[Intervention, ...] = ()
         self.lesion = False
         self.showing = False  # a counterfactual is on show (the first one selects the edited unit)
+        # The last list asked for: changes made before its answer build on it, not on the last
+        # accepted one (two quick additions keep both); a refusal goes back to the accepted list.
+        self.wanted: tuple[tuple[Intervention, ...], bool] = ((), False)
         self.widget = WhatIfDock(window.theme)
         self.dock = window._dock("what-if", "What if", self.widget)
         window.addDockWidget(Qt.LeftDockWidgetArea, self.dock)
@@ -219,7 +222,7 @@ class Interventions(QObject):
         w.toggled.connect(self.toggle)
         w.removed.connect(self.remove)
         w.cleared.connect(lambda: self.propose((), False))
-        w.lesion_changed.connect(lambda on: self.propose(self.edits, on))
+        w.lesion_changed.connect(lambda on: self.propose(self.wanted[0], on))
         w.rank_requested.connect(self.rank)
         w.unit_chosen.connect(self.select_unit)
         for panel in window.panels.values():
@@ -234,6 +237,7 @@ class Interventions(QObject):
     # -- records -----------------------------------------------------------------------------
     def on_built(self, info: RunInfo) -> None:
         self.edits, self.lesion = tuple(info.interventions), bool(info.lesion)
+        self.wanted = (self.edits, self.lesion)
         self.widget.set_interventions(self.edits, self.lesion)
         self.widget.set_layers(info.num_layers)
         self.widget.set_ablation(None)
@@ -278,17 +282,20 @@ class Interventions(QObject):
 
     # -- changes -----------------------------------------------------------------------------
     def add(self, edit: Intervention) -> None:
-        self.propose((*self.edits, edit), self.lesion)
+        edits, lesion = self.wanted
+        self.propose((*edits, edit), lesion)
 
     def toggle(self, index: int, on: bool) -> None:
-        if 0 <= index < len(self.edits):
-            edits = list(self.edits)
+        edits, lesion = self.wanted
+        if 0 <= index < len(edits):
+            edits = list(edits)
             edits[index] = toggled(edits[index], on)
-            self.propose(tuple(edits), self.lesion)
+            self.propose(tuple(edits), lesion)
 
     def remove(self, index: int) -> None:
-        if 0 <= index < len(self.edits):
-            self.propose(self.edits[:index] + self.edits[index + 1:], self.lesion)
+        edits, lesion = self.wanted
+        if 0 <= index < len(edits):
+            self.propose(edits[:index] + edits[index + 1:], lesion)
 
     def propose(self, edits: tuple[Intervention, ...], lesion: bool) -> None:
         """Ask the training process to apply ``edits``; the dock follows when it accepts."""
@@ -297,6 +304,7 @@ class Interventions(QObject):
             self.window.status.showMessage("There is no model yet: build an experiment first.", 8000)
             self.widget.set_interventions(self.edits, self.lesion)
             return
+        self.wanted = (edits, lesion)
         controller.call(partial(jobs.set_interventions, edits=edits, lesion=lesion),
                         partial(self._applied, edits, lesion))
 
@@ -305,6 +313,7 @@ class Interventions(QObject):
             return
         if result.failure is not None:
             self.window.status.showMessage(result.failure.message, 15000)
+            self.wanted = (self.edits, self.lesion)
             self.widget.set_interventions(self.edits, self.lesion)  # e.g. a switch the user flipped
             return
         self.edits, self.lesion = edits, lesion and bool(enabled(edits))

@@ -166,6 +166,13 @@ def test_the_window_applies_edits_through_the_training_process(qtbot, window):
     dock.remove.click()
     qtbot.waitUntil(lambda: dock.list.count() == 0, timeout=30_000)
     assert hidden.counterfactual is None and not window.interventions.lesion
+    # two edits asked for before the first answer: both are kept
+    second = parse_intervention("target=cell,units=1,t=2:,op=scale,value=2")
+    hidden.what_if.requested.emit(FORGET)
+    window.panels["gates"].what_if.requested.emit(second)
+    qtbot.waitUntil(lambda: dock.list.count() == 2, timeout=30_000)
+    qtbot.waitUntil(lambda: hidden.counterfactual is not None
+                    and hidden.counterfactual.interventions == (FORGET.text(), second.text()), timeout=30_000)
 
 
 def test_ranking_units_and_choosing_a_bar_selects_the_unit_everywhere(qtbot, window):
