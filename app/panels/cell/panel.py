@@ -247,8 +247,9 @@ class CellPanel(Panel):
         self.bars_plot.setXRange(-0.7, len(values) - 0.3, padding=0)
         self.bars_plot.setLabel("left", f"{NAMES.get(key, key)}")
         symbol = SYMBOLS.get(key, key)
+        marks = "" if other is None else f"; ▬ {'factual' if self.run_choice.currentText() == 'what if' else 'what if'}"
         self.bars_plot.setTitle(f"<i>{symbol}</i> at t = {self.t}: all {len(values)} units "
-                                f"(unit {unit} = {values[unit]:+.3f})",
+                                f"(unit {unit} = {values[unit]:+.3f}{marks})",
                                 color=self.theme.foreground, size=f"{FONT_POINTS + 1}pt")
 
     def _bar_clicked(self, event) -> None:
