@@ -32,6 +32,7 @@ lint: $(STAMP)
 
 shot: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 300 --out docs/screenshot.png --size 1920x1080
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 1500 --intervene "units=62,op=zero" --rank 0 --out docs/what-if.png --size 1920x1080
 
 bench: $(STAMP)
 	$(PY) main.py bench

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shot.add_argument("--size", default="1920x1080", metavar="WxH", help="pixel size (default 1920x1080)")
     shot.add_argument("--theme", default="light", metavar="NAME", help="light or dark (default light)")
     add_intervention_flags(shot)
-    shot.add_argument("--rank", action="store_true", help="also rank the units by effect (What if dock)")
+    shot.add_argument("--rank", type=int, metavar="LAYER",
+                      help="also rank the units of LAYER by effect (the What if dock's chart)")
     shot.set_defaults(run=run_shot)
 
 
