@@ -43,6 +43,7 @@ shot: $(STAMP)
 	$(PY) main.py train --data resources/examples/rhymes.txt --steps 300 --export-model rhymes.safetensors
 	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --model rhymes.safetensors --vocab vocab.json --probe "Jack and Jill went up the hill" --steps 0 --out docs/own-model.png --size 1600x900
 	rm rhymes.safetensors vocab.json
+	QT_QPA_PLATFORM=offscreen $(PY) main.py shot --preset adding-lstm --steps 1500 --intervene "units=62,op=zero" --rank 0 --out docs/what-if.png --size 1920x1080
 
 bench: $(STAMP)
 	$(PY) main.py bench

@@ -110,6 +110,51 @@ class SpectrumRecord:
 
 
 @dataclass(frozen=True)
+class CounterfactualRecord:
+    """What if: the probe run twice on the same weights, as it is and with interventions.
+
+    interventions: the enabled edits in their text form (core.interventions), and
+    descriptions: the same for people ("forget gate f of unit 3 (layer 0) set to 0 from t = 10").
+    factual, counterfactual: ProbeRecords of one loop (core.models.interventions), so they are
+                  equal up to the first edited step and differ exactly where the edits reach.
+    loss:         (factual, counterfactual) task loss on the probe.
+    prediction:   (factual, counterfactual) readout of the probe: [O] for a model that reads
+                  out once at the end, [T, O] for one that reads out at every step.
+    gradient_norms: per layer [T], ||dL/dh_t|| of the counterfactual, or None.
+    lesion:       the edits also apply while training goes on.
+    """
+
+    step: int
+    interventions: tuple[str, ...]
+    descriptions: tuple[str, ...]
+    factual: ProbeRecord
+    counterfactual: ProbeRecord
+    loss: tuple[float, float]
+    prediction: tuple[np.ndarray, np.ndarray]
+    gradient_norms: tuple[np.ndarray, ...] | None = None
+    lesion: bool = False
+
+
+@dataclass(frozen=True)
+class AblationRecord:
+    """Units ranked by effect: each hidden unit of ``layer`` zeroed in turn over the whole probe.
+
+    base_loss: the probe loss as it is.
+    effects:   [H], the probe loss with unit v zeroed minus base_loss (> 0: the unit helps).
+    """
+
+    step: int
+    layer: int
+    base_loss: float
+    effects: np.ndarray
+
+    @property
+    def order(self) -> np.ndarray:
+        """Unit indices, largest effect first."""
+        return np.argsort(-self.effects, kind="stable")
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """One optimiser update.
 
@@ -121,8 +166,9 @@ class StepRecord:
     metrics:      task metrics, e.g. {"accuracy": 0.93, "exact_match": 0.5}.
     param_grad_norms: parameter name -> gradient norm.
     seconds:      wall time of the update.
-    probe, gradients, spectrum: attached only when asked for (the GUI asks at most for
-                  what the next frame shows).
+    probe, gradients, spectrum, counterfactual: attached only when asked for (the GUI asks
+                  at most for what the next frame shows); counterfactual only while
+                  interventions are on.
     restored_step: on a diverged step, the step whose state the model went back to
                   (core.training.rollback), or None when there was none to go back to.
     """
@@ -140,3 +186,4 @@ class StepRecord:
     gradients: GradientRecord | None = None
     spectrum: SpectrumRecord | None = None
     restored_step: int | None = None
+    counterfactual: CounterfactualRecord | None = None

@@ -40,6 +40,12 @@ def _beam() -> dict:
     return bench_beam()
 
 
+def _ablation() -> dict:
+    from core.bench.ablation import bench_ablation
+
+    return bench_ablation()
+
+
 def _redraw() -> dict:
     from app.bench.window import bench_redraw
 
@@ -87,6 +93,9 @@ BENCHMARKS = {
                         "resident memory at the end / a quarter into a 6,000-step run with live traces"),
     "beam": Benchmark(_beam, "speedup", ">=", 5.0,
                       "per-hypothesis loop / batched beam search time (width 8, vocab 40, max_len 30)"),
+    "ablation": Benchmark(_ablation, "ratio", "<=", 3.0,
+                          "ablation sweep (every unit zeroed in turn, one batched forward) / one probe forward "
+                          "(LSTM, hidden 256, T 200)"),
     "redraw": Benchmark(_redraw, "redraws_per_s", ">=", 30.0,
                         "paints per second of the slowest visible panel, all redrawn as fast as possible "
                         "while training (1600x900, hidden 256, T 200)", ("slowest_panel", "ticks_per_s")),

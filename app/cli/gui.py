@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli.intervene import add_intervention_flags
 from core.presets import DEFAULT_PRESET
 
 THEMES = ("light", "dark")
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_flags(shot)
     add_model_flags(shot)
     shot.add_argument("--probe", metavar="TEXT", help="the input the panels show (text or numbers)")
+    add_intervention_flags(shot)
+    shot.add_argument("--rank", type=int, metavar="LAYER",
+                      help="also rank the units of LAYER by effect (the What if dock's chart)")
     shot.set_defaults(run=run_shot)
 
 
@@ -68,12 +72,14 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def run_shot(args: argparse.Namespace) -> int:
     from app.window.offscreen import take_shot
+    from core.cli.intervene import parse_flags
 
     make_trainer = None
     if args.data or args.model or args.probe:  # your own file or model (core.cli.common's flags)
         trainer = own_trainer(args)
         make_trainer = lambda _experiment: trainer  # noqa: E731
-    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme, make_trainer)
+    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme, make_trainer,
+                     interventions=parse_flags(args.intervene), rank=args.rank)
     print(path)
     return 0
 

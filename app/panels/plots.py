@@ -138,10 +138,8 @@ class Heatmap:
             self.bar = pg.ColorBarItem(values=levels, colorMap=colormap(cmap), interactive=False,
                                        width=12, label=bar_label or None, colorMapMenu=False)
             self.bar.setImageItem(self.image, insert_in=plot)
-            if ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
-                lo, hi = levels
-                values = np.linspace(lo, hi, ticks)
-                self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
+            self._ticks = ticks
+            self._set_ticks()
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
@@ -168,11 +166,17 @@ class Heatmap:
             plot.layout.setColumnFixedWidth(4, 5)
             plot.layout.setColumnFixedWidth(5, width)
 
+    def _set_ticks(self) -> None:
+        if self._ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
+            values = np.linspace(*self.levels, self._ticks)
+            self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
+
     def set(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         if levels is not None and levels != self.levels:
             self.levels = levels
             if self.bar is not None:
                 self.bar.setLevels(levels)
+                self._set_ticks()
         self.image.setImage(image, autoLevels=False, levels=self.levels)
         if image.shape != self._shape:
             self._shape = image.shape

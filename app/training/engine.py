@@ -32,6 +32,8 @@ def run_info(trainer: Any) -> RunInfo:
         device=str(trainer.device),
         step=int(trainer.step_count),
         data=data_summary(trainer),
+        interventions=tuple(getattr(trainer, "interventions", ())),
+        lesion=bool(getattr(trainer, "lesion", False)),
     )
 
 

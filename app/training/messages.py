@@ -33,7 +33,7 @@ from typing import Any
 from core.config import Experiment
 from core.names import GATES
 
-INSTRUMENTS = ("probe", "gradients", "spectrum")
+INSTRUMENTS = ("probe", "gradients", "spectrum", "counterfactual")
 
 
 # -- plain data carried by the messages ------------------------------------------------------
@@ -51,6 +51,8 @@ class RunInfo:
     device: str
     step: int
     data: dict = field(default_factory=dict)  # what the task read from the user's file (rows, normalisation)
+    interventions: tuple[Any, ...] = ()  # core.interventions.Intervention, as the trainer keeps them
+    lesion: bool = False  # they also apply while training
 
     @property
     def kind(self) -> str:

@@ -27,6 +27,7 @@ from app.training.engine import live_changes, probe_records, retune
 from app.training.messages import Failure, JobResult, RunInfo
 from app.window.experiment_form import ExperimentForm
 from app.window.help import HelpDialog
+from app.window.interventions import Interventions
 from app.window.menus import build_menus
 from app.window.open_data import OpenActions
 from app.window.schedule import InstrumentSchedule
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
         self.opened_model: str | None = None  # the model file the run was built from, if any
         self.open_files = OpenActions(self)  # File > Open Data/Open Model/Export Model, dropped files
+        self.interventions = Interventions(self)  # the What if dock, and the panels' right-click edits
 
         self.transport.run_toggled.connect(self.toggle_run)
         self.transport.step_requested.connect(self.step)
@@ -270,6 +272,7 @@ class MainWindow(QMainWindow):
             panel.refresh()
         self.form.set_theme(self.theme)
         self.transport.set_theme(self.theme)
+        self.interventions.apply_theme(self.theme)
         self.theme_actions[name].setChecked(True)
 
     # -- data from the worker ------------------------------------------------------------------------
@@ -289,6 +292,7 @@ class MainWindow(QMainWindow):
         for record in records:
             for panel in self.panels.values():
                 panel.update_record(record)
+            self.interventions.take(record)
             probe = record.probe if isinstance(record, StepRecord) else record
             if isinstance(probe, ProbeRecord) and probe.labels != self.transport.labels:
                 self.transport.set_labels(probe.labels)

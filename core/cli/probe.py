@@ -13,7 +13,9 @@ prints ONE object::
      "gates": {layer: {gate: [t][unit]}}, "output": [t][o] or null, "kind": "lstm"}
 
 ``output`` is the head's output at every step (null when the model reads out once, at the
-end, or has no head). Exit codes as for ``train`` (core.cli.common).
+end, or has no head). Without ``--input``/``--input-file`` a preset or session shows its
+task's own probe. With ``--intervene`` it prints {"interventions", "factual",
+"counterfactual"} instead (core.cli.intervene). Exit codes as for ``train`` (core.cli.common).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import sys
 
 from core.cli.common import add_model_flags, progress
+from core.cli.intervene import add_intervention_flags, intervened_probe, parse_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,15 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--session", metavar="FILE", help="a saved session's model")
     add_model_flags(p)
     p.add_argument("--steps", type=int, default=0, metavar="N", help="with --preset: train N steps first (default 0)")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--input", metavar="TEXT", help="text, through the model's vocabulary")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--input", metavar="TEXT",
+                      help="text, through the model's vocabulary (default for a preset or session: its probe)")
     what.add_argument("--input-file", metavar="FILE.csv", help="numbers: a header row, one row per time step")
+    add_intervention_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_probe)
 
 
 def probe_trainer(args: argparse.Namespace):
-    """The trainer whose model is probed (--model, --preset trained --steps, or --session)."""
+    """The trainer whose model is probed (--model, --preset, or --session), not trained yet."""
     from core.cli.common import model_trainer
     from core.presets import load_preset
     from core.training.trainer import Trainer
@@ -48,6 +53,8 @@ def probe_trainer(args: argparse.Namespace):
     if args.model:
         if args.preset or args.session:
             raise ValueError("give one of --model, --preset and --session")
+        if not (args.input or args.input_file):
+            raise ValueError("an opened model has no probe of its own: give --input TEXT or --input-file FILE.csv")
         args = argparse.Namespace(**{**vars(args), "data": None, "task": None, "seed": None})
         return model_trainer(args)
     if not args.preset and not args.session:
@@ -60,12 +67,15 @@ def probe_trainer(args: argparse.Namespace):
         return open_session(args.session)
     if args.steps < 0:
         raise ValueError(f"--steps must be an integer >= 0; got {args.steps}")
-    trainer = Trainer(load_preset(args.preset).experiment)
-    for record in trainer.run(args.steps):
-        progress(record.step, args.steps, record.loss)
-    if args.steps:
+    return Trainer(load_preset(args.preset).experiment)
+
+
+def train(trainer, steps: int) -> None:
+    """``steps`` training steps, with a progress bar on stderr."""
+    for record in trainer.run(steps):
+        progress(record.step, steps, record.loss)
+    if steps:
         sys.stderr.write("\n")
-    return trainer
 
 
 def input_batch(task, args: argparse.Namespace):
@@ -103,8 +113,21 @@ def probe_json(trainer, record) -> dict:
 
 
 def run_probe(args: argparse.Namespace) -> int:
+    edits = parse_flags(args.intervene)  # the syntax, before anything is built
     trainer = probe_trainer(args)
-    trainer.set_probe_batch(input_batch(trainer.task, args))  # an encoder-decoder: the encoder's states
+    if args.input or args.input_file:
+        trainer.set_probe_batch(input_batch(trainer.task, args))  # an encoder-decoder: the encoder's states
+    if edits:
+        trainer.set_interventions(edits)  # a spec that does not fit the model fails before training
+    train(trainer, args.steps if args.preset else 0)
+    if edits:
+        data = intervened_probe(trainer, edits, probe_json)
+        if args.json:
+            print(json.dumps(data))
+            return 0
+        print(f"{len(edits)} intervention(s): " + "; ".join(e.describe() for e in trainer.interventions))
+        print(f"probe loss: factual {data['factual']['loss']:.4g}, counterfactual {data['counterfactual']['loss']:.4g}")
+        return 0
     record = trainer.probe()
     data = probe_json(trainer, record)
     if args.json:

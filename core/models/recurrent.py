@@ -275,7 +275,7 @@ class RNN(_Instrumented, nn.RNN):
 
     kind = "rnn"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         pre = xi + F.linear(h, w_hh, b_hh)
         return (torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)), None, {}
 
@@ -285,10 +285,14 @@ class LSTM(_Instrumented, nn.LSTM):
 
     kind = "lstm"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         i, f, g, o = (xi + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        if edit is not None:  # interventions: an edited gate feeds the rest of the step
+            i, f, g, o = edit("input", i), edit("forget", f), edit("cell", g), edit("output", o)
         c_new = f * c + i * g
+        if edit is not None:
+            c_new = edit("c", c_new)
         return o * torch.tanh(c_new), c_new, {"input": i, "forget": f, "cell": g, "output": o}
 
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):
@@ -302,12 +306,16 @@ class GRU(_Instrumented, nn.GRU):
 
     kind = "gru"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         xr, xz, xn = xi.chunk(3, dim=-1)
         hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
+        if edit is not None:  # interventions: an edited gate feeds the rest of the step
+            r, z = edit("reset", r), edit("update", z)
         n = torch.tanh(xn + r * hn)
+        if edit is not None:
+            n = edit("new", n)
         return (1 - z) * n + z * h, None, {"reset": r, "update": z, "new": n}
 
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):

@@ -5,7 +5,8 @@ A session is a zip (schema 1)::
     session.json           format "rnn-explorer-session", schema, app_version, torch_version,
                            saved_at, config (Experiment.to_dict()), step_count, param_names,
                            optimizer {param_groups, state: non-tensor entries}, history
-                           (StepRecord columns, see history_columns), traces (array names)
+                           (StepRecord columns, see history_columns), traces (array names),
+                           interventions and lesion (core.interventions; optional)
     model.safetensors      model.state_dict(), named as in torch.nn (recurrent.weight_ih_l0 ...)
     optimizer.safetensors  optimizer tensors as "<parameter index>/<key>" (exp_avg, step ...)
     rng.safetensors        "data": the trainer's batch generator, "torch_cpu": torch's global

@@ -20,10 +20,23 @@ from core.errors import UserError
 from core.instruments.bptt import gradient_record
 from core.instruments.spectrum import spectrum_record
 from core.models.init import initialise
-from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from core.records import (
+    AblationRecord,
+    CounterfactualRecord,
+    GradientRecord,
+    ProbeRecord,
+    SpectrumRecord,
+    StepRecord,
+)
 from core.tasks import make_task
 from core.training.build import build_model, load_weights, weight_sizes
 from core.training.clipping import clip_and_measure
+from core.training.counterfactual import (
+    ablation_records,
+    checked,
+    counterfactual_record,
+    lesion_loss,
+)
 from core.training.history import History
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
@@ -92,6 +105,8 @@ class Trainer:
         self.history = History()
         self.last_good = LastGood()  # where a diverged step takes the model back to
         self._probe_batch = None
+        self.interventions: tuple = ()  # core.interventions.Intervention, see set_interventions
+        self.lesion = False
 
     @property
     def param_count(self) -> int:
@@ -111,7 +126,8 @@ class Trainer:
         self.model.train()
         batch = self.task.sample(exp.batch_size, self.generator).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.model.loss(batch, exp.tbptt)
+        loss, metrics = (lesion_loss(self.model, batch, self.interventions, exp.tbptt) if self.lesion
+                         else self.model.loss(batch, exp.tbptt))
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
             loss.backward()
@@ -235,3 +251,23 @@ class Trainer:
         """Held-out metrics when the task defines them (translation: exact match)."""
         evaluate = getattr(self.task, "evaluate", None)
         return evaluate(self.model) if evaluate else {}
+
+    # ----------------------------------------------------------- interventions
+    def set_interventions(self, edits, lesion: bool = False) -> None:
+        """Keep ``edits`` (core.interventions.Intervention; the enabled ones apply) for the
+        counterfactual probe and, with ``lesion``, for training too. All are checked against
+        the model and the probe first: on InterventionError nothing changes."""
+        edits = checked(self.model, self.probe_batch(), edits) if edits else ()
+        self.interventions = edits
+        self.lesion = bool(lesion) and any(e.enabled for e in edits)
+
+    def counterfactual(self) -> CounterfactualRecord | None:
+        """The probe as it is and with the enabled interventions (None when none is on)."""
+        if not any(e.enabled for e in self.interventions):
+            return None
+        return counterfactual_record(self.model, self.probe_batch(), self.interventions, self.step_count,
+                                     lesion=self.lesion, truncate=self.experiment.tbptt)
+
+    def ablation(self, layers: tuple[int, ...] | None = None) -> tuple[AblationRecord, ...]:
+        """Each hidden unit zeroed in turn over the probe: the change in probe loss, per layer."""
+        return ablation_records(self.model, self.probe_batch(), self.step_count, layers)
