@@ -271,7 +271,9 @@ class AnimationActions(QObject):
         for panel in window.panels.values():
             actions = panel.actions()
             action = self._action("Export Animation…", lambda p=panel: self.open_dialog(p.name), panel)
-            panel.insertAction(actions[1] if len(actions) > 1 else None, action)  # after Export Figure…
+            figure = next((i for i, a in enumerate(actions) if a.text() == "Export Figure…"), None)
+            after = actions[figure + 1] if figure is not None and figure + 1 < len(actions) else None
+            panel.insertAction(after, action)  # right after Export Figure…, whatever else the menu holds
 
     @staticmethod
     def _action(text: str, slot: Callable[[], None], parent: QObject) -> QAction:

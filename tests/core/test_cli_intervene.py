@@ -65,9 +65,9 @@ def test_probe_reads_typed_text_for_a_character_model(capsys):
     code, out, err = run(capsys, "probe", "--preset", "charlm-lstm", "--input", "Alice was", "--json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["tokens"] == list("Alice wa") and len(data["output"]) == 8
+    assert data["tokens"] == list("Alice was") and len(data["output"]) == 9
     code, _, err = run(capsys, "probe", "--preset", "adding-lstm", "--input", "hello")
-    assert code == 2 and "--input applies to character-level tasks" in err
+    assert code == 2 and "the adding task reads numbers, not text" in err
 
 
 def test_ablate_json_ranks_the_units(capsys):
