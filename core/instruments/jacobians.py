@@ -86,11 +86,21 @@ class StepJacobians:
 def step_jacobians(net, x: Tensor, trace: Trace, b: int) -> StepJacobians:
     """Per-step Jacobians of the top layer for batch element b (x: its inputs).
 
-    Closed forms, each a sum of diag(.) @ (block of W_hh), so no dense matmul per step
-    (tests check them against autograd); other cell kinds fall back to
-    ``step_jacobians_autograd``.
+    Closed forms (``cell_jacobians``; tests check them against autograd); other cell kinds
+    fall back to ``step_jacobians_autograd``.
     """
-    w_hh, b_hh, xi, h_prev, c_prev = _top_layer_states(net, x, trace, b)
+    J = cell_jacobians(net, *_top_layer_states(net, x, trace, b))
+    return J if J is not None else StepJacobians(step_jacobians_autograd(net, x, trace, b))  # state h only
+
+
+def cell_jacobians(net, w_hh: Tensor, b_hh: Tensor | None, xi: Tensor, h_prev: Tensor,
+                   c_prev: Tensor | None) -> StepJacobians | None:
+    """d s'/d s of one layer's cell for a batch of N states, in closed form (None for a kind
+    without one).
+
+    xi: [N, G*H] input projections W_ih x + b_ih; h_prev, c_prev: [N, H] the states stepped
+    from. Each block is a sum of diag(.) @ (block of W_hh), so no dense matmul per state.
+    """
 
     def dW(d: Tensor, block: Tensor) -> Tensor:  # diag(d_t) @ block, for every t
         return d.unsqueeze(-1) * block
@@ -123,7 +133,7 @@ def step_jacobians(net, x: Tensor, trace: Trace, b: int) -> StepJacobians:
         J = plus_dW(plus_dW(dW((h_prev - n) * z * (1 - z), W_z), dn * hn * r * (1 - r), W_r), dn * r, W_n)
         J.diagonal(dim1=-2, dim2=-1).add_(z)
         return StepJacobians(J)
-    return StepJacobians(step_jacobians_autograd(net, x, trace, b))  # state h only
+    return None
 
 
 def step_jacobians_autograd(net, x: Tensor, trace: Trace, b: int) -> Tensor:

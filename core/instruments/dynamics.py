@@ -1,0 +1,468 @@
+"""Hidden-state dynamics: trajectories in PC space, fixed points and their linearisation.
+
+The recurrence under a constant input x* is a map of the state, s -> F(s, x*): one step of
+the whole stack, the network's own update (``StepMap`` calls the model's ``_cell`` with its
+weights; s = h, or (h, c) for lstm, all layers stacked). Following Sussillo & Barak (2013)
+and Golub & Sussillo (2018), the fixed and slow points are the minima of
+
+    q(s) = 1/2 ||F(s, x*) - s||^2,
+
+searched from many states sampled on the network's trajectories, all starts together
+(``find_fixed_points``: batched Levenberg-Marquardt on G(s) = F(s) - s with the exact
+Jacobian, so true fixed points converge quadratically, to float64 precision). Minima with
+q at most ``tol`` are fixed points; those with q above it are slow points. The Jacobian
+dF/ds at each, and its eigenvalues, say which directions the state keeps (|lambda| near 1),
+which decay (|lambda| < 1, at rate |lambda| per step), and which rotate (complex lambda).
+
+Shapes: N starts, S = state size (L*H, or 2*L*H for lstm: every layer's h, then every
+layer's c), M states in the PCA cloud, B sequences of T steps, K components.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.instruments.jacobians import cell_jacobians
+from core.records import DynamicsRecord
+
+# Levenberg-Marquardt: damping lam * I added to J^T J, per start; divided by LAM_DOWN after
+# a step that lowers q, multiplied by LAM_UP (up to TRIALS times per Jacobian) after one that
+# does not. A start stops when q < Q_STOP (converged as far as float64 goes), when its
+# damping passes LAM_MAX or q stops falling (a slow point: a local minimum with q > 0), or
+# after max_iter Jacobians.
+LAM_START, LAM_UP, LAM_DOWN, LAM_MAX = 1e-3, 10.0, 10.0, 1e8
+TRIALS = 4
+Q_STOP = 1e-24
+# A largest |eigenvalue| within MARGIN of 1 is "marginal": that direction changes by less
+# than a factor e in 1/MARGIN steps (saturated update or forget gates hold the state so).
+MARGIN = 1e-3
+STALL = 1e-3  # relative fall of q in one iteration below which a start has stopped moving
+PATIENCE, LATE_PROGRESS = 10, 0.5  # see find_fixed_points
+
+
+def state_size(net) -> int:
+    return net.num_layers * net.hidden_size * (2 if net.kind == "lstm" else 1)
+
+
+def stack_states(hidden: list[Tensor], cell: list[Tensor] | None) -> Tensor:
+    """[T, B, S] full states from a trace's per-layer hidden [T, B, H] (and cell for lstm)."""
+    return torch.cat(list(hidden) + list(cell or ()), dim=-1)
+
+
+class StepMap:
+    """F(s) = one step of ``net`` from state s under the constant input ``x`` [I], in float64.
+
+    Calls the model's own ``_cell`` with (copies of) its own weights, layer by layer, each
+    layer reading the new h of the layer below: exactly ``net``'s update. ``jacobian(s)`` is
+    dF/ds [N, S, S]: in closed form for one layer (core.instruments.jacobians.cell_jacobians,
+    checked against autograd in the tests), by autograd through ``__call__`` for stacks.
+    """
+
+    def __init__(self, net, x: Tensor):
+        self.net = net
+        self.kind, self.L, self.H = net.kind, net.num_layers, net.hidden_size
+        self.S = state_size(net)
+        self.weights = [tuple(w.detach().to("cpu", torch.float64) if w is not None else None
+                              for w in net.layer_weights(layer)) for layer in range(self.L)]
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+        if x.shape[0] != net.input_size:
+            raise ValueError(f"the input x* must have {net.input_size} values; got {x.shape[0]}")
+        w_ih, _, b_ih, _ = self.weights[0]
+        self.x = x
+        self.xi0 = F.linear(x, w_ih, b_ih)  # [G*H], the same at every step
+
+    def split(self, s: Tensor) -> tuple[list[Tensor], list[Tensor] | None]:
+        """Per-layer h (and c) [N, H] of states s [N, S]."""
+        LH = self.L * self.H
+        hs = list(s[:, :LH].split(self.H, dim=-1))
+        cs = list(s[:, LH:].split(self.H, dim=-1)) if self.kind == "lstm" else None
+        return hs, cs
+
+    def __call__(self, s: Tensor) -> Tensor:
+        """[N, S] -> [N, S]."""
+        hs, cs = self.split(s)
+        new_h, new_c = [], []
+        below = None
+        for layer, (w_ih, w_hh, b_ih, b_hh) in enumerate(self.weights):
+            xi = self.xi0.expand(s.shape[0], -1) if layer == 0 else F.linear(below, w_ih, b_ih)
+            h, c, _ = self.net._cell(xi, hs[layer], cs[layer] if cs is not None else None, w_hh, b_hh)
+            new_h.append(h)
+            if c is not None:
+                new_c.append(c)
+            below = h
+        return torch.cat(new_h + new_c, dim=-1)
+
+    def jacobian(self, s: Tensor) -> Tensor:
+        """[N, S, S] dF/ds at states s [N, S]."""
+        if self.L == 1:
+            w_ih, w_hh, b_ih, b_hh = self.weights[0]
+            hs, cs = self.split(s)
+            J = cell_jacobians(self.net, w_hh, b_hh, self.xi0.expand(s.shape[0], -1), hs[0],
+                               cs[0] if cs is not None else None)
+            if J is not None:
+                return _dense(J)
+        return self.jacobian_autograd(s)
+
+    def jacobian_autograd(self, s: Tensor) -> Tensor:
+        """[N, S, S] dF/ds by autograd (torch.func) through ``__call__``."""
+        def one(state: Tensor) -> Tensor:
+            return self(state.unsqueeze(0)).squeeze(0)
+
+        with torch.enable_grad():
+            return torch.func.vmap(torch.func.jacrev(one))(s)
+
+    def q(self, s: Tensor) -> Tensor:
+        """[N] q(s) = 1/2 ||F(s) - s||^2."""
+        return 0.5 * (self(s) - s).square().sum(-1)
+
+
+def _dense(J) -> Tensor:
+    """[N, S, S] from core.instruments.jacobians.StepJacobians blocks (written in place: at
+    H = 128 and 256 states, assembling with cat and diag_embed costs as much as the blocks)."""
+    if J.hc is None:
+        return J.hh
+    N, H = J.hh.shape[0], J.hh.shape[-1]
+    out = J.hh.new_zeros(N, 2 * H, 2 * H)
+    out[:, :H, :H] = J.hh
+    out[:, H:, :H] = J.ch
+    out[:, :H, H:].diagonal(dim1=-2, dim2=-1).copy_(J.hc)
+    out[:, H:, H:].diagonal(dim1=-2, dim2=-1).copy_(J.cc)
+    return out
+
+
+# ------------------------------------------------------------------------------------ PCA
+@dataclass(frozen=True)
+class PCA:
+    """Principal components of a cloud of states.
+
+    mean: [S]; components: [K, S] orthonormal rows, each signed so that its largest loading
+    is positive (the picture does not flip when training changes little); explained: [K]
+    the fraction of the total variance along each.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+    explained: np.ndarray
+
+    def project(self, states: np.ndarray) -> np.ndarray:
+        """[..., S] -> [..., K]."""
+        return (np.asarray(states, np.float64) - self.mean) @ self.components.T
+
+
+def pca(states: np.ndarray, k: int) -> PCA:
+    """The first ``k`` principal components of ``states`` [M, S].
+
+    From the eigendecomposition of the S x S scatter matrix (torch, on the thread torch is
+    given): numpy's SVD of the M x S cloud took 0.4 s on a busy 2-core machine where this
+    takes a millisecond.
+    """
+    X = torch.as_tensor(np.asarray(states, np.float64))
+    mean = X.mean(0)
+    Xc = X - mean
+    values, vectors = torch.linalg.eigh(Xc.T @ Xc)  # ascending
+    values, vectors = values.flip(0).clamp_min(0).numpy(), vectors.flip(1).T.numpy()
+    total = float(values.sum())
+    k = min(k, len(values))
+    comps = vectors[:k].copy()
+    big = np.abs(comps).argmax(1)
+    comps *= np.sign(comps[np.arange(k), big])[:, None]
+    explained = values[:k] / total if total > 0 else np.zeros(k)
+    return PCA(mean.numpy(), comps, explained)
+
+
+# ----------------------------------------------------------------------------- fixed points
+@dataclass(frozen=True)
+class Search:
+    """Where each start ended. states: [N, S]; q: [N]; iterations: Jacobians evaluated."""
+
+    states: Tensor
+    q: Tensor
+    iterations: int
+
+
+def find_fixed_points(step: StepMap, starts: Tensor, max_iter: int = 30, merge: float = 0.0,
+                      keep: float = math.inf) -> Search:
+    """Minimise q from every start [N, S] at once (Levenberg-Marquardt on G = F(s) - s).
+
+    Each iteration evaluates J_G = dF/ds - I at the starts still moving and tries the step
+    (J_G^T J_G + lam I) d = -J_G^T G with each start's own damping lam, retrying with more
+    damping (up to TRIALS times) where q did not fall. Near a fixed point lam -> 0 and this
+    is Newton's method (quadratic convergence); far from one it is a short gradient step.
+    A moving start that comes within ``merge`` of one with a lower q stops there: both would
+    end at the same point, and most starts on trained networks fall into a few basins, so
+    the batch (and the cost of each iteration, a dense solve per start) shrinks quickly.
+    After PATIENCE iterations a start goes on only while its q is at most ``keep`` (the
+    largest q reported) and still falls by a factor 1 / LATE_PROGRESS an iteration: a fixed
+    point is approached quadratically by then, while in chaotic or saturated regions (where
+    q is small everywhere) most starts would crawl on for every remaining iteration.
+    """
+    s = starts.detach().to("cpu", torch.float64).clone()
+    N, S = s.shape
+    G = step(s) - s
+    q = 0.5 * G.square().sum(-1)
+    lam = torch.full((N,), LAM_START, dtype=torch.float64)
+    moving = torch.isfinite(q) & (q > Q_STOP)
+    eye = torch.eye(S, dtype=torch.float64)
+    iterations = 0
+    while iterations < max_iter:
+        if merge > 0 and int(moving.sum()) > 0:
+            finite = torch.isfinite(q).nonzero().squeeze(1)
+            leader = torch.zeros(N, dtype=torch.bool)
+            leader[finite[_leaders(s[finite], q[finite], merge)]] = True
+            moving &= leader
+        idx = moving.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        iterations += 1
+        J = step.jacobian(s[idx]) - eye
+        JT = J.mT
+        A = JT @ J
+        g = (JT @ G[idx].unsqueeze(-1)).squeeze(-1)
+        scale = A.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)  # lam is relative to it
+        q_before = q[idx]
+        todo = torch.arange(len(idx))
+        for _ in range(TRIALS):
+            rows = idx[todo]
+            damped = A[todo] + (lam[rows] * scale[todo]).view(-1, 1, 1) * eye
+            L, info = torch.linalg.cholesky_ex(damped)
+            d = torch.cholesky_solve(-g[todo].unsqueeze(-1), L).squeeze(-1)
+            trial = s[rows] + d
+            G_new = step(trial) - trial
+            q_new = 0.5 * G_new.square().sum(-1)
+            better = (info == 0) & torch.isfinite(q_new) & (q_new < q[rows])
+            good = rows[better]
+            s[good], G[good], q[good] = trial[better], G_new[better], q_new[better]
+            lam[good] = (lam[good] / LAM_DOWN).clamp_min(1e-15)
+            lam[rows[~better]] *= LAM_UP
+            todo = todo[~better]
+            if len(todo) == 0:
+                break
+        if iterations < PATIENCE:  # stop only what no longer moves
+            slow = q[idx] > (1 - STALL) * q_before
+        else:  # then only what still converges fast, and could be reported, goes on
+            slow = (q[idx] > keep) | (q[idx] > LATE_PROGRESS * q_before)
+        done = (q[idx] <= Q_STOP) | (lam[idx] > LAM_MAX) | slow
+        moving[idx[done]] = False
+    return Search(s, q, iterations)
+
+
+def _leaders(s: Tensor, q: Tensor, merge: float) -> Tensor:
+    """Indices of the states [n, S] that have no state with a lower q (ties: a lower
+    index) within ``merge`` of them."""
+    n = len(q)
+    rank = torch.empty(n, dtype=torch.long)
+    rank[torch.argsort(q, stable=True)] = torch.arange(n)
+    close = torch.cdist(s, s) < merge
+    ahead = rank.view(1, n) < rank.view(n, 1)  # [i, j]: j comes before i
+    return (~(close & ahead).any(1)).nonzero().squeeze(1)
+
+
+def unique_points(states: Tensor, q: Tensor, distance: float) -> Tensor:
+    """Indices of representatives, lowest q first: a point closer than ``distance`` to one
+    already kept is the same point (states [N, S], q [N])."""
+    order = torch.argsort(q)
+    kept: list[int] = []
+    reps = states.new_zeros((0, states.shape[1]))
+    for i in order.tolist():
+        if len(kept) and float(torch.linalg.vector_norm(reps - states[i], dim=-1).min()) < distance:
+            continue
+        kept.append(i)
+        reps = torch.cat([reps, states[i:i + 1]])
+    return torch.tensor(kept, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class FixedPoints:
+    """Unique fixed and slow points, fixed points first, then by q.
+
+    states: [P, S]; q: [P]; fixed: [P] bool (q <= tol); jacobians: [P, S, S] dF/ds;
+    eigenvalues: [P, S] complex, by decreasing modulus; stable: [P] bool, nothing grows
+    (every |lambda| < 1 + MARGIN); marginal: [P] bool, something is held (the largest
+    |lambda| within MARGIN of 1: a memory, as on a line attractor).
+    """
+
+    states: np.ndarray
+    q: np.ndarray
+    fixed: np.ndarray
+    jacobians: np.ndarray
+    eigenvalues: np.ndarray
+    stable: np.ndarray
+    marginal: np.ndarray
+    iterations: int
+
+
+def linearise(step: StepMap, states: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(dF/ds [P, S, S], eigenvalues [P, S] complex by decreasing modulus) at ``states``."""
+    if len(states) == 0:
+        S = step.S
+        return np.zeros((0, S, S)), np.zeros((0, S), np.complex128)
+    J = step.jacobian(states)
+    ev = torch.linalg.eigvals(J).numpy()  # torch, not numpy: see pca
+    J = J.numpy()
+    order = np.argsort(-np.abs(ev), axis=-1, kind="stable")
+    return J, np.take_along_axis(ev, order, -1)
+
+
+def fixed_points(step: StepMap, starts: Tensor, *, tol: float = 1e-12, slow: float = 0.0,
+                 distance: float = 1e-3, max_iter: int = 30) -> FixedPoints:
+    """The distinct fixed points (q <= tol) and slow points (tol < q <= slow) found from
+    ``starts`` [N, S], each with its Jacobian and eigenvalues.
+
+    distance: points closer than this are one (a converged fixed point is found to ~1e-10).
+    """
+    search = find_fixed_points(step, starts, max_iter, merge=distance, keep=max(tol, slow))
+    keep = torch.isfinite(search.q) & (search.q <= max(tol, slow))
+    idx = keep.nonzero().squeeze(1)
+    rep = idx[unique_points(search.states[idx], search.q[idx], distance)]
+    states, q = search.states[rep], search.q[rep]
+    J, ev = linearise(step, states)
+    radius = np.abs(ev[:, 0]) if len(ev) else np.zeros(0)
+    return FixedPoints(states.numpy(), q.numpy(), q.numpy() <= tol, J, ev, radius < 1 + MARGIN,
+                       np.abs(radius - 1) <= MARGIN, search.iterations)
+
+
+def sample_starts(states: Tensor, n: int, noise: float, generator: torch.Generator) -> Tensor:
+    """``n`` of the states [M, S] (with replacement only when M < n), plus Gaussian noise of
+    ``noise`` times the cloud's RMS spread, so that starts also fall between trajectories."""
+    M = states.shape[0]
+    pick = torch.randperm(M, generator=generator)[:n] if M >= n else torch.randint(0, M, (n,), generator=generator)
+    chosen = states[pick].to(torch.float64)
+    spread = float(states.double().std(0).square().mean().sqrt()) if M > 1 else 0.0
+    if noise > 0 and spread > 0:
+        chosen = chosen + noise * spread * torch.randn(chosen.shape, generator=generator, dtype=torch.float64)
+    return chosen
+
+
+def spread(states: np.ndarray) -> float:
+    """RMS distance of states [M, S] from their mean (the scale of the cloud)."""
+    X = np.asarray(states, np.float64)
+    return float(math.sqrt(((X - X.mean(0)) ** 2).sum(-1).mean())) if len(X) else 0.0
+
+
+# ------------------------------------------------------------------------- inputs x*
+ZERO = "zero"
+MAX_SYMBOLS = 40  # more distinct input rows than this: the inputs are continuous, not symbols
+
+
+def input_symbols(labels: tuple[str, ...], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The task's input symbols as seen in one sequence: label -> input vector [I], in order
+    of first appearance; empty when the inputs are continuous (a label with two different
+    vectors, or more than MAX_SYMBOLS of them). x: [T, I], labels: T strings."""
+    x = np.asarray(x, np.float64)
+    table: dict[str, np.ndarray] = {}
+    for label, row in zip(labels, x, strict=False):
+        if not label:  # padding
+            continue
+        seen = table.setdefault(label, row)
+        if seen is not row and not np.array_equal(seen, row):
+            return {}
+        if len(table) > MAX_SYMBOLS:
+            return {}
+    return table
+
+
+def input_choices(symbols: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """What x* can be: "zero", then each symbol whose input is not all zeros."""
+    return (ZERO, *[name for name, v in symbols.items() if np.any(v)])
+
+
+def parse_input(text: str, symbols: dict[str, np.ndarray], size: int) -> tuple[str, np.ndarray]:
+    """(name, x* [size]) for "zero", a symbol of the task, or ``size`` numbers separated by
+    commas; ValueError naming the value and what is allowed otherwise."""
+    text = str(text).strip()
+    if text == ZERO:
+        return ZERO, np.zeros(size)
+    if text in symbols:
+        vector = np.asarray(symbols[text], np.float64)
+        return (ZERO if not np.any(vector) else text), vector
+    try:
+        values = np.array([float(v) for v in text.split(",")], np.float64)
+    except ValueError:
+        values = None
+    if values is not None and len(values) == size and np.isfinite(values).all():
+        return text, values
+    named = ", ".join(repr(s) for s in input_choices(symbols)[1:])
+    allowed = f"zero, {named} or " if named else "zero or "
+    raise ValueError(f"input {text!r} is not an input of this task; give {allowed}{size} number"
+                     f"{'s' if size > 1 else ''} separated by commas")
+
+
+# ------------------------------------------------------------------------------ the record
+TRAJECTORIES = 8  # sequences drawn (the probe and 7 more); all of them go into the PCA
+COMPONENTS = 3  # kept for drawing
+EXPLAINED = 10  # explained-variance fractions reported
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard to look: ``starts`` initial states (sampled on the trajectories, plus
+    ``noise`` times the cloud's spread), fixed when q <= ``tol``, slow points kept up to
+    q <= ``slow`` times the spread squared, one point per ``distance`` times the spread."""
+
+    starts: int = 128
+    noise: float = 0.05
+    tol: float = 1e-12
+    slow: float = 1e-5
+    distance: float = 0.01
+    max_iter: int = 30
+    seed: int = 0
+
+
+def analyse(net, states: Tensor, valid: Tensor | None, x: np.ndarray,
+            settings: Settings = Settings()) -> tuple[PCA, FixedPoints]:
+    """PCA of the states [T, B, S] (where ``valid`` [T, B] says so) and the fixed and slow
+    points of ``net`` under the constant input x [I], searched from starts on them."""
+    cloud = states.reshape(-1, states.shape[-1]) if valid is None else states[valid]
+    cloud = cloud.detach().to("cpu", torch.float64)
+    components = pca(cloud.numpy(), max(EXPLAINED, COMPONENTS))
+    scale = spread(cloud.numpy()) or 1.0
+    generator = torch.Generator().manual_seed(settings.seed)
+    starts = sample_starts(cloud, settings.starts, settings.noise, generator)
+    found = fixed_points(StepMap(net, torch.as_tensor(x)), starts, tol=settings.tol,
+                         slow=settings.slow * scale ** 2, distance=settings.distance * scale,
+                         max_iter=settings.max_iter)
+    return components, found
+
+
+def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, labels: tuple[str, ...],
+                    step: int, input_name: str, symbols: dict[str, np.ndarray],
+                    settings: Settings = Settings()) -> DynamicsRecord:
+    """Trajectories, PCA and fixed points as a plain record (core.records.DynamicsRecord).
+
+    states: [T, B, S] (sequence 0 the probe, whose ``labels`` name its steps); valid: [T, B]
+    or None; inputs: [T, B, I]; input_name: "zero", a symbol or numbers (``parse_input``).
+    """
+    start = time.perf_counter()
+    name, x = parse_input(input_name, symbols, net.input_size)
+    components, found = analyse(net, states, valid, x, settings)
+    T, B = states.shape[:2]
+    shown = min(B, TRAJECTORIES)
+    traj = components.project(states[:, :shown].detach().to("cpu", torch.float64).numpy())
+    choices = input_choices(symbols)
+    raw = inputs[:, :shown].detach().to("cpu", torch.float64).numpy()  # [T, B', I]
+    codes = np.full((T, shown), -1, dtype=np.int64)
+    for i, choice in enumerate(choices):
+        vector = np.zeros(raw.shape[-1]) if choice == ZERO else symbols[choice]
+        codes[(raw == vector).all(-1)] = i
+    if not symbols:
+        codes[:] = -1
+    ok = np.ones((T, B), bool) if valid is None else valid.cpu().numpy()
+    k = min(COMPONENTS, len(components.explained))
+    return DynamicsRecord(
+        step=step, kind=net.kind, hidden_size=net.hidden_size, num_layers=net.num_layers,
+        input_name=name, input=np.asarray(x, np.float64), inputs=choices,
+        explained=components.explained.copy(), mean=components.mean,
+        components=components.components[:k].copy(),
+        trajectories=traj[..., :k].transpose(1, 0, 2).copy(), valid=ok[:, :shown].T.copy(),
+        symbols=codes.T.copy(), input_values=raw[..., 0].T.copy(), labels=tuple(labels),
+        points=found.states, projected=components.project(found.states)[:, :k], q=found.q,
+        fixed=found.fixed, stable=found.stable, marginal=found.marginal, eigenvalues=found.eigenvalues,
+        tolerance=settings.tol, starts=settings.starts, seconds=time.perf_counter() - start,
+    )
