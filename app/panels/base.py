@@ -19,7 +19,7 @@ panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ expor
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
 ``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
-``instruments`` (which of "probe", "gradients", "spectrum" it needs, so the training
+``instruments`` (which of "probe", "gradients", "spectrum", "dynamics" it needs, so the training
 process computes them only when a visible panel shows them), implement those hooks,
 ``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``. A panel
 that talks to the training process itself (decoding) overrides ``connect_engine``; one
@@ -38,11 +38,11 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBox
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
 from app.training.messages import RunInfo
-from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from core.records import DynamicsRecord, GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 
 # The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
 HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
-         SpectrumRecord: "on_spectrum"}
+         SpectrumRecord: "on_spectrum", DynamicsRecord: "on_dynamics"}
 
 
 class Panel(QWidget):
@@ -96,7 +96,7 @@ class Panel(QWidget):
         e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
         if isinstance(record, StepRecord):
-            items = (record, record.probe, record.gradients, record.spectrum)
+            items = (record, record.probe, record.gradients, record.spectrum, record.dynamics)
         else:
             items = (record,)
         for item in items:
@@ -190,6 +190,8 @@ class Panel(QWidget):
     def on_gradients(self, record: GradientRecord) -> None: ...
 
     def on_spectrum(self, record: SpectrumRecord) -> None: ...
+
+    def on_dynamics(self, record: DynamicsRecord) -> None: ...
 
     def on_time_cursor(self, t: int) -> None: ...
 

@@ -107,3 +107,11 @@ def finished_so_far(tree, steps: int, width: int, length_penalty: float) -> list
     done = [n for n in tree if n.status == "finished" and n.step <= steps]
     done.sort(key=lambda n: n.score / n.step ** length_penalty, reverse=True)
     return [n.id for n in done[:width]]
+
+
+def dynamics_under(trainer: Any, input_name: str) -> Any:
+    """The trainer's dynamics (core.records.DynamicsRecord, or None for encoder-decoders) with
+    fixed points under ``input_name``, which live updates keep using from now on; a name
+    that is not an input of the task fails with the choices."""
+    trainer.choose_dynamics_input(input_name)
+    return trainer.dynamics()
