@@ -32,6 +32,12 @@ def _beam() -> dict:
     return bench_beam()
 
 
+def _dynamics() -> dict:
+    from core.bench.dynamics import bench_dynamics
+
+    return bench_dynamics()
+
+
 def _redraw() -> dict:
     from app.bench.window import bench_redraw
 
@@ -70,6 +76,8 @@ BENCHMARKS = {
                         "resident memory after / before a long run with the bounded trace history"),
     "beam": Benchmark(_beam, "speedup", ">=", 5.0,
                       "per-hypothesis loop / batched beam search time (width 8, vocab 40, max_len 30)"),
+    "dynamics": Benchmark(_dynamics, "ratio", "<=", 150.0,
+                          "fixed-point search (GRU, H 128, 256 starts) / one probe forward of its 32 sequences"),
     "redraw": Benchmark(_redraw, "redraws_per_s", ">=", 30.0,
                         "full-window redraws per second while training (1600x900, hidden 256, T 200)"),
     "window-training": Benchmark(_window_training, "ratio", ">=", 0.8,

@@ -44,7 +44,8 @@ Q_STOP = 1e-24
 # than a factor e in 1/MARGIN steps (saturated update or forget gates hold the state so).
 MARGIN = 1e-3
 STALL = 1e-3  # relative fall of q in one iteration below which a start has stopped moving
-PATIENCE, LATE_PROGRESS = 10, 0.5  # see find_fixed_points
+PATIENCE, LATE_PROGRESS = 5, 0.5  # see find_fixed_points
+MAX_SLOW = 64  # slow points reported at most (the lowest q)
 
 
 def state_size(net) -> int:
@@ -312,8 +313,8 @@ def linearise(step: StepMap, states: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def fixed_points(step: StepMap, starts: Tensor, *, tol: float = 1e-12, slow: float = 0.0,
                  distance: float = 1e-3, max_iter: int = 30) -> FixedPoints:
-    """The distinct fixed points (q <= tol) and slow points (tol < q <= slow) found from
-    ``starts`` [N, S], each with its Jacobian and eigenvalues.
+    """The distinct fixed points (q <= tol) and slow points (tol < q <= slow; the MAX_SLOW
+    lowest) found from ``starts`` [N, S], each with its Jacobian and eigenvalues.
 
     distance: points closer than this are one (a converged fixed point is found to ~1e-10).
     """
@@ -321,6 +322,7 @@ def fixed_points(step: StepMap, starts: Tensor, *, tol: float = 1e-12, slow: flo
     keep = torch.isfinite(search.q) & (search.q <= max(tol, slow))
     idx = keep.nonzero().squeeze(1)
     rep = idx[unique_points(search.states[idx], search.q[idx], distance)]
+    rep = torch.cat([rep[search.q[rep] <= tol], rep[search.q[rep] > tol][:MAX_SLOW]])
     states, q = search.states[rep], search.q[rep]
     J, ev = linearise(step, states)
     radius = np.abs(ev[:, 0]) if len(ev) else np.zeros(0)
@@ -329,15 +331,24 @@ def fixed_points(step: StepMap, starts: Tensor, *, tol: float = 1e-12, slow: flo
 
 
 def sample_starts(states: Tensor, n: int, noise: float, generator: torch.Generator) -> Tensor:
-    """``n`` of the states [M, S] (with replacement only when M < n), plus Gaussian noise of
-    ``noise`` times the cloud's RMS spread, so that starts also fall between trajectories."""
-    M = states.shape[0]
+    """``n`` of the states [M, S] (with replacement only when M < n), each moved by Gaussian
+    noise of about ``noise`` in length, so that starts also fall between trajectories."""
+    M, S = states.shape
     pick = torch.randperm(M, generator=generator)[:n] if M >= n else torch.randint(0, M, (n,), generator=generator)
     chosen = states[pick].to(torch.float64)
-    spread = float(states.double().std(0).square().mean().sqrt()) if M > 1 else 0.0
-    if noise > 0 and spread > 0:
-        chosen = chosen + noise * spread * torch.randn(chosen.shape, generator=generator, dtype=torch.float64)
+    if noise > 0:
+        chosen = chosen + (noise / math.sqrt(S)) * torch.randn(chosen.shape, generator=generator, dtype=torch.float64)
     return chosen
+
+
+def relax(step: StepMap, s: Tensor, steps: int) -> Tensor:
+    """``steps`` steps of the autonomous dynamics s <- F(s) from s [N, S]: cheap, and it
+    brings starts close to the attractors (stable points and slow manifolds), where the
+    search then converges in a few iterations; unstable points need starts elsewhere."""
+    for _ in range(steps):
+        nxt = step(s)
+        s = torch.where(torch.isfinite(nxt).all(-1, keepdim=True), nxt, s)
+    return s
 
 
 def spread(states: np.ndarray) -> float:
@@ -402,14 +413,17 @@ EXPLAINED = 10  # explained-variance fractions reported
 
 @dataclass(frozen=True)
 class Settings:
-    """How hard to look: ``starts`` initial states (sampled on the trajectories, plus
-    ``noise`` times the cloud's spread), fixed when q <= ``tol``, slow points kept up to
-    q <= ``slow`` times the spread squared, one point per ``distance`` times the spread."""
+    """How hard to look: ``starts`` initial states (sampled on the trajectories, moved by
+    ``noise`` times the cloud's spread; the first ``relax`` of them then run ``relax_steps``
+    steps under x*), fixed when q <= ``tol``, slow points kept up to q <= ``slow`` times the
+    spread squared, one point per ``distance`` times the spread."""
 
     starts: int = 128
     noise: float = 0.05
+    relax: float = 0.5
+    relax_steps: int = 100
     tol: float = 1e-12
-    slow: float = 1e-5
+    slow: float = 1e-6
     distance: float = 0.01
     max_iter: int = 30
     seed: int = 0
@@ -424,8 +438,12 @@ def analyse(net, states: Tensor, valid: Tensor | None, x: np.ndarray,
     components = pca(cloud.numpy(), max(EXPLAINED, COMPONENTS))
     scale = spread(cloud.numpy()) or 1.0
     generator = torch.Generator().manual_seed(settings.seed)
-    starts = sample_starts(cloud, settings.starts, settings.noise, generator)
-    found = fixed_points(StepMap(net, torch.as_tensor(x)), starts, tol=settings.tol,
+    starts = sample_starts(cloud, settings.starts, settings.noise * scale, generator)
+    step = StepMap(net, torch.as_tensor(x))
+    relaxed = int(round(settings.relax * len(starts)))
+    if relaxed:
+        starts[:relaxed] = relax(step, starts[:relaxed], settings.relax_steps)
+    found = fixed_points(step, starts, tol=settings.tol,
                          slow=settings.slow * scale ** 2, distance=settings.distance * scale,
                          max_iter=settings.max_iter)
     return components, found
