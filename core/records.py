@@ -107,7 +107,8 @@ class DynamicsRecord:
                   grows: every |λ| < 1 + 1e-3); marginal [P] bool (the largest |λ| is
                   within 1e-3 of 1: a direction is held, a memory).
     eigenvalues:  [P, S] complex, eigenvalues of dF/ds at each point, by decreasing modulus.
-    starts:       how many initial states the search began from; seconds: what it took.
+    starts:       how many initial states the search began from; elapsed: the seconds it
+                  took (not ``seconds``: a StepRecord's field, which code tells steps by).
     """
 
     step: int
@@ -134,7 +135,7 @@ class DynamicsRecord:
     eigenvalues: np.ndarray
     tolerance: float
     starts: int
-    seconds: float
+    elapsed: float
 
 
 @dataclass(frozen=True)

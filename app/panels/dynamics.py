@@ -24,7 +24,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
 from app.panels.base import Panel
-from app.panels.legends import add_legend
+from app.panels.legends import legend_row
 from app.panels.plots import fit_left_axes, message, new_plot, pen
 from app.theme import OKABE_ITO, SERIES, Theme, colormap
 from app.training.jobs import dynamics_under
@@ -74,13 +74,13 @@ class DynamicsPanel(Panel):
         self.color_by.addItems(COLOR_BY)
         self.color_by.setToolTip("Colour the probe's states by time step or by the input at that step")
         self.color_by.currentIndexChanged.connect(lambda _: self.refresh(force=True))
-        for w in (QLabel("Input x*"), self.input, QLabel("Axes"), self.axes, QLabel("Colour by"), self.color_by):
+        for w in (QLabel("Input x*"), self.input, QLabel("Axes"), self.axes, QLabel("Colour"), self.color_by):
             self.options.addWidget(w)
         t = self.theme
         view = self.add_view(pg.GraphicsLayoutWidget())
         self.view = view
-        self.pc_plot = new_plot(view.ci, t, row=0, col=0, x="PC1", y="PC2")
-        self.eig_plot = new_plot(view.ci, t, row=0, col=2, x="Re λ", y="Im λ")
+        self.pc_plot = new_plot(view.ci, t, row=1, col=0, x="PC1", y="PC2")
+        self.eig_plot = new_plot(view.ci, t, row=1, col=2, x="Re λ", y="Im λ")
         self.eig_plot.setAspectLocked(True)
         fit_left_axes(self.pc_plot)
         fit_left_axes(self.eig_plot)
@@ -88,12 +88,13 @@ class DynamicsPanel(Panel):
         view.ci.layout.setColumnStretchFactor(2, 2)
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(t.sequential_map), interactive=False,
                                    width=10, colorMapMenu=False)
-        view.ci.addItem(self.bar, row=0, col=1)
-        self.others = [self.pc_plot.plot(pen=pen(t.muted, 1)) for _ in range(7)]
+        view.ci.addItem(self.bar, row=1, col=1)
+        self.others = pg.ScatterPlotItem(size=3, pen=None)  # the other sequences' states: the cloud
+        self.pc_plot.addItem(self.others)
         self.line = self.pc_plot.plot(pen=pen(t.muted, 1.5))
         self.states = pg.ScatterPlotItem(size=6, pen=None)
         self.pc_plot.addItem(self.states)
-        self.points = pg.ScatterPlotItem(hoverable=True, tip=None)
+        self.points = pg.ScatterPlotItem(hoverable=True, tip=self._tip)
         self.points.setZValue(10)
         self.points.sigClicked.connect(self._clicked)
         self.pc_plot.addItem(self.points)
@@ -103,7 +104,7 @@ class DynamicsPanel(Panel):
         self.now = pg.ScatterPlotItem(size=16, symbol="o", brush=None)
         self.now.setZValue(12)
         self.pc_plot.addItem(self.now)
-        self.legend = add_legend(self.pc_plot, offset=(-10, 5))
+        self.legend = legend_row(view.ci, self.pc_plot, t, row=0, col=0, columns=5)  # above: covers no state
         self._legend_samples = {kind: pg.ScatterPlotItem(size=BIG * 0.8) for kind in ("stable", "marginal", "unstable")}
         self.symbol_samples: list[pg.ScatterPlotItem] = []
         self.circle = self.eig_plot.plot(pen=pen(t.muted, 1.5, Qt.DashLine))
@@ -120,6 +121,7 @@ class DynamicsPanel(Panel):
         self._tag = 0
         self._legend_key: tuple = ()
         self._legend_kinds: tuple = ()
+        self._first = True
         self.style_items(t)
 
     # -- data -----------------------------------------------------------------------------------
@@ -133,6 +135,7 @@ class DynamicsPanel(Panel):
         self._selected_state = None
         self._asked = False
         self._tag += 1  # what an earlier run still had in flight is dropped
+        self._first = True  # the first record picks the colouring: by input where there are symbols
         self.input.clear()
         self.input.addItem("zero")
         self.note.setText("")
@@ -146,6 +149,11 @@ class DynamicsPanel(Panel):
             self._selected_state = self.record.points[self.selected] if len(self.record.points) else None
         self.record = record
         self.selected = nearest(record.points, self._selected_state)
+        if self._first:
+            self._first = False
+            self.color_by.blockSignals(True)
+            self.color_by.setCurrentIndex(1 if len(record.inputs) > 1 else 0)
+            self.color_by.blockSignals(False)
 
     def choose_input(self, name: str) -> None:
         """Show the fixed points under ``name`` (asks the training process when there is one)."""
@@ -205,13 +213,8 @@ class DynamicsPanel(Panel):
         self.pc_plot.setLabel("bottom", pct[0])
         self.pc_plot.setLabel("left", pct[1])
         traj = r.trajectories
-        for i, curve in enumerate(self.others):
-            if i + 1 < traj.shape[0]:
-                ok = r.valid[i + 1]
-                curve.setData(traj[i + 1, ok, a], traj[i + 1, ok, b])
-                curve.show()
-            else:
-                curve.hide()
+        rest = r.valid[1:]
+        self.others.setData(traj[1:, :, a][rest], traj[1:, :, b][rest])
         ok = r.valid[0]
         self.line.setData(traj[0, ok, a], traj[0, ok, b])
         self.states.setData(traj[0, ok, a], traj[0, ok, b], brush=self._state_brushes(r)[ok])
@@ -223,10 +226,12 @@ class DynamicsPanel(Panel):
         counts = ", ".join(f"{int((kinds == k).sum())} {k}" for k in ("stable", "marginal", "unstable")
                            if (kinds == k).any())
         slow = len(r.q) - n_fixed
+        # short: the options row is clipped at the panel's right edge in a 1280-pixel window
         self.note.setText("  ·  ".join(x for x in (
-            f"step {r.step}", f"input {r.input_name}",
-            f"{n_fixed} fixed point{'s' if n_fixed != 1 else ''}" + (f" ({counts})" if counts else ""),
-            f"{slow} slow" if slow else "", f"from {r.starts} starts in {r.seconds:.2f} s") if x))
+            f"{n_fixed} fixed" + (f" ({counts})" if counts else ""), f"{slow} slow" if slow else "",
+            f"step {r.step}") if x))
+        self.note.setToolTip(f"Under input {r.input_name}: {n_fixed} fixed points (q ≤ {r.tolerance:g}) and {slow} "
+                             f"slow points, found from {r.starts} starts in {r.elapsed:.2f} s")
 
     def _say(self, text: str) -> None:
         self.empty.setText(text)
@@ -335,12 +340,19 @@ class DynamicsPanel(Panel):
         outside = np.abs(ev) > 1 + 1e-3
         brushes = [pg.mkBrush(UNSTABLE if o else STABLE) for o in outside]
         self.eigenvalues.setData(ev.real, ev.imag, brush=brushes, pen=None)
-        kind = point_kinds(r)[self.selected]
+        # a short title: a long one sets the column's minimum width and squeezes the PC plot
         what = "fixed" if r.fixed[self.selected] else "slow"
-        self.eig_plot.setTitle(f"eigenvalues at {what} point {self.selected + 1} ({kind}, q = {r.q[self.selected]:.1e})",
-                               color=self.theme.foreground, size="9pt")
+        self.eig_plot.setTitle(f"λ at {what} point {self.selected + 1}", color=self.theme.foreground, size="9pt")
         reach = max(1.15, float(np.abs(ev).max()) * 1.05)
         self.eig_plot.setRange(xRange=(-reach, reach), yRange=(-reach, reach), padding=0)
+
+    def _tip(self, x: float, y: float, data: int) -> str:
+        r = self.record
+        if r is None or not 0 <= data < len(r.q):
+            return ""
+        what = "fixed" if r.fixed[data] else "slow"
+        return (f"{what} point {data + 1}: {point_kinds(r)[data]}, q = {r.q[data]:.1e}, "
+                f"largest |λ| = {abs(r.eigenvalues[data][0]):.4f}\nclick: its eigenvalues")
 
     def select_point(self, index: int) -> None:
         """Show the eigenvalues of point ``index`` (an index into ``record.points``)."""
@@ -358,8 +370,7 @@ class DynamicsPanel(Panel):
 
     def style_items(self, theme: Theme) -> None:
         self.line.setPen(pen(theme.muted, 1.5))
-        for curve in self.others:
-            curve.setPen(pen(theme.muted + "66", 1))
+        self.others.setBrush(pg.mkBrush(theme.muted + "55"))
         self.now.setPen(pen(theme.cursor, 2.5))
         self.selected_ring.setPen(pen(theme.accent, 2, Qt.DashLine))
         self.circle.setPen(pen(theme.muted, 1.5, Qt.DashLine))

@@ -81,7 +81,7 @@ def result_json(record) -> dict:
         "input_name": record.input_name, "input": [float(v) for v in record.input], "inputs": list(record.inputs),
         "step": record.step, "kind": record.kind, "hidden_size": record.hidden_size, "num_layers": layers,
         "state_layout": layout, "starts": record.starts, "tolerance": record.tolerance,
-        "seconds": record.seconds,
+        "seconds": record.elapsed,
     }
 
 
@@ -93,7 +93,7 @@ def summary_text(record, title: str) -> str:
              f"(choices: {', '.join(r.inputs)})",
              f"states: {share} of the variance on the first principal components",
              f"{int(r.fixed.sum())} fixed points (q <= {r.tolerance:g}) and {int((~r.fixed).sum())} slow points "
-             f"from {r.starts} starts in {r.seconds:.2f} s"]
+             f"from {r.starts} starts in {r.elapsed:.2f} s"]
     for i in range(len(r.q)):
         if not r.fixed[i]:
             continue

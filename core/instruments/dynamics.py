@@ -482,5 +482,5 @@ def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, l
         symbols=codes.T.copy(), input_values=raw[..., 0].T.copy(), labels=tuple(labels),
         points=found.states, projected=components.project(found.states)[:, :k], q=found.q,
         fixed=found.fixed, stable=found.stable, marginal=found.marginal, eigenvalues=found.eigenvalues,
-        tolerance=settings.tol, starts=settings.starts, seconds=time.perf_counter() - start,
+        tolerance=settings.tol, starts=settings.starts, elapsed=time.perf_counter() - start,
     )
