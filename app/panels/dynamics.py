@@ -89,6 +89,7 @@ class DynamicsPanel(Panel):
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(t.sequential_map), interactive=False,
                                    width=10, colorMapMenu=False)
         view.ci.addItem(self.bar, row=1, col=1)
+        view.ci.layout.setColumnSpacing(1, 24)  # the bar's label "t" is not read with "Im λ"
         self.others = pg.ScatterPlotItem(size=3, pen=None)  # the other sequences' states: the cloud
         self.pc_plot.addItem(self.others)
         self.line = self.pc_plot.plot(pen=pen(t.muted, 1.5))

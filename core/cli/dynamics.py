@@ -92,8 +92,8 @@ def summary_text(record, title: str) -> str:
     lines = [f"{title}: {r.kind}, step {r.step}, input x* = {r.input_name} "
              f"(choices: {', '.join(r.inputs)})",
              f"states: {share} of the variance on the first principal components",
-             f"{int(r.fixed.sum())} fixed points (q <= {r.tolerance:g}) and {int((~r.fixed).sum())} slow points "
-             f"from {r.starts} starts in {r.elapsed:.2f} s"]
+             f"{_count(int(r.fixed.sum()), 'fixed point')} (q <= {r.tolerance:g}) and "
+             f"{_count(int((~r.fixed).sum()), 'slow point')} from {r.starts} starts in {r.elapsed:.2f} s"]
     for i in range(len(r.q)):
         if not r.fixed[i]:
             continue
@@ -103,6 +103,10 @@ def summary_text(record, title: str) -> str:
         lines.append(f"  {i + 1:3d}. {kind:<9s} q {r.q[i]:.1e}  |λ|max {abs(r.eigenvalues[i][0]):.4f}  "
                      f"top λ {top}  at PC ({pc})")
     return "\n".join(lines)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def _complex(v: complex) -> str:

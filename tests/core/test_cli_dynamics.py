@@ -64,7 +64,7 @@ def test_readable_summary_names_the_points(capsys):
     code, out, _ = dynamics(capsys, "--preset", "adding-lstm", "--steps", "0", "--starts", "16")
     assert code == 0
     assert out.startswith("Adding problem: lstm, step 0, input x* = zero (choices: zero)")
-    assert "fixed point" in out and "stable" in out
+    assert "1 fixed point (q <= 1e-12)" in out and "stable" in out
 
 
 @pytest.mark.parametrize(("argv", "named"), [
