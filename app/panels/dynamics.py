@@ -123,6 +123,7 @@ class DynamicsPanel(Panel):
         self._legend_key: tuple = ()
         self._legend_kinds: tuple = ()
         self._first = True
+        self._autorange = False
         self.style_items(t)
 
     # -- data -----------------------------------------------------------------------------------
@@ -208,6 +209,9 @@ class DynamicsPanel(Panel):
             return
         self.empty.hide()
         self._asked = False
+        if self._autorange:  # after the message, follow the data again (not on every frame: a zoom stays)
+            self._autorange = False
+            self.pc_plot.enableAutoRange()
         self._sync_inputs(r)
         a, b = AXES[self.axes.currentIndex()] if r.trajectories.shape[-1] >= 3 else (0, min(1, r.trajectories.shape[-1] - 1))
         pct = [f"PC{i + 1} ({100 * r.explained[i]:.0f}%)" if i < len(r.explained) else f"PC{i + 1}" for i in (a, b)]
@@ -237,7 +241,9 @@ class DynamicsPanel(Panel):
     def _say(self, text: str) -> None:
         self.empty.setText(text)
         self.empty.show()
+        self.pc_plot.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)  # the text at the centre
         self.empty.setPos(0, 0)
+        self._autorange = True
 
     def _sync_inputs(self, r: DynamicsRecord) -> None:
         names = [self.input.itemText(i) for i in range(self.input.count())]

@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from core.instruments.dynamics import Settings, analyse, stack_states
+from core.instruments.dynamics import stack_states
+from core.instruments.dynamics_record import Settings, analyse
 from core.presets import load_preset
 from core.training.trainer import Trainer
 

@@ -117,7 +117,7 @@ def run_dynamics(args: argparse.Namespace) -> int:
     check_arguments(args)
     trainer, steps = build_trainer(args)
     trainer.choose_dynamics_input(args.input)  # a bad input fails now, not after training
-    from core.instruments.dynamics import Settings
+    from core.instruments.dynamics_record import Settings
 
     last, first = None, trainer.step_count
     every = max(1, steps // 200)

@@ -7,7 +7,8 @@ and Golub & Sussillo (2018), the fixed and slow points are the minima of
 
     q(s) = 1/2 ||F(s, x*) - s||^2,
 
-searched from many states sampled on the network's trajectories, all starts together
+searched from many states sampled on the network's trajectories, half of them first run
+forward under x* (``relax``: cheap, it lands them near the attractors), all starts together
 (``find_fixed_points``: batched Levenberg-Marquardt on G(s) = F(s) - s with the exact
 Jacobian, so true fixed points converge quadratically, to float64 precision). Minima with
 q at most ``tol`` are fixed points; those with q above it are slow points. The Jacobian
@@ -15,13 +16,13 @@ dF/ds at each, and its eigenvalues, say which directions the state keeps (|lambd
 which decay (|lambda| < 1, at rate |lambda| per step), and which rotate (complex lambda).
 
 Shapes: N starts, S = state size (L*H, or 2*L*H for lstm: every layer's h, then every
-layer's c), M states in the PCA cloud, B sequences of T steps, K components.
+layer's c), M states in the PCA cloud, B sequences of T steps, K components. The inputs x*
+a task offers and the record the trainer sends are core.instruments.dynamics_record.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.instruments.jacobians import cell_jacobians
-from core.records import DynamicsRecord
 
 # Levenberg-Marquardt: damping lam * I added to J^T J, per start; divided by LAM_DOWN after
 # a step that lowers q, multiplied by LAM_UP (up to TRIALS times per Jacobian) after one that
@@ -355,132 +355,3 @@ def spread(states: np.ndarray) -> float:
     """RMS distance of states [M, S] from their mean (the scale of the cloud)."""
     X = np.asarray(states, np.float64)
     return float(math.sqrt(((X - X.mean(0)) ** 2).sum(-1).mean())) if len(X) else 0.0
-
-
-# ------------------------------------------------------------------------- inputs x*
-ZERO = "zero"
-MAX_SYMBOLS = 40  # more distinct input rows than this: the inputs are continuous, not symbols
-
-
-def input_symbols(labels: tuple[str, ...], x: np.ndarray) -> dict[str, np.ndarray]:
-    """The task's input symbols as seen in one sequence: label -> input vector [I], in order
-    of first appearance; empty when the inputs are continuous (a label with two different
-    vectors, or more than MAX_SYMBOLS of them). x: [T, I], labels: T strings."""
-    x = np.asarray(x, np.float64)
-    table: dict[str, np.ndarray] = {}
-    for label, row in zip(labels, x, strict=False):
-        if not label:  # padding
-            continue
-        seen = table.setdefault(label, row)
-        if seen is not row and not np.array_equal(seen, row):
-            return {}
-        if len(table) > MAX_SYMBOLS:
-            return {}
-    return table
-
-
-def input_choices(symbols: dict[str, np.ndarray]) -> tuple[str, ...]:
-    """What x* can be: "zero", then each symbol whose input is not all zeros."""
-    return (ZERO, *[name for name, v in symbols.items() if np.any(v)])
-
-
-def parse_input(text: str, symbols: dict[str, np.ndarray], size: int) -> tuple[str, np.ndarray]:
-    """(name, x* [size]) for "zero", a symbol of the task, or ``size`` numbers separated by
-    commas; ValueError naming the value and what is allowed otherwise."""
-    text = str(text).strip()
-    if text == ZERO:
-        return ZERO, np.zeros(size)
-    if text in symbols:
-        vector = np.asarray(symbols[text], np.float64)
-        return (ZERO if not np.any(vector) else text), vector
-    try:
-        values = np.array([float(v) for v in text.split(",")], np.float64)
-    except ValueError:
-        values = None
-    if values is not None and len(values) == size and np.isfinite(values).all():
-        return text, values
-    named = ", ".join(repr(s) for s in input_choices(symbols)[1:])
-    allowed = f"zero, {named} or " if named else "zero or "
-    raise ValueError(f"input {text!r} is not an input of this task; give {allowed}{size} number"
-                     f"{'s' if size > 1 else ''} separated by commas")
-
-
-# ------------------------------------------------------------------------------ the record
-TRAJECTORIES = 8  # sequences drawn (the probe and 7 more); all of them go into the PCA
-COMPONENTS = 3  # kept for drawing
-EXPLAINED = 10  # explained-variance fractions reported
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How hard to look: ``starts`` initial states (sampled on the trajectories, moved by
-    ``noise`` times the cloud's spread; the first ``relax`` of them then run ``relax_steps``
-    steps under x*), fixed when q <= ``tol``, slow points kept up to q <= ``slow`` times the
-    spread squared, one point per ``distance`` times the spread."""
-
-    starts: int = 128
-    noise: float = 0.05
-    relax: float = 0.5
-    relax_steps: int = 100
-    tol: float = 1e-12
-    slow: float = 1e-6
-    distance: float = 0.01
-    max_iter: int = 30
-    seed: int = 0
-
-
-def analyse(net, states: Tensor, valid: Tensor | None, x: np.ndarray,
-            settings: Settings = Settings()) -> tuple[PCA, FixedPoints]:
-    """PCA of the states [T, B, S] (where ``valid`` [T, B] says so) and the fixed and slow
-    points of ``net`` under the constant input x [I], searched from starts on them."""
-    cloud = states.reshape(-1, states.shape[-1]) if valid is None else states[valid]
-    cloud = cloud.detach().to("cpu", torch.float64)
-    components = pca(cloud.numpy(), max(EXPLAINED, COMPONENTS))
-    scale = spread(cloud.numpy()) or 1.0
-    generator = torch.Generator().manual_seed(settings.seed)
-    starts = sample_starts(cloud, settings.starts, settings.noise * scale, generator)
-    step = StepMap(net, torch.as_tensor(x))
-    relaxed = int(round(settings.relax * len(starts)))
-    if relaxed:
-        starts[:relaxed] = relax(step, starts[:relaxed], settings.relax_steps)
-    found = fixed_points(step, starts, tol=settings.tol,
-                         slow=settings.slow * scale ** 2, distance=settings.distance * scale,
-                         max_iter=settings.max_iter)
-    return components, found
-
-
-def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, labels: tuple[str, ...],
-                    step: int, input_name: str, symbols: dict[str, np.ndarray],
-                    settings: Settings = Settings()) -> DynamicsRecord:
-    """Trajectories, PCA and fixed points as a plain record (core.records.DynamicsRecord).
-
-    states: [T, B, S] (sequence 0 the probe, whose ``labels`` name its steps); valid: [T, B]
-    or None; inputs: [T, B, I]; input_name: "zero", a symbol or numbers (``parse_input``).
-    """
-    start = time.perf_counter()
-    name, x = parse_input(input_name, symbols, net.input_size)
-    components, found = analyse(net, states, valid, x, settings)
-    T, B = states.shape[:2]
-    shown = min(B, TRAJECTORIES)
-    traj = components.project(states[:, :shown].detach().to("cpu", torch.float64).numpy())
-    choices = input_choices(symbols)
-    raw = inputs[:, :shown].detach().to("cpu", torch.float64).numpy()  # [T, B', I]
-    codes = np.full((T, shown), -1, dtype=np.int64)
-    for i, choice in enumerate(choices):
-        vector = np.zeros(raw.shape[-1]) if choice == ZERO else symbols[choice]
-        codes[(raw == vector).all(-1)] = i
-    if not symbols:
-        codes[:] = -1
-    ok = np.ones((T, B), bool) if valid is None else valid.cpu().numpy()
-    k = min(COMPONENTS, len(components.explained))
-    return DynamicsRecord(
-        step=step, kind=net.kind, hidden_size=net.hidden_size, num_layers=net.num_layers,
-        input_name=name, input=np.asarray(x, np.float64), inputs=choices,
-        explained=components.explained.copy(), mean=components.mean,
-        components=components.components[:k].copy(),
-        trajectories=traj[..., :k].transpose(1, 0, 2).copy(), valid=ok[:, :shown].T.copy(),
-        symbols=codes.T.copy(), input_values=raw[..., 0].T.copy(), labels=tuple(labels),
-        points=found.states, projected=components.project(found.states)[:, :k], q=found.q,
-        fixed=found.fixed, stable=found.stable, marginal=found.marginal, eigenvalues=found.eigenvalues,
-        tolerance=settings.tol, starts=settings.starts, elapsed=time.perf_counter() - start,
-    )

@@ -17,13 +17,8 @@ import torch
 from core.config import Experiment
 from core.errors import UserError
 from core.instruments.bptt import gradient_record
-from core.instruments.dynamics import (
-    ZERO,
-    dynamics_record,
-    input_symbols,
-    parse_input,
-    stack_states,
-)
+from core.instruments.dynamics import stack_states
+from core.instruments.dynamics_record import ZERO, dynamics_record, input_symbols, parse_input
 from core.instruments.spectrum import spectrum_record
 from core.models.init import initialise
 from core.records import DynamicsRecord, GradientRecord, ProbeRecord, SpectrumRecord, StepRecord

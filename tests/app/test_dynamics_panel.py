@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtGui import QImage
 
 from app.panels import panel_class
-from core.instruments.dynamics import Settings
+from core.instruments.dynamics_record import Settings
 from main import main
 from tests.app.conftest import tiny
 

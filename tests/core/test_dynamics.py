@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from core.instruments import dynamics as D
+from core.instruments import dynamics_record as R
 from core.models.recurrent import make_recurrent, torch_reference
 
 ATOL = 1e-6
@@ -241,19 +242,19 @@ def test_unique_points_keeps_the_lowest_q_of_each_cluster():
 def test_input_symbols_and_parsing():
     labels = ("0", "1", "1", "0")
     x = np.array([[0.0], [1.0], [1.0], [0.0]])
-    symbols = D.input_symbols(labels, x)
+    symbols = R.input_symbols(labels, x)
     assert list(symbols) == ["0", "1"]
-    assert D.input_choices(symbols) == ("zero", "1")
-    assert D.parse_input("0", symbols, 1)[0] == "zero"  # the zero vector's symbol is "zero"
-    name, vector = D.parse_input("1", symbols, 1)
+    assert R.input_choices(symbols) == ("zero", "1")
+    assert R.parse_input("0", symbols, 1)[0] == "zero"  # the zero vector's symbol is "zero"
+    name, vector = R.parse_input("1", symbols, 1)
     assert name == "1" and vector.tolist() == [1.0]
-    assert D.parse_input("0.5", symbols, 1)[1].tolist() == [0.5]
+    assert R.parse_input("0.5", symbols, 1)[1].tolist() == [0.5]
     with pytest.raises(ValueError, match="input 'x' is not an input of this task; give zero, '1' or 1 number"):
-        D.parse_input("x", symbols, 1)
+        R.parse_input("x", symbols, 1)
     with pytest.raises(ValueError, match="give zero or 2 numbers separated by commas"):
-        D.parse_input("1,2,3", {}, 2)
+        R.parse_input("1,2,3", {}, 2)
     # continuous inputs (each label a different value) offer no symbols
-    assert D.input_symbols(("a", "a"), np.array([[0.1], [0.2]])) == {}
+    assert R.input_symbols(("a", "a"), np.array([[0.1], [0.2]])) == {}
 
 
 # ------------------------------------------------------------------ the trainer's record
@@ -263,10 +264,10 @@ def test_trainer_record_has_the_probe_first_and_consistent_shapes():
 
     tr = Trainer(Experiment(task="parity", cell="lstm", hidden_size=6, seq_len=12, batch_size=4))
     tr.choose_dynamics_input("1")
-    r = tr.dynamics(D.Settings(starts=16))
+    r = tr.dynamics(R.Settings(starts=16))
     T, S = 12, 12
     assert r.input_name == "1" and r.inputs == ("zero", "1") and r.input.tolist() == [1.0]
-    assert r.trajectories.shape == (D.TRAJECTORIES, T, 3) and r.valid.all()
+    assert r.trajectories.shape == (R.TRAJECTORIES, T, 3) and r.valid.all()
     assert r.points.shape[1] == S and r.eigenvalues.shape == (len(r.q), S)
     assert r.labels == tr.probe_batch().labels
     probe = tr.probe()  # row 0 is the probe: its states, projected
