@@ -103,6 +103,9 @@ def analyse(net, states: Tensor, valid: Tensor | None, x: np.ndarray,
     points of ``net`` under the constant input x [I], searched from starts on them."""
     cloud = states.reshape(-1, states.shape[-1]) if valid is None else states[valid]
     cloud = cloud.detach().to("cpu", torch.float64)
+    cloud = cloud[torch.isfinite(cloud).all(-1)]  # an exploding network's inf states say nothing here
+    if len(cloud) == 0:
+        cloud = cloud.new_zeros(1, states.shape[-1])
     components = pca(cloud.numpy(), max(EXPLAINED, COMPONENTS))
     scale = spread(cloud.numpy()) or 1.0
     generator = torch.Generator().manual_seed(settings.seed)
@@ -130,7 +133,9 @@ def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, l
     components, found = analyse(net, states, valid, x, settings)
     T, B = states.shape[:2]
     shown = min(B, TRAJECTORIES)
-    traj = components.project(states[:, :shown].detach().to("cpu", torch.float64).numpy())
+    shown_states = states[:, :shown].detach().to("cpu", torch.float64).numpy()
+    finite = np.isfinite(shown_states).all(-1)  # [T, B']
+    traj = components.project(np.where(finite[..., None], shown_states, components.mean))
     choices = input_choices(symbols)
     raw = inputs[:, :shown].detach().to("cpu", torch.float64).numpy()  # [T, B', I]
     codes = np.full((T, shown), -1, dtype=np.int64)
@@ -139,7 +144,8 @@ def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, l
         codes[(raw == vector).all(-1)] = i
     if not symbols:
         codes[:] = -1
-    ok = np.ones((T, B), bool) if valid is None else valid.cpu().numpy()
+    ok = np.ones((T, B), bool) if valid is None else valid.cpu().numpy().copy()
+    ok[:, :shown] &= finite
     k = min(COMPONENTS, len(components.explained))
     return DynamicsRecord(
         step=step, kind=net.kind, hidden_size=net.hidden_size, num_layers=net.num_layers,

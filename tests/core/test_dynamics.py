@@ -286,3 +286,20 @@ def test_translation_models_have_no_dynamics():
     from core.training.trainer import Trainer
 
     assert Trainer(Experiment(task="reverse", cell="gru", hidden_size=8, embed_size=8)).dynamics() is None
+
+
+def test_an_exploding_network_gives_a_record_not_an_error():
+    """A relu RNN whose states overflow to inf: the instrument runs inside the training
+    loop, where an exception would stop training; it leaves the inf states out instead."""
+    from core.config import Experiment
+    from core.training.trainer import Trainer
+
+    tr = Trainer(Experiment(task="sine", cell="rnn", nonlinearity="relu", hidden_size=4, seq_len=60))
+    with torch.no_grad():
+        tr.model.recurrent.weight_hh_l0.copy_(torch.eye(4) * 10)
+        tr.model.recurrent.bias_hh_l0.fill_(1.0)
+    states = tr.model.trace(tr.dynamics_batch()).hidden[0]
+    assert not torch.isfinite(states).all()  # the premise: it overflows
+    r = tr.dynamics(R.Settings(starts=8))
+    assert np.isfinite(r.trajectories).all() and not r.valid[0].all()
+    assert np.isfinite(r.explained).all()
