@@ -81,9 +81,11 @@ class StepMap:
 
     def split(self, s: Tensor) -> tuple[list[Tensor], list[Tensor] | None]:
         """Per-layer h (and c) [N, H] of states s [N, S]."""
-        LH = self.L * self.H
-        hs = list(s[:, :LH].split(self.H, dim=-1))
-        cs = list(s[:, LH:].split(self.H, dim=-1)) if self.kind == "lstm" else None
+        H, LH = self.H, self.L * self.H
+        if self.L == 1:  # plain slices: split() costs more than the cell at small H
+            return [s[:, :H]], ([s[:, H:]] if self.kind == "lstm" else None)
+        hs = list(s[:, :LH].split(H, dim=-1))
+        cs = list(s[:, LH:].split(H, dim=-1)) if self.kind == "lstm" else None
         return hs, cs
 
     def __call__(self, s: Tensor) -> Tensor:
@@ -345,10 +347,10 @@ def relax(step: StepMap, s: Tensor, steps: int) -> Tensor:
     """``steps`` steps of the autonomous dynamics s <- F(s) from s [N, S]: cheap, and it
     brings starts close to the attractors (stable points and slow manifolds), where the
     search then converges in a few iterations; unstable points need starts elsewhere."""
+    start = s
     for _ in range(steps):
-        nxt = step(s)
-        s = torch.where(torch.isfinite(nxt).all(-1, keepdim=True), nxt, s)
-    return s
+        s = step(s)
+    return torch.where(torch.isfinite(s).all(-1, keepdim=True), s, start)  # what blew up starts where it was
 
 
 def spread(states: np.ndarray) -> float:
