@@ -89,7 +89,7 @@ class Settings:
     starts: int = 128
     noise: float = 0.05
     relax: float = 0.5
-    relax_steps: int = 100
+    relax_steps: int = 50
     tol: float = 1e-12
     slow: float = 1e-6
     distance: float = 0.01
