@@ -124,6 +124,10 @@ class DynamicsPanel(Panel):
         self._legend_kinds: tuple = ()
         self._first = True
         self._autorange = False
+        self._labels: tuple = ()
+        self._title_key: tuple = ()
+        self._reach = 0.0
+        self._brushes: tuple = ((), None)  # (key, brushes) of the probe's states
         self.style_items(t)
 
     # -- data -----------------------------------------------------------------------------------
@@ -214,9 +218,12 @@ class DynamicsPanel(Panel):
             self.pc_plot.enableAutoRange()
         self._sync_inputs(r)
         a, b = AXES[self.axes.currentIndex()] if r.trajectories.shape[-1] >= 3 else (0, min(1, r.trajectories.shape[-1] - 1))
-        pct = [f"PC{i + 1} ({100 * r.explained[i]:.0f}%)" if i < len(r.explained) else f"PC{i + 1}" for i in (a, b)]
-        self.pc_plot.setLabel("bottom", pct[0])
-        self.pc_plot.setLabel("left", pct[1])
+        pct = tuple(f"PC{i + 1} ({100 * r.explained[i]:.0f}%)" if i < len(r.explained) else f"PC{i + 1}"
+                    for i in (a, b))
+        if pct != self._labels:  # setLabel lays the plot out again: only on change
+            self._labels = pct
+            self.pc_plot.setLabel("bottom", pct[0])
+            self.pc_plot.setLabel("left", pct[1])
         traj = r.trajectories
         rest = r.valid[1:]
         self.others.setData(traj[1:, :, a][rest], traj[1:, :, b][rest])
@@ -259,7 +266,15 @@ class DynamicsPanel(Panel):
             self.input.blockSignals(False)
 
     def _state_brushes(self, r: DynamicsRecord) -> np.ndarray:
-        """[T] brushes for the probe's states, by time step or by input, and the colour key."""
+        """[T] brushes for the probe's states, by time step or by input (cached: a QBrush per
+        step is most of a redraw's cost, and the colours change only with the probe)."""
+        key = (self.color_by.currentIndex(), r.symbols[0].tobytes(), r.input_values[0].tobytes(), r.inputs,
+               self.theme.name)
+        if key != self._brushes[0]:
+            self._brushes = (key, self._make_brushes(r))
+        return self._brushes[1]
+
+    def _make_brushes(self, r: DynamicsRecord) -> np.ndarray:
         T = r.trajectories.shape[1]
         by_input = self.color_by.currentIndex() == 1
         codes = r.symbols[0]
@@ -341,7 +356,7 @@ class DynamicsPanel(Panel):
     def _draw_eigenvalues(self, r: DynamicsRecord) -> None:
         if len(r.q) == 0:
             self.eigenvalues.clear()
-            self.eig_plot.setTitle("no fixed point found", color=self.theme.muted)
+            self._title("no fixed point found", self.theme.muted)
             return
         ev = r.eigenvalues[self.selected]
         outside = np.abs(ev) > 1 + 1e-3
@@ -349,9 +364,16 @@ class DynamicsPanel(Panel):
         self.eigenvalues.setData(ev.real, ev.imag, brush=brushes, pen=None)
         # a short title: a long one sets the column's minimum width and squeezes the PC plot
         what = "fixed" if r.fixed[self.selected] else "slow"
-        self.eig_plot.setTitle(f"λ at {what} point {self.selected + 1}", color=self.theme.foreground, size="9pt")
+        self._title(f"λ at {what} point {self.selected + 1}", self.theme.foreground)
         reach = max(1.15, float(np.abs(ev).max()) * 1.05)
-        self.eig_plot.setRange(xRange=(-reach, reach), yRange=(-reach, reach), padding=0)
+        if reach != self._reach:
+            self._reach = reach
+            self.eig_plot.setRange(xRange=(-reach, reach), yRange=(-reach, reach), padding=0)
+
+    def _title(self, text: str, color: str) -> None:
+        if (text, color) != self._title_key:  # setTitle lays the plot out again: only on change
+            self._title_key = (text, color)
+            self.eig_plot.setTitle(text, color=color, size="9pt")
 
     def _tip(self, x: float, y: float, data: int) -> str:
         r = self.record
@@ -389,5 +411,6 @@ class DynamicsPanel(Panel):
         self.bar.axis.setTextPen(theme.foreground)
 
     def on_theme(self, theme: Theme) -> None:
+        self._title_key = ()
         self.style_items(theme)
         self.bar.setColorMap(colormap(theme.sequential_map))
