@@ -11,6 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem
+from shiboken6 import isValid
 
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
 
@@ -87,6 +88,8 @@ def fit_left_axes(*plots: pg.PlotItem) -> None:
     axes = [plot.getAxis("left") for plot in plots]
 
     def reserve() -> None:
+        if not all(isValid(plot.layout) for plot in plots) or not all(isValid(axis) for axis in axes):
+            return  # the panel is being deleted (e.g. an export's copy): nothing left to lay out
         width = max(axis.maximumWidth() for axis in axes)  # what each axis asked for
         for plot in plots:
             if plot.layout.columnMinimumWidth(0) != width:

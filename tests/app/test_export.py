@@ -200,7 +200,7 @@ def test_export_all_from_the_window_writes_visible_panels_and_experiment_json(qt
     assert [p.name for p in window.visible_panels()] == visible  # every panel went back to its dock
     assert all(window.docks[n].widget() is window.panels[n] for n in window.panels)
     actions = [a.text() for a in window.panels["hidden"].actions()]
-    assert actions == ["Export Figure…", "Export Data…", "Copy Figure"]
+    assert actions == ["Export Figure…", "Export Animation…", "Export Data…", "Copy Figure"]
 
 
 def test_right_click_on_a_plot_reaches_the_panel_menu(qtbot, lstm_run):

@@ -179,6 +179,19 @@ class DecodingPanel(Panel):
         if self.available:
             self.decode_now(trainer)
 
+    # -- frames (export --frames, and animations over expansions) ------------------------------
+    def frame_count(self) -> int:
+        """One frame per expansion of the decode shown (0 before a decode)."""
+        return self.view.result.tree[-1].step if self.view is not None else 0
+
+    def show_frame(self, i: int) -> None:
+        """Frame ``i``: the tree after ``i + 1`` expansions of the same decode."""
+        if self.view is not None:
+            self._show(self.view, i + 1)
+
+    def current_frame(self) -> int | None:
+        return self.shown_steps - 1 if self.view is not None else None
+
     # -- showing --------------------------------------------------------------------------------
     def _say(self, text: str, error: bool = False) -> None:
         color = self.theme.invalid if error else self.theme.muted
