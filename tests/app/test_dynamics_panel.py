@@ -144,3 +144,20 @@ def test_the_window_asks_the_training_process_and_another_input_comes_back(qtbot
     qtbot.waitUntil(lambda: panel.record.step == 3, timeout=60_000)
     assert panel.record.input_name == "1"
     w.close()
+
+
+def test_the_replay_log_keeps_dynamics_as_a_snapshot_not_in_every_steps_scalars(parity_run):
+    """A StepRecord carrying dynamics: the scalars the log keeps for every step must not hold
+    it (50,000 steps of it would not be bounded), the snapshots must."""
+    import dataclasses
+
+    from app.export.replay import RecordLog
+    from core.records import DynamicsRecord, StepRecord
+
+    _, records = parity_run
+    step = next(r for r in reversed(records) if isinstance(r, StepRecord))
+    log = RecordLog()
+    log.add([dataclasses.replace(step, dynamics=records[-1])])
+    kept = log.records()
+    assert type(kept[0]) is StepRecord and kept[0].dynamics is None
+    assert [r for r in kept if isinstance(r, DynamicsRecord)] == [records[-1]]
