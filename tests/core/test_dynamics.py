@@ -303,3 +303,34 @@ def test_an_exploding_network_gives_a_record_not_an_error():
     r = tr.dynamics(R.Settings(starts=8))
     assert np.isfinite(r.trajectories).all() and not r.valid[0].all()
     assert np.isfinite(r.explained).all()
+
+
+def test_the_search_ends_where_scipy_least_squares_does_on_a_random_gru():
+    """From the same starts, MINPACK's Levenberg-Marquardt (scipy) on torch.nn.GRUCell's
+    G = F(s) - s and the batched search reach the same fixed point, to 1e-6."""
+    from scipy.optimize import least_squares
+
+    torch.manual_seed(3)
+    cell = torch.nn.GRUCell(2, 6).double()
+    with torch.no_grad():
+        cell.weight_hh.mul_(3.0)  # strong enough recurrence for more than a trivial point
+    net = make_recurrent("gru", 2, 6).double()
+    net.load_state_dict({"weight_ih_l0": cell.weight_ih, "weight_hh_l0": cell.weight_hh,
+                         "bias_ih_l0": cell.bias_ih, "bias_hh_l0": cell.bias_hh})
+    x = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+
+    def G(s):
+        h = torch.as_tensor(s).view(1, -1)
+        with torch.no_grad():
+            return (cell(x, h) - h).view(-1).numpy()
+
+    step = D.StepMap(net, x[0])
+    starts = torch.randn(6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5
+    mine = D.find_fixed_points(step, starts, max_iter=60)
+    both = 0
+    for s0, s in zip(starts, mine.states, strict=True):
+        ref = least_squares(G, s0.numpy(), method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        if 0.5 * float(np.sum(ref.fun ** 2)) < 1e-20 and float(step.q(s[None])[0]) < 1e-20:
+            both += 1  # where both converge, it is to the same point
+            np.testing.assert_allclose(s.numpy(), ref.x, atol=1e-6)
+    assert both >= 2  # (the other starts end at slow points, q ~ 3e-3, for both)

@@ -132,3 +132,51 @@ def test_adding_lstm_keeps_one_attracting_point_with_a_slow_direction(adding):
         centred = slow - slow.mean(0)
         sv = np.linalg.svd(centred, compute_uv=False)
         assert sv[0] ** 2 / (sv ** 2).sum() > 0.9
+
+
+def _reference_step(trainer: Trainer, x: float):
+    """G(s) = F(s) - s by torch.nn.GRUCell with the model's weights, float64: independent of
+    the finder's own step map."""
+    net = trainer.model.recurrent
+    cell = torch.nn.GRUCell(net.input_size, net.hidden_size).double()
+    w_ih, w_hh, b_ih, b_hh = (w.detach().double() for w in net.layer_weights(0))
+    cell.load_state_dict({"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+    inp = torch.full((1, net.input_size), float(x), dtype=torch.float64)
+
+    def G(s: np.ndarray) -> np.ndarray:
+        h = torch.as_tensor(s, dtype=torch.float64).view(1, -1)
+        with torch.no_grad():
+            return (cell(inp, h) - h).view(-1).numpy()
+
+    return G
+
+
+@pytest.mark.parametrize("x", [0.0, 1.0])
+def test_parity_fixed_points_agree_with_scipy_and_are_fixed_in_float32(parity, x):
+    """scipy.optimize.least_squares (MINPACK's Levenberg-Marquardt) on torch.nn.GRUCell's
+    G = F(s) - s, from a few starts around each reported fixed point and from states of the
+    trajectories, ends where the finder does (to 1e-6); and every reported fixed point has
+    q < 1e-8 under torch.nn.GRU in the model's own float32."""
+    from scipy.optimize import least_squares
+
+    parity.choose_dynamics_input("1" if x else "0")
+    r = parity.dynamics()
+    G = _reference_step(parity, x)
+    step = StepMap(parity.model.recurrent, torch.tensor([x]))
+    rng = np.random.default_rng(0)
+    fixed = r.points[r.fixed]
+    starts = [p + 0.05 * rng.standard_normal(p.shape) for p in fixed for _ in range(2)]
+    for s0 in starts:
+        ref = least_squares(G, s0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        assert 0.5 * float(np.sum(ref.fun ** 2)) < 1e-20
+        from core.instruments.dynamics import find_fixed_points
+
+        mine = find_fixed_points(step, torch.tensor(s0[None]))
+        np.testing.assert_allclose(mine.states[0].numpy(), ref.x, atol=1e-6)
+    ref32 = torch.nn.GRU(1, parity.experiment.hidden_size)
+    ref32.load_state_dict(parity.model.recurrent.state_dict())
+    for point in fixed:
+        h = torch.tensor(point, dtype=torch.float32).view(1, 1, -1)
+        with torch.no_grad():
+            _, h1 = ref32(torch.full((1, 1, 1), x), h)
+        assert 0.5 * float(((h1.double() - h.double()) ** 2).sum()) < 1e-8
