@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.instruments.dynamics import StepMap, stack_states
+from core.instruments.dynamics import StepMap, find_fixed_points, stack_states
 from core.presets import load_preset
 from core.training.trainer import Trainer
 
@@ -169,8 +169,6 @@ def test_parity_fixed_points_agree_with_scipy_and_are_fixed_in_float32(parity, x
     for s0 in starts:
         ref = least_squares(G, s0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15)
         assert 0.5 * float(np.sum(ref.fun ** 2)) < 1e-20
-        from core.instruments.dynamics import find_fixed_points
-
         mine = find_fixed_points(step, torch.tensor(s0[None]))
         np.testing.assert_allclose(mine.states[0].numpy(), ref.x, atol=1e-6)
     ref32 = torch.nn.GRU(1, parity.experiment.hidden_size)
