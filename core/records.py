@@ -155,6 +155,59 @@ class AblationRecord:
 
 
 @dataclass(frozen=True)
+class DynamicsRecord:
+    """Hidden-state dynamics under a constant input x* (see core.instruments.dynamics).
+
+    The state s is every layer's h, then (lstm) every layer's c: S = L*H or 2*L*H values.
+    K <= 3 principal components are kept for drawing, P fixed or slow points found, B
+    sequences of T steps (row 0 the probe), with P, B small.
+
+    input_name, input: the constant input x* [I] the points are fixed under; ``inputs``
+                  names every input the run offers ("zero", then the task's symbols).
+    explained:    [<= 10] fraction of the states' variance along each principal component.
+    mean, components: [S] and [K, S]: the projection (s - mean) @ components.T.
+    trajectories: [B, T, K] the states projected; valid [B, T] bool (False at padding).
+    symbols:      [B, T] int, the input symbol at each step as an index into ``inputs``
+                  (-1 where the input is none of them, e.g. continuous inputs);
+                  input_values [B, T] float, the first input channel.
+    labels:       T strings, the probe's time axis.
+    points:       [P, S] fixed points (q <= tolerance), then slow points, each by q;
+                  projected [P, K]; q [P]; fixed [P] bool; stable [P] bool (nothing
+                  grows: every |λ| < 1 + 1e-3); marginal [P] bool (the largest |λ| is
+                  within 1e-3 of 1: a direction is held, a memory).
+    eigenvalues:  [P, S] complex, eigenvalues of dF/ds at each point, by decreasing modulus.
+    starts:       how many initial states the search began from; elapsed: the seconds it
+                  took (not ``seconds``: a StepRecord's field, which code tells steps by).
+    """
+
+    step: int
+    kind: str
+    hidden_size: int
+    num_layers: int
+    input_name: str
+    input: np.ndarray
+    inputs: tuple[str, ...]
+    explained: np.ndarray
+    mean: np.ndarray
+    components: np.ndarray
+    trajectories: np.ndarray
+    valid: np.ndarray
+    symbols: np.ndarray
+    input_values: np.ndarray
+    labels: tuple[str, ...]
+    points: np.ndarray
+    projected: np.ndarray
+    q: np.ndarray
+    fixed: np.ndarray
+    stable: np.ndarray
+    marginal: np.ndarray
+    eigenvalues: np.ndarray
+    tolerance: float
+    starts: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """One optimiser update.
 
@@ -166,8 +219,8 @@ class StepRecord:
     metrics:      task metrics, e.g. {"accuracy": 0.93, "exact_match": 0.5}.
     param_grad_norms: parameter name -> gradient norm.
     seconds:      wall time of the update.
-    probe, gradients, spectrum, counterfactual: attached only when asked for (the GUI asks
-                  at most for what the next frame shows); counterfactual only while
+    probe, gradients, spectrum, counterfactual, dynamics: attached only when asked for (the GUI
+                  asks at most for what the next frame shows); counterfactual only while
                   interventions are on.
     restored_step: on a diverged step, the step whose state the model went back to
                   (core.training.rollback), or None when there was none to go back to.
@@ -187,3 +240,4 @@ class StepRecord:
     spectrum: SpectrumRecord | None = None
     restored_step: int | None = None
     counterfactual: CounterfactualRecord | None = None
+    dynamics: DynamicsRecord | None = None

@@ -44,6 +44,10 @@ def _ablation() -> dict:
     from core.bench.ablation import bench_ablation
 
     return bench_ablation()
+def _dynamics() -> dict:
+    from core.bench.dynamics import bench_dynamics
+
+    return bench_dynamics()
 
 
 def _redraw() -> dict:
@@ -96,6 +100,10 @@ BENCHMARKS = {
     "ablation": Benchmark(_ablation, "ratio", "<=", 3.0,
                           "ablation sweep (every unit zeroed in turn, one batched forward) / one probe forward "
                           "(LSTM, hidden 256, T 200)"),
+    # 2 s (the target) is ~118 probe forwards of 32 sequences at H = 128: 17 ms, the fastest
+    # measured on our 2-core machine (always busy then, so idle is not slower than that)
+    "dynamics": Benchmark(_dynamics, "ratio", "<=", 118.0,
+                          "fixed-point search (GRU, H 128, 256 starts) / one probe forward of its 32 sequences"),
     "redraw": Benchmark(_redraw, "redraws_per_s", ">=", 30.0,
                         "paints per second of the slowest visible panel, all redrawn as fast as possible "
                         "while training (1600x900, hidden 256, T 200)", ("slowest_panel", "ticks_per_s")),

@@ -84,10 +84,11 @@ class RecordLog:
     def add(self, records: Iterable[Any]) -> None:
         for record in records:
             if isinstance(record, StepRecord):
-                self.scalars.add(record.step, dataclasses.replace(record, probe=None, gradients=None, spectrum=None))
+                self.scalars.add(record.step, dataclasses.replace(record, probe=None, gradients=None, spectrum=None,
+                                                                  dynamics=None))
                 if self.scalars.full():
                     self.scalars.thin()
-                attached = (record.probe, record.gradients, record.spectrum)
+                attached = (record.probe, record.gradients, record.spectrum, record.dynamics)
             else:
                 attached = (record,)
             for item in attached:

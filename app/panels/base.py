@@ -19,7 +19,7 @@ panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ expor
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
 ``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
-``instruments`` (which of "probe", "gradients", "spectrum", "counterfactual" it needs, so the training
+``instruments`` (which of "probe", "gradients", "spectrum", "counterfactual", "dynamics" it needs, so the training
 process computes them only when a visible panel shows them), implement those hooks,
 ``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``. A panel
 that talks to the training process itself (decoding) overrides ``connect_engine``; one
@@ -40,6 +40,7 @@ from app.theme import LIGHT, Theme
 from app.training.messages import RunInfo
 from core.records import (
     CounterfactualRecord,
+    DynamicsRecord,
     GradientRecord,
     ProbeRecord,
     SpectrumRecord,
@@ -48,7 +49,7 @@ from core.records import (
 
 # The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
 HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
-         SpectrumRecord: "on_spectrum", CounterfactualRecord: "on_counterfactual"}
+         SpectrumRecord: "on_spectrum", CounterfactualRecord: "on_counterfactual", DynamicsRecord: "on_dynamics"}
 
 
 class Panel(QWidget):
@@ -103,7 +104,8 @@ class Panel(QWidget):
         e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
         if isinstance(record, StepRecord):
-            items = (record, record.probe, record.gradients, record.spectrum, record.counterfactual)
+            items = (record, record.probe, record.gradients, record.spectrum, record.counterfactual,
+                     record.dynamics)
         else:
             items = (record,)
         for item in items:
@@ -198,6 +200,7 @@ class Panel(QWidget):
 
     def on_spectrum(self, record: SpectrumRecord) -> None: ...
 
+    def on_dynamics(self, record: DynamicsRecord) -> None: ...
     def on_counterfactual(self, record: CounterfactualRecord | None) -> None:
         """What if: the probe with interventions beside the factual one; None when they were
         all switched off or removed (the window calls it then)."""

@@ -121,3 +121,9 @@ def set_interventions(trainer: Any, edits: tuple, lesion: bool) -> Any:
 def rank_units(trainer: Any, layer: int) -> Any:
     """The ablation sweep of ``layer`` (a core.records.AblationRecord)."""
     return trainer.ablation((layer,))[0]
+def dynamics_under(trainer: Any, input_name: str) -> Any:
+    """The trainer's dynamics (core.records.DynamicsRecord, or None for encoder-decoders) with
+    fixed points under ``input_name``, which live updates keep using from now on; a name
+    that is not an input of the task fails with the choices."""
+    trainer.choose_dynamics_input(input_name)
+    return trainer.dynamics()

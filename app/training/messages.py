@@ -33,7 +33,7 @@ from typing import Any
 from core.config import Experiment
 from core.names import GATES
 
-INSTRUMENTS = ("probe", "gradients", "spectrum", "counterfactual")
+INSTRUMENTS = ("probe", "gradients", "spectrum", "counterfactual", "dynamics")
 
 
 # -- plain data carried by the messages ------------------------------------------------------

@@ -195,10 +195,20 @@ def step_coefficients(net, x: Tensor, trace: Trace, b: int, valid: Tensor | None
     supported (``step_jacobians_autograd`` works for any cell with a ``_cell``).
     """
     w_hh, b_hh, xi, h_prev, c_prev = _top_layer_states(net, x, trace, b, device, dtype)
+    return cell_coefficients(net, w_hh, b_hh, xi, h_prev, c_prev, valid)
+
+
+def cell_coefficients(net, w_hh: Tensor, b_hh: Tensor | None, xi: Tensor, h_prev: Tensor,
+                      c_prev: Tensor | None, valid: Tensor | None = None) -> StepCoefficients:
+    """The Jacobian diagonals of one layer's cell stepped from N states (see StepCoefficients).
+
+    xi: [N, G*H] input projections W_ih x + b_ih; h_prev, c_prev: [N, H] the states stepped
+    from (N = T along a trajectory, or any batch of states, e.g. candidate fixed points).
+    """
     pre = F.linear(h_prev, w_hh, b_hh)
     if net.kind == "rnn":
         a = xi + pre
-        d = 1 - torch.tanh(a) ** 2 if net.nonlinearity == "tanh" else (a > 0).to(dtype)
+        d = 1 - torch.tanh(a) ** 2 if net.nonlinearity == "tanh" else (a > 0).to(pre.dtype)
         coef = {"d": d}
     elif net.kind == "lstm":
         i, f, g, o = (xi + pre).chunk(4, dim=-1)
@@ -216,6 +226,15 @@ def step_coefficients(net, x: Tensor, trace: Trace, b: int, valid: Tensor | None
     else:
         raise ValueError(f"no closed-form Jacobian for cell kind {net.kind!r}")
     return StepCoefficients(net.kind, w_hh, coef, None if valid is None else valid.to(w_hh.device))
+
+
+def cell_jacobians(net, w_hh: Tensor, b_hh: Tensor | None, xi: Tensor, h_prev: Tensor,
+                   c_prev: Tensor | None) -> StepJacobians | None:
+    """Dense d s'/d s [N, S, S] blocks of one layer's cell for a batch of N states, in closed
+    form (None for a cell kind without one); used by core.instruments.dynamics."""
+    if net.kind not in ("rnn", "lstm", "gru"):
+        return None
+    return cell_coefficients(net, w_hh, b_hh, xi, h_prev, c_prev).dense()
 
 
 def step_jacobians(net, x: Tensor, trace: Trace, b: int) -> StepJacobians:

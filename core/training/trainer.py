@@ -18,11 +18,14 @@ from core.config import Experiment
 from core.datafiles import DataFile, experiment_files
 from core.errors import UserError
 from core.instruments.bptt import gradient_record
+from core.instruments.dynamics import stack_states
+from core.instruments.dynamics_record import ZERO, dynamics_record, input_symbols, parse_input
 from core.instruments.spectrum import spectrum_record
 from core.models.init import initialise
 from core.records import (
     AblationRecord,
     CounterfactualRecord,
+    DynamicsRecord,
     GradientRecord,
     ProbeRecord,
     SpectrumRecord,
@@ -68,6 +71,21 @@ def _host(parts: dict[str, list[torch.Tensor]]) -> dict[str, list[np.ndarray]]:
             out[name].append(np.ascontiguousarray(joined[:, col:col + width]).reshape(t.shape))
             col += width
     return out
+DYNAMICS_BATCH, DYNAMICS_SEED = 31, 4321  # sequences besides the probe whose states dynamics() uses
+
+
+def _join(a, b):
+    """One batch of a's sequences then b's (same T) without targets; the labels stay a's."""
+    valid = None
+    if a.valid is not None or b.valid is not None:
+        valid = torch.cat([a.valid if a.valid is not None else torch.ones(a.x.shape[:2], dtype=torch.bool),
+                           b.valid if b.valid is not None else torch.ones(b.x.shape[:2], dtype=torch.bool)], 1)
+    lengths = None
+    if a.lengths is not None or b.lengths is not None:
+        T = a.x.shape[0]
+        lengths = torch.cat([a.lengths if a.lengths is not None else torch.full((a.x.shape[1],), T),
+                             b.lengths if b.lengths is not None else torch.full((b.x.shape[1],), T)])
+    return dataclasses.replace(a, x=torch.cat([a.x, b.x], 1), y=None, valid=valid, lengths=lengths)
 
 
 class Trainer:
@@ -107,13 +125,16 @@ class Trainer:
         self._probe_batch = None
         self.interventions: tuple = ()  # core.interventions.Intervention, see set_interventions
         self.lesion = False
+        self._dynamics_batch = None
+        self.dynamics_input = ZERO  # the constant input whose fixed points dynamics() finds
 
     @property
     def param_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     # ----------------------------------------------------------------- training
-    def step(self, *, probe: bool = False, gradients: bool = False, spectrum: bool = False) -> StepRecord:
+    def step(self, *, probe: bool = False, gradients: bool = False, spectrum: bool = False,
+             dynamics: bool = False) -> StepRecord:
         """One optimiser update on a fresh batch.
 
         A non-finite loss or gradient is not applied, and the model and optimizer go back to
@@ -150,12 +171,13 @@ class Trainer:
             seconds=time.perf_counter() - start, restored_step=restored,
         )
         self.history.append(record)
-        if probe or gradients or spectrum:
+        if probe or gradients or spectrum or dynamics:
             record = dataclasses.replace(
                 record,
                 probe=self.probe() if probe else None,
                 gradients=self.gradients() if gradients else None,
                 spectrum=self.spectrum() if spectrum else None,
+                dynamics=self.dynamics() if dynamics else None,
             )
         return record
 
@@ -246,6 +268,46 @@ class Trainer:
 
     def spectrum(self) -> SpectrumRecord:
         return spectrum_record(self.model.recurrent, self.step_count)
+
+    def dynamics_batch(self):
+        """The probe, then DYNAMICS_BATCH more sequences (fixed: the same every time)."""
+        if self._dynamics_batch is None:
+            probe = self.task.probe_batch()
+            more = self.task.sample(DYNAMICS_BATCH, torch.Generator().manual_seed(DYNAMICS_SEED))
+            self._dynamics_batch = _join(probe, more).to(self.device)
+        return self._dynamics_batch
+
+    def recurrent_inputs(self, batch) -> torch.Tensor:
+        """[T, B, I] what the recurrent stack reads for ``batch`` (embedded, if the model embeds)."""
+        inputs = getattr(self.model, "inputs", None)
+        return inputs(batch) if inputs is not None else batch.x
+
+    def input_symbols(self) -> dict[str, np.ndarray]:
+        """The task's input symbols as the probe shows them, as the recurrent stack reads
+        them (core.instruments.dynamics)."""
+        probe = self.probe_batch()
+        return input_symbols(probe.labels, _numpy(self.recurrent_inputs(probe)[:, 0]))
+
+    def choose_dynamics_input(self, name: str) -> None:
+        """Find fixed points under ``name`` ("zero", a symbol, or numbers) from now on;
+        ValueError naming the value and the choices when it is none of them."""
+        parse_input(name, self.input_symbols(), self.model.recurrent.input_size)
+        self.dynamics_input = str(name).strip()
+
+    def dynamics(self, settings=None) -> DynamicsRecord | None:
+        """Trajectories in PC space and the fixed points under ``dynamics_input`` (None for
+        encoder-decoder models)."""
+        if not hasattr(self.model, "loss_from_outputs"):
+            return None
+        batch = self.dynamics_batch()
+        self.model.eval()
+        trace = self.model.trace(batch)
+        states = stack_states(trace.hidden, trace.cell)
+        extra = {} if settings is None else {"settings": settings}
+        with torch.no_grad():
+            x = self.recurrent_inputs(batch)
+        return dynamics_record(self.model.recurrent, states, batch.valid, x, batch.labels,
+                               self.step_count, self.dynamics_input, self.input_symbols(), **extra)
 
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics when the task defines them (translation: exact match)."""
