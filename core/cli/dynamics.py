@@ -17,17 +17,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli.common import EXIT_DIVERGED, add_overrides, load_trainer, progress, strict_json
+from core.cli.common import (
+    EXIT_DIVERGED,
+    add_model_flags,
+    add_overrides,
+    load_trainer,
+    progress,
+    strict_json,
+)
 
 MAX_STARTS = 4096
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dynamics", help="train a preset, then find the fixed points of its hidden-state update")
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", metavar="NAME", help="a sequence preset, e.g. parity-gru (see 'presets')")
     source.add_argument("--session", metavar="FILE",
                         help="analyse a saved session's model (trains only with --steps)")
+    add_model_flags(p)  # --model FILE: a user's torch.nn RNN/LSTM/GRU state dict, analysed as it is
     add_overrides(p)
     p.add_argument("--input", default="zero", metavar="SYMBOL",
                    help="the constant input x*: zero (default), an input symbol of the task (e.g. 1 for "
@@ -51,6 +59,19 @@ def build_trainer(args: argparse.Namespace):
     from core.errors import UserError
     from core.presets import load_preset
 
+    if args.model:
+        if args.preset or args.session:
+            raise ValueError("give one of --model, --preset and --session")
+        if args.steps:
+            raise ValueError("--steps trains a preset or a session; an opened --model is analysed as it is")
+        from core.cli.common import model_trainer
+
+        opened = argparse.Namespace(**{**vars(args), "data": None, "task": None})
+        return model_trainer(opened), 0
+    if not args.preset and not args.session:
+        raise ValueError("give the model to analyse: --preset NAME, --session FILE or --model FILE")
+    if args.vocab:
+        raise ValueError("--vocab applies to --model; a preset or session has its own inputs")
     if args.preset is not None and load_preset(args.preset).experiment.is_seq2seq:
         raise UserError(f"preset {args.preset!r} is an encoder-decoder (translation) task; dynamics "
                         "works with sequence tasks, e.g. parity-gru, sine-gru, adding-lstm")

@@ -102,6 +102,18 @@ class InputsTask(Task):
         raise UserError("this model was opened without training data; open a data file (File > Open Data..., "
                         "or --data) to fine-tune it")
 
+    def dynamics_sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """Inputs for the trajectories the Dynamics panel projects, where there is no data to
+        sample: random tokens of the vocabulary, or standard normal numbers, as long as the
+        probe (time-major [T, batch_size, input_size])."""
+        T = self.probe_batch().x.shape[0]
+        if self.coder is not None:
+            ids = torch.randint(0, self.input_size, (T, batch_size), generator=generator)
+            x = torch.nn.functional.one_hot(ids, self.input_size).float()
+        else:
+            x = torch.randn(T, batch_size, self.input_size, generator=generator)
+        return Batch(x, torch.zeros(T, batch_size, self.output_size))
+
 
 def encode_probe(task: Task, text: str | None = None, rows: list[list[float]] | None = None) -> Batch:
     """A probe batch (one sequence) for ``task`` from typed text (through the task's

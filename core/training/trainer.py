@@ -273,7 +273,8 @@ class Trainer:
         """The probe, then DYNAMICS_BATCH more sequences (fixed: the same every time)."""
         if self._dynamics_batch is None:
             probe = self.task.probe_batch()
-            more = self.task.sample(DYNAMICS_BATCH, torch.Generator().manual_seed(DYNAMICS_SEED))
+            sample = getattr(self.task, "dynamics_sample", self.task.sample)  # an opened model has no data
+            more = sample(DYNAMICS_BATCH, torch.Generator().manual_seed(DYNAMICS_SEED))
             self._dynamics_batch = _join(probe, more).to(self.device)
         return self._dynamics_batch
 

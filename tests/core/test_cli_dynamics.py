@@ -80,3 +80,31 @@ def test_bad_arguments_are_one_line_before_any_training(capsys, argv, named):
     line = err.strip()
     assert line.startswith("error: ") and "\n" not in line and named in line
     assert "loss" not in err  # nothing was trained
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_a_users_torch_model_opens_and_its_fixed_points_are_fixed_for_torch_nn(capsys, tmp_path, kind):
+    """--model: a bare state dict saved by plain torch, under a constant input given as numbers."""
+    import safetensors.torch
+
+    torch.manual_seed(3)
+    net = getattr(torch.nn, kind.upper())(3, 6).double()
+    path = tmp_path / "net.safetensors"
+    safetensors.torch.save_file({k: v.float() for k, v in net.state_dict().items()}, str(path))
+    assert main(["dynamics", "--model", str(path), "--input", "0.5,0,-1", "--starts", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == kind and out["hidden_size"] == 6 and out["fixed_points"]
+    net = net.float().double()  # the saved (float32) weights, evaluated in float64
+    x = torch.tensor([[[0.5, 0.0, -1.0]]], dtype=torch.float64)
+    for point in out["fixed_points"]:
+        s = torch.tensor(point["state"], dtype=torch.float64)
+        h = s[:6].view(1, 1, 6)
+        state = (h, s[6:].view(1, 1, 6)) if kind == "lstm" else h
+        _, new = net(x, state)
+        new = torch.cat([new[0].flatten(), new[1].flatten()]) if kind == "lstm" else new.flatten()
+        assert torch.linalg.vector_norm(new - s) < 1e-6
+
+
+def test_model_and_steps_are_refused_together(capsys, tmp_path):
+    assert main(["dynamics", "--model", str(tmp_path / "x.pt"), "--steps", "5"]) == 2
+    assert "analysed as it is" in capsys.readouterr().err
