@@ -2,18 +2,21 @@
 
 ``python main.py`` opens the desktop app; other subcommands run headless. Each command
 lives in a module exposing ``register(subparsers)``, which adds its parser and sets
-``run=callable(args) -> int``. Those modules import nothing heavy at module level, so
-``--help`` is instant and the window can appear before torch is loaded.
+``run=callable(args) -> int``; they are imported here by name (COMMANDS), so a broken one
+fails loudly. Those modules import nothing heavy at module level, so ``--help`` is instant
+and the window can appear before torch is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
-COMMAND_MODULES = ("app.cli", "app.export_cli", "core.cli", "core.cli_decode", "core.cli_bench")
+from app.cli import bench, export, gui
+from core.cli import ablate, decode, dynamics, probe, train
+
+COMMANDS = (gui, export, train, decode, probe, ablate, dynamics, bench)  # in the order --help lists them
 
 EXIT_USAGE = 2
 
@@ -34,14 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch threads for headless commands (default 1, or $RNN_EXPLORER_THREADS)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name != name:  # a real missing dependency, not a command still to come
-                raise
-            continue
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -59,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*argv, "gui"])
     try:
         if args.command != "gui":  # the app sets its own threads, after the window shows
-            from core.runtime import configure_threads
+            from core.cli.runtime import configure_threads
 
             configure_threads(args.threads)
         return int(args.run(args) or 0)

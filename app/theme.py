@@ -112,7 +112,7 @@ DARK = Theme(
 )
 
 # Figures for slides (export only): white, black text, the same colour-blind-safe colours,
-# thicker lines. Fonts and lines are also enlarged with the export size (app.export).
+# thicker lines. Fonts and lines are also enlarged with the export size (app.export.figure).
 SLIDE = replace(
     LIGHT,
     name="slide",
@@ -193,3 +193,12 @@ def qt_palette(theme: Theme) -> QPalette:
     for role in (QPalette.WindowText, QPalette.Text, QPalette.ButtonText):
         p.setColor(QPalette.Disabled, role, QColor(theme.muted))
     return p
+
+
+def ink_for(fill: QColor) -> QColor:
+    """Black or white, whichever reads better on ``fill`` (WCAG relative luminance)."""
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    lum = 0.2126 * channel(fill.redF()) + 0.7152 * channel(fill.greenF()) + 0.0722 * channel(fill.blueF())
+    return QColor("#FFFFFF") if lum < 0.33 else QColor("#111111")

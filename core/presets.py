@@ -17,12 +17,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, Experiment
-from .errors import PresetError
+from core.config import ConfigError, Experiment
+from core.errors import PresetError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "resources" / "presets"
 SCHEMA = 1
-GROUPS = ("gradients", "gates", "sequences", "decoding", "attention")
+GROUPS = ("gradients", "gates", "sequences", "decoding", "attention")  # the teaching order
+DEFAULT_PRESET = "adding-lstm"  # what the app opens with
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,16 @@ def list_presets() -> list[Preset]:
     """Every preset, grouped in GROUPS order, then by name."""
     presets = [load_preset(n) for n in preset_names()]
     return sorted(presets, key=lambda p: (GROUPS.index(p.group), p.name))
+
+
+def grouped(presets: list[Preset]) -> list[tuple[str, list[Preset]]]:
+    """(group, its presets) in GROUPS order."""
+    groups: dict[str, list[Preset]] = {}
+    for preset in sorted(presets, key=lambda p: (GROUPS.index(p.group), p.name)):
+        groups.setdefault(preset.group, []).append(preset)
+    return list(groups.items())
+
+
+def translation_presets() -> list[str]:
+    """The presets whose task is a translation (the ones the Decoding panel and ``decode`` use)."""
+    return [p.name for p in list_presets() if p.experiment.is_seq2seq]

@@ -23,7 +23,7 @@ QT_LOG_IGNORE = (r"This plugin does not support propagateSizeHints\(\)",
 
 def pytest_configure(config):
     """One torch thread unless RNN_EXPLORER_TEST_THREADS says otherwise (tests/outcomes.py),
-    as the headless commands use (core.runtime): on a busy 2-core machine two OpenMP threads
+    as the headless commands use (core.cli.runtime): on a busy 2-core machine two OpenMP threads
     waiting on each other make training 10x slower, and the slow tests' budgets were
     measured with one."""
     import torch
@@ -114,7 +114,7 @@ def _no_leaked_qthreads(request):
         pytest.fail(f"{len(leaked)} QThread(s) still running after the test; started at:\n" + "\n".join(leaked))
     import multiprocessing
 
-    children = multiprocessing.active_children()  # the training processes (app.controller)
+    children = multiprocessing.active_children()  # the training processes (app.training.controller)
     for child in children:
         child.kill()
     if children:

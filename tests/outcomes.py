@@ -54,7 +54,7 @@ def seeded(experiment, offset: int = 0):
 def train(experiment, steps: int | None = None, offset: int = 0):
     """(trainer, losses [steps]): ``seeded(experiment, offset)`` trained for ``steps``
     (default: its budget). A diverged (refused) update fails the test."""
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
     trainer = Trainer(seeded(experiment, offset))
     return trainer, more(trainer, experiment.steps if steps is None else steps)

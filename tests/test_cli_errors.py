@@ -26,7 +26,7 @@ def _cuda() -> bool:
 BAD = [  # (argv, what the one line must say)
     (["nope"], "invalid choice: 'nope' (choose from 'gui', "),
     (["presets", "--bogus"], "unrecognized arguments: --bogus"),
-    (["train"], "one of the arguments --preset --session is required"),
+    (["train"], "give --preset NAME, --data FILE, --model FILE or --session FILE"),
     (["train", "--preset", "adding-lstm", "--session", "x.rnnx"], "--session: not allowed with argument --preset"),
     (["train", "--preset", "nope"], "unknown preset 'nope'; known presets: adding-gru, "),
     (["train", "--session", "{tmp}/missing.rnnx"], "missing.rnnx: no such file"),
@@ -54,6 +54,15 @@ BAD = [  # (argv, what the one line must say)
     ([*DECODE, "--steps", "-1"], "--steps must be an integer >= 0; got -1"),
     ([*DECODE, "--input", "   "], "input is empty: type the text to translate"),
     (["decode", "--preset", "adding-lstm"], "trains the adding task, not a translation task"),
+    (["train", "--data", "{tmp}/missing.txt"], "missing.txt: cannot read the data file"),
+    (["train", "--data", "{tmp}/notes.xyz"], "cannot tell the task from the suffix '.xyz'"),
+    (["train", "--preset", "adding-lstm", "--task", "series"], "--task applies to --data"),
+    ([*TRAIN, "--export-model", "{tmp}/m.onnx"], "expected a .safetensors, .pt or .pth file name"),
+    (["probe", "--input", "x"], "give the model to probe: --model FILE, --preset NAME or --session FILE"),
+    (["probe", "--preset", "adding-lstm", "--input", "abc"], "the adding task reads numbers, not text"),
+    (["probe", "--model", "{tmp}/m.safetensors"], "an opened model has no probe of its own: give --input TEXT"),
+    (["probe", "--preset", "adding-lstm", "--input", "1", "--input-file", "{tmp}/s.csv"],
+     "argument --input-file: not allowed with argument --input"),
     (["gui", "--preset", "nope"], "unknown preset 'nope'"),
     (["gui", "--theme", "pink"], "argument --theme: invalid choice: 'pink' (choose from 'light', 'dark')"),
     (["shot", "--out", "{tmp}/x.png", "--steps", "many"], "argument --steps: invalid int value: 'many'"),
@@ -102,7 +111,7 @@ def test_a_bug_in_a_command_says_so_in_one_line_and_logs_the_traceback(monkeypat
     def broken(args):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr("core.cli.run_train", broken)
+    monkeypatch.setattr("core.cli.train.run_train", broken)
     assert main.main(["train", "--preset", "adding-lstm"]) == 1
     err = capsys.readouterr().err
     assert err == "error: RuntimeError: simulated bug (details in the log file)\n"

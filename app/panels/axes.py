@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontMetricsF, QPen
 
-from app.analysis import tick_stride
+from app.panels.analysis import tick_stride
 from app.theme import FONT_POINTS
 
 

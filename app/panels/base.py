@@ -18,33 +18,38 @@ panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ expor
 ``apply_theme(theme)`` restyles in place.
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
-``title`` and ``instruments`` (which of "probe", "gradients", "spectrum" it draws, so the
-worker computes them only when a visible panel needs them), override the ``on_*`` hooks,
-``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``.
-Panels hold no numerics beyond cheap reductions from ``app.analysis``.
+``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
+``instruments`` (which of "probe", "gradients", "spectrum", "counterfactual", "dynamics" it needs, so the training
+process computes them only when a visible panel shows them), implement those hooks,
+``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``. A panel
+that talks to the training process itself (decoding) overrides ``connect_engine``; one
+with a process of its own (compare) overrides ``shutdown``.
+Panels hold no numerics beyond cheap reductions from ``app.panels.analysis``.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from app.engine import RunInfo
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
-from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from app.training.messages import RunInfo
+from core.records import (
+    CounterfactualRecord,
+    DynamicsRecord,
+    GradientRecord,
+    ProbeRecord,
+    SpectrumRecord,
+    StepRecord,
+)
 
-_HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
-          SpectrumRecord: "on_spectrum"}
-
-
-@cache
-def _overrides(cls: type, hook: str) -> bool:
-    return getattr(cls, hook) is not getattr(Panel, hook)
+# The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
+HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
+         SpectrumRecord: "on_spectrum", CounterfactualRecord: "on_counterfactual", DynamicsRecord: "on_dynamics"}
 
 
 class Panel(QWidget):
@@ -52,7 +57,9 @@ class Panel(QWidget):
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    draws: ClassVar[frozenset[type]] = frozenset()  # record types taken (keys of HOOKS)
     instruments: ClassVar[frozenset[str]] = frozenset()
+    what_if_caption = ""  # the interventions on show, for figure captions (app.window.interventions sets it)
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
         super().__init__(parent)
@@ -91,22 +98,27 @@ class Panel(QWidget):
         self._dirty = True
 
     def update_record(self, record: Any) -> None:
-        """Take one record from the worker (cheap: store it and mark the panel dirty).
+        """Take one record from the training process (cheap: store it, mark the panel dirty).
 
-        The panel is marked dirty only when it handles what arrived (it overrides the
-        matching ``on_*`` hook), so e.g. the hidden-state panel does not redraw the same
-        probe on every training step.
+        Only the kinds of record the panel ``draws`` reach its hooks and mark it dirty, so
+        e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
         if isinstance(record, StepRecord):
-            items = (record, record.probe, record.gradients, record.spectrum)
+            items = (record, record.probe, record.gradients, record.spectrum, record.counterfactual,
+                     record.dynamics)
         else:
             items = (record,)
         for item in items:
-            hook = _HOOKS.get(type(item))
-            if hook is not None:
-                getattr(self, hook)(item)
-                if _overrides(type(self), hook):
-                    self._dirty = True
+            if type(item) in self.draws:
+                getattr(self, HOOKS[type(item)])(item)
+                self._dirty = True
+
+    def connect_engine(self, controller: Any) -> None:
+        """The window's training controller (app.training.controller), for panels that ask
+        the training process for work of their own (decoding); most panels need nothing."""
+
+    def shutdown(self) -> None:
+        """The window is closing: end anything the panel runs itself (compare's process)."""
 
     def refresh(self, force: bool = False) -> bool:
         """Redraw if new data arrived since the last redraw. Returns whether it drew."""
@@ -187,6 +199,11 @@ class Panel(QWidget):
     def on_gradients(self, record: GradientRecord) -> None: ...
 
     def on_spectrum(self, record: SpectrumRecord) -> None: ...
+
+    def on_dynamics(self, record: DynamicsRecord) -> None: ...
+    def on_counterfactual(self, record: CounterfactualRecord | None) -> None:
+        """What if: the probe with interventions beside the factual one; None when they were
+        all switched off or removed (the window calls it then)."""
 
     def on_time_cursor(self, t: int) -> None: ...
 

@@ -16,12 +16,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox
 
-from app.analysis import positive_for_log
+from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
 from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
-from app.series import Series
+from app.panels.series import Series
 from app.theme import Theme
 from core.records import StepRecord
 
@@ -31,7 +31,7 @@ MAX_DIVERGENCE_MARKS = 20
 class TrainingPanel(Panel):
     name = "training"
     title = "Training"
-    instruments = frozenset()
+    draws = frozenset({StepRecord})
 
     def build(self) -> None:
         self.log_loss = QCheckBox("Log loss")

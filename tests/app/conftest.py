@@ -21,8 +21,8 @@ def tiny_experiment() -> Experiment:
 
 def train(experiment: Experiment, steps: int):
     """(run info, records): the build snapshot and ``steps`` records, the last fully instrumented."""
-    from app.engine import make_trainer, run_info
-    from app.shot import train_records
+    from app.training.engine import make_trainer, run_info
+    from app.window.offscreen import train_records
 
     trainer = make_trainer(experiment)
     return run_info(trainer), train_records(trainer, steps)
@@ -64,7 +64,7 @@ def rnn_run():
 @pytest.fixture
 def window(qtbot, tiny_experiment):
     """The real main window, shown offscreen, with its worker built and the first probe drawn."""
-    from app.main_window import MainWindow
+    from app.window.main_window import MainWindow
 
     w = MainWindow(experiment=tiny_experiment)
     qtbot.addWidget(w)
@@ -73,3 +73,12 @@ def window(qtbot, tiny_experiment):
     qtbot.waitUntil(lambda: w.panels["hidden"].probe is not None, timeout=30_000)
     yield w
     w.close()
+
+
+def ask(qtbot, controller, fn):
+    """fn(trainer) in the training process, as the panels' jobs run; returns its value."""
+    answers = []
+    controller.call(fn, answers.append)
+    qtbot.waitUntil(lambda: bool(answers), timeout=60_000)
+    assert answers[0].failure is None, answers[0].failure
+    return answers[0].value

@@ -1,6 +1,6 @@
 """What the tests send to the training process: trainer factories with faults, and jobs.
 
-The process is a fresh interpreter (app.controller), so these are module-level functions
+The process is a fresh interpreter (app.training.controller), so these are module-level functions
 (picklable), in a module that imports no Qt; a fault's state lives in that process.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.engine import build_trainer
+from app.training.engine import build_trainer
 from core.config import ConfigError
 
 
@@ -71,8 +71,8 @@ def decode_reference(trainer, text: str, beam: int, penalty: float = 1.0):
     """core.decoding on the same model and input: (BeamResult, per-expansion node lists, attention)."""
     import torch
 
-    from core.decoding import BeamSearch, beam_search
-    from core.translation import BOS, EOS
+    from core.decoding.search import BeamSearch, beam_search
+    from core.names import BOS, EOS
 
     task, model = trainer.task, trainer.model
     src = torch.tensor(task.src_vocab.encode(text)).unsqueeze(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.analysis import (
+from app.panels.analysis import (
     chunk_spans,
     false_runs,
     geometric_line,
@@ -14,8 +14,8 @@ from app.analysis import (
     saturation,
     tick_stride,
 )
-from app.schedule import InstrumentSchedule
-from app.series import RateMeter, Series, Snapshots
+from app.panels.series import RateMeter, Series, Snapshots
+from app.window.schedule import InstrumentSchedule
 
 
 def test_saturation_counts_shut_and_open_steps_per_unit_ignoring_padding():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 
-from app.cell_equations import cell_values, levels_of
-from app.engine import GATES
-from app.panels.cell import CellPanel
+from app.panels.cell.equations import cell_values, levels_of
+from app.panels.cell.panel import CellPanel
 from app.theme import LIGHT, colormap
+from core.names import GATES
 from core.records import ProbeRecord, StepRecord
 from tests.app.conftest import fed as fed_panel
 

@@ -44,8 +44,8 @@ def test_bad_shot_arguments_exit_2_with_one_line(tmp_path, capsys, args, message
 
 
 def test_app_modules_import_neither_torch_nor_the_trainer():
-    code = ("import sys, main, app.cli, app.main_window, app.bench, app.shot;"
+    code = ("import sys, main, app.cli.gui, app.window.main_window, app.bench.window, app.window.offscreen, app.panels;"
             "main.build_parser();"
-            "bad = [m for m in ('torch', 'core.trainer') if m in sys.modules];"
+            "bad = [m for m in ('torch', 'core.training.trainer') if m in sys.modules];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Compare: three kinds trained off the GUI thread on one seed; curves and table read their records."""
+"""Compare: three kinds trained in a process of their own on one seed; curves and table read their records."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QStyle
 
-from app.panels.compare import ComparePanel
+from app.panels.compare.panel import ComparePanel
 from app.theme import LIGHT, cell_color
-from core.compare import KINDS, CompareRecord, KindInfo, running_mean, summarize
-from core.trainer import Trainer
+from core.names import CELL_KINDS as KINDS
+from core.training.compare import CompareRecord, KindInfo, running_mean, summarize
+from core.training.trainer import Trainer
 from tests.app.drawn import drawn_labels
 
 
@@ -68,12 +69,12 @@ def test_stop_ends_the_comparison_early_and_start_can_run_again(qtbot, panel):
     assert max(r.step for r in panel.records) == 3  # a fresh comparison
 
 
-def test_shutdown_during_a_run_joins_the_thread(qtbot, panel):
+def test_shutdown_during_a_run_ends_the_process_in_time(qtbot, panel):
     panel.start(steps=100_000)
     qtbot.waitUntil(lambda: len(panel.records) >= 3, timeout=120_000)
-    thread = panel.runner.thread
+    process = panel.runner.process
     assert panel.runner.shutdown(timeout=10)
-    assert not thread.isRunning() and not panel.runner.running
+    assert not process.is_alive() and not panel.runner.running
 
 
 def test_a_new_run_clears_the_comparison(qtbot, panel, gru_padding_run):
@@ -88,9 +89,9 @@ def test_closing_the_window_stops_a_comparison(qtbot, window):
     compare = window.panels["compare"]
     compare.start(steps=100_000)
     qtbot.waitUntil(lambda: len(compare.records) >= 3, timeout=120_000)
-    thread = compare.runner.thread
+    process = compare.runner.process
     window.close()
-    assert not thread.isRunning() and not compare.runner.running
+    assert not process.is_alive() and not compare.runner.running
 
 
 def test_a_new_run_during_a_comparison_stops_it_and_drops_its_last_records(qtbot, panel, gru_padding_run):
@@ -98,15 +99,18 @@ def test_a_new_run_during_a_comparison_stops_it_and_drops_its_last_records(qtbot
 
     panel.start(steps=100_000)
     qtbot.waitUntil(lambda: len(panel.records) >= 3, timeout=120_000)
-    thread = panel.runner.thread
     panel.reset(gru_padding_run[0])
-    assert not thread.isRunning() and not panel.runner.running
-    QCoreApplication.processEvents()  # deliver whatever the old worker had queued
-    assert panel.records == [] and panel.start_button.text() == "Start"
+    assert not panel.runner.running and panel.start_button.text() == "Start"
+    qtbot.wait(300)  # whatever the old comparison still sends arrives, and is dropped
+    QCoreApplication.processEvents()
+    assert panel.records == []
+    with qtbot.waitSignal(panel.runner.ended, timeout=120_000):  # the same process compares again
+        panel.start(steps=2)
+    assert len(panel.records) == 2 * len(KINDS)
 
 
 def test_loss_curves_over_100k_steps_draw_about_two_points_a_pixel_and_keep_them_all(qtbot, panel):
-    from core.compare import CompareRecord
+    from core.training.compare import CompareRecord
 
     steps = 100_000
     losses = 0.2 + 0.1 * np.cos(np.arange(steps) / 700.0)
@@ -195,7 +199,7 @@ def assert_headers_and_legend_fit(panel) -> None:
 
 
 def test_table_headers_and_the_legend_fit_in_the_window_and_on_a_slide(qtbot, panel):
-    from app.export import Figure, caption_lines, staged
+    from app.export.figure import Figure, caption_lines, staged
 
     panel.runner.began.emit([KindInfo(kind, 1000, 0.0123, 0.2) for kind in KINDS])
     panel.runner.records_ready.emit(fake_comparison(1, 300, lambda step: 0.2 + 1 / step))
@@ -207,7 +211,7 @@ def test_table_headers_and_the_legend_fit_in_the_window_and_on_a_slide(qtbot, pa
 
 
 def test_the_slide_caption_says_each_setting_once(panel):
-    from app.export import caption_lines
+    from app.export.figure import caption_lines
 
     panel.refresh(force=True)
     note = [part.strip() for part in panel.note.text().split("·")]
@@ -233,7 +237,7 @@ def assert_log_labels_apart(panel) -> None:
 
 
 def test_log_tick_labels_do_not_run_into_each_other_in_the_window_or_on_a_slide(qtbot, panel):
-    from app.export import Figure, caption_lines, staged
+    from app.export.figure import Figure, caption_lines, staged
     from core.records import GradientRecord
 
     panel.runner.began.emit([KindInfo(kind, 1000, 0.0123, 0.167) for kind in KINDS])

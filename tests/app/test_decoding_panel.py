@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
-from app.controller import TrainingController
-from app.panels.decoding import DecodingPanel
+from app.panels.decoding.panel import DecodingPanel
 from app.theme import DARK, LIGHT
-from core.beam_tree import path_to
+from app.training.controller import TrainingController
 from core.config import Experiment
-from tests.app.conftest import tiny
+from core.decoding.tree import path_to
+from tests.app.conftest import ask, tiny
 from tests.app.remote import decode_reference
 
 REVERSE = Experiment(task="reverse", cell="gru", attention="dot", hidden_size=16, embed_size=8, seq_len=8,
@@ -40,15 +40,6 @@ def build(qtbot, controller, panel, experiment=REVERSE, steps=15) -> None:
         controller.build(experiment)
     controller.step(steps, {"probe"})
     qtbot.waitUntil(lambda: panel._model_step == steps, timeout=60_000)
-
-
-def ask(qtbot, controller, fn):
-    """fn(trainer) in the training process, as the panel's jobs run; returns its value."""
-    tag = object()
-    with qtbot.waitSignal(controller.job_done, timeout=60_000, check_params_cb=lambda r: r.tag is tag) as got:
-        controller.call(fn, tag)
-    assert got.args[0].failure is None, got.args[0].failure
-    return got.args[0].value
 
 
 def test_run_shows_the_core_tree_and_best_hypothesis(qtbot, decoding):
@@ -188,7 +179,7 @@ def test_the_tree_legend_follows_the_theme(qtbot):
     """Its names are redrawn in the new theme's colour (pyqtgraph's own legend keeps the old one)."""
     from PySide6.QtGui import QTextCursor
 
-    from app.beam_tree_view import BeamTreePlot
+    from app.panels.decoding.tree_view import BeamTreePlot
 
     tree = BeamTreePlot(LIGHT)
     qtbot.addWidget(tree)

@@ -13,7 +13,9 @@ from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt
 from PySide6.QtGui import QContextMenuEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from app.export import (
+from app.export.batch import export_all, frame_count, parse_formats, parse_panels, save_frames
+from app.export.data import choose_format, data_kind, write_data
+from app.export.figure import (
     SIZE_PRESETS,
     Figure,
     at_dpi,
@@ -23,8 +25,6 @@ from app.export import (
     save_svg,
     staged,
 )
-from app.export_all import export_all, frame_count, parse_formats, parse_panels, save_frames
-from app.export_data import choose_format, data_kind, write_data
 from app.panels import panel_names
 from app.theme import LIGHT, get_theme
 from tests.app.conftest import fed as fed_panel
@@ -174,14 +174,14 @@ def test_frames_step_through_the_probe(hidden, tmp_path, lstm_run):
 
 
 def test_copy_puts_the_figure_on_the_clipboard(training):
-    from app.export import copy_image
+    from app.export.figure import copy_image
 
     copy_image(training, Figure(size=(800, 450)))
     assert QGuiApplication.clipboard().image().size().toTuple() == (800, 450)
 
 
 def test_export_all_from_the_window_writes_visible_panels_and_experiment_json(qtbot, lstm_run, tmp_path):
-    from app.shot import build_window
+    from app.window.offscreen import build_window
 
     window = build_window(*lstm_run)
     qtbot.addWidget(window)
@@ -199,12 +199,12 @@ def test_export_all_from_the_window_writes_visible_panels_and_experiment_json(qt
     assert {"python", "torch", "app", "numpy", "pyside6", "pyqtgraph"} <= set(record["versions"])
     assert [p.name for p in window.visible_panels()] == visible  # every panel went back to its dock
     assert all(window.docks[n].widget() is window.panels[n] for n in window.panels)
-    actions = [a.text() for a in window.panels["hidden"].actions()]
-    assert actions == ["Export Figure…", "Export Data…", "Copy Figure"]
+    actions = [a.text() for a in window.panels["hidden"].actions() if a.isVisible()]  # what the menu shows
+    assert actions == ["Export Figure…", "Export Animation…", "Export Data…", "Copy Figure"]  # (What if's only over a unit)
 
 
 def test_right_click_on_a_plot_reaches_the_panel_menu(qtbot, lstm_run):
-    from app.shot import build_window
+    from app.window.offscreen import build_window
 
     window = build_window(*lstm_run)
     qtbot.addWidget(window)
@@ -236,7 +236,7 @@ def test_export_all_refuses_bad_formats_before_writing(training, tmp_path, lstm_
 
 
 def test_the_export_dialog_writes_the_chosen_format_and_size(qtbot, training, hidden, tmp_path):
-    from app.export_dialog import ExportDialog
+    from app.export.dialog import ExportDialog
 
     dialog = ExportDialog({"training": training, "hidden": hidden}, "hidden", Figure())
     qtbot.addWidget(dialog)
@@ -271,7 +271,7 @@ def test_a_legend_with_entries_is_still_drawn(qtbot, rnn_run):
     panel = fed(qtbot, rnn_run, "gradients")  # two layers: one entry each
     with staged(panel, Figure(), caption_lines(panel)):
         legend = panel.norm_plot.legend
-        assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1"]
+        assert legend.isVisible() and [label.text for _, label in legend.items] == ["layer 0", "layer 1", "full BPTT"]
 
 
 def _scene_x(plot, t: float) -> float:

@@ -135,8 +135,8 @@ def assert_padding_named_above_the_shading(panel, span: tuple[int, int]) -> None
 def test_hidden_panel_names_padding_above_the_heatmap_in_the_window_and_on_a_slide(qtbot, gru_padding_run):
     import dataclasses
 
-    from app.analysis import false_runs
-    from app.export import Figure, staged
+    from app.export.figure import Figure, staged
+    from app.panels.analysis import false_runs
 
     panel = fed(qtbot, "hidden", gru_padding_run)
     qtbot.waitUntil(lambda: panel.padding_axis.geometry().height() > 0)  # laid out with room for it

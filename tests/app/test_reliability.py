@@ -7,8 +7,9 @@ import pytest
 
 from core.config import FIELDS, Experiment
 from core.logs import LOG_FILE, data_dir, setup_logging
+from tests.app.conftest import ask
 
-NUMERIC_FIELDS = sorted(name for name, spec in FIELDS.items() if spec.choices is None)
+NUMERIC_FIELDS = sorted(name for name, spec in FIELDS.items() if spec.choices is None and not spec.text)
 
 
 def wait_paused_at(qtbot, window, step: int, timeout: int = 30_000) -> None:
@@ -17,7 +18,7 @@ def wait_paused_at(qtbot, window, step: int, timeout: int = 30_000) -> None:
 
 
 def test_a_worker_exception_is_shown_with_details_and_the_app_keeps_running(qtbot):
-    from app.main_window import MainWindow
+    from app.window.main_window import MainWindow
     from tests.app.conftest import tiny
     from tests.app.remote import bug_in_first_step
 
@@ -36,7 +37,7 @@ def test_a_worker_exception_is_shown_with_details_and_the_app_keeps_running(qtbo
     assert "simulated bug" in window.status.currentMessage()
     qtbot.waitUntil(lambda: window.state == "paused", timeout=10_000)
     log_text = (data_dir() / LOG_FILE).read_text()
-    assert "worker failed while training" in log_text and "simulated bug in a step" in log_text
+    assert "failed while training" in log_text and "simulated bug in a step" in log_text
     window.step(2)  # the same model trains on
     wait_paused_at(qtbot, window, 2)
     assert window.run_info is info and window.controller.is_alive
@@ -49,8 +50,8 @@ def test_divergence_pauses_is_marked_and_a_lower_learning_rate_continues_the_run
     panel say so, and Apply with clipping continues the same run from there."""
     from PySide6.QtCore import Qt
 
-    from app.main_window import MainWindow
-    from app.status import DIVERGED
+    from app.window.main_window import MainWindow
+    from app.window.status import DIVERGED
     from core.presets import load_preset
 
     window = MainWindow(experiment=load_preset("exploding-rnn").experiment.replace(lr=10.0, clip=0.0))
@@ -115,7 +116,7 @@ def test_a_configuration_too_big_for_memory_is_refused_with_its_estimate_and_the
 
 @pytest.mark.parametrize("name", NUMERIC_FIELDS)
 def test_bad_field_values_are_flagged_at_the_field_with_value_and_range(qtbot, name):
-    from app.experiment_form import ExperimentForm
+    from app.window.experiment_form import ExperimentForm
 
     form = ExperimentForm()
     qtbot.addWidget(form)
@@ -181,7 +182,7 @@ def test_commands_while_training_never_deadlock_crash_or_leave_a_thread(qtbot, w
 
 
 def test_the_decode_box_takes_empty_unknown_and_overlong_input_on_a_translation_preset(qtbot):
-    from app.main_window import MainWindow
+    from app.window.main_window import MainWindow
 
     window = MainWindow(preset="reverse-attention")
     qtbot.addWidget(window)
@@ -216,7 +217,7 @@ def test_records_arrive_before_the_state_they_led_to_even_when_the_gui_is_behind
     import operator
     import time
 
-    from app.controller import TrainingController
+    from app.training.controller import TrainingController
     from tests.app.conftest import tiny
 
     controller = TrainingController()
@@ -243,8 +244,6 @@ def test_records_arrive_before_the_state_they_led_to_even_when_the_gui_is_behind
         assert max(lists) > 1  # records were kept back and came together
         assert [e for e in events if e[0] == "state"] == [("state", "running"), ("state", "paused")]
         assert events[-1] == ("state", "paused")  # no record came after the state it led to
-        with qtbot.waitSignal(controller.job_done, timeout=30_000) as job:
-            controller.call(operator.attrgetter("step_count"))
-        assert sum(lists) == job.args[0].value  # and none was lost
+        assert sum(lists) == ask(qtbot, controller, operator.attrgetter("step_count"))  # and none was lost
     finally:
         assert controller.shutdown(timeout=10)

@@ -10,9 +10,10 @@ import pytest
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QMessageBox
 
-from app.engine import history_records
-from app.sessions import settings
-from core.session import autosave_path, find_recovery, save_session
+from app.training.engine import history_records
+from app.window.sessions import settings
+from core.session.autosave import autosave_path, find_recovery
+from core.session.format import save_session
 from tests.app.conftest import tiny
 
 
@@ -37,7 +38,7 @@ def save(qtbot, window, path: Path) -> Path:
 
 
 def trained_session(path: Path, steps: int) -> Path:
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
     trainer = Trainer(tiny())
     for _ in range(steps):
@@ -47,7 +48,7 @@ def trained_session(path: Path, steps: int) -> Path:
 
 
 def test_history_becomes_step_records():
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
     trainer = Trainer(tiny())
     losses = [trainer.step().loss for _ in range(3)]
@@ -142,7 +143,7 @@ def test_autosave_leaves_a_recovery_file_until_a_clean_exit(qtbot, window):
 
 
 def test_a_crashed_runs_autosave_is_offered_at_start_and_restored(qtbot):
-    from app.main_window import MainWindow
+    from app.window.main_window import MainWindow
 
     trained_session(autosave_path(), 3)  # the last run crashed after this autosave
     window = MainWindow(experiment=tiny())

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from app.controller import TrainingController
-from app.worker import INSTRUMENTS, Failure
+from app.training.controller import TrainingController
+from app.training.loop import INSTRUMENTS
+from app.training.messages import Failure
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 from tests.app import remote
 from tests.app.conftest import tiny
@@ -136,7 +137,7 @@ def test_a_crashed_process_is_reported_and_the_next_build_starts_a_new_one(qtbot
 def test_a_job_must_be_picklable(controller):
     c = controller()
     with pytest.raises(TypeError, match="must be picklable"):
-        c.call(lambda trainer: trainer.step_count, "tag")
+        c.call(lambda trainer: trainer.step_count, print)
 
 
 def test_stress_every_panel_updated_2000_times_through_the_real_worker(qtbot, controller):

@@ -1,4 +1,4 @@
-"""core.compare: three kinds on one seed equal three independent trainers; the table reads them."""
+"""core.training.compare: three kinds on one seed equal three independent trainers; the table reads them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from core.compare import KINDS, CompareRecord, Comparison, KindInfo, steps_to_target, summarize
 from core.config import Experiment
-from core.trainer import Trainer
+from core.names import CELL_KINDS as KINDS
+from core.training.compare import CompareRecord, Comparison, KindInfo, steps_to_target, summarize
+from core.training.trainer import Trainer
 
 
 def tiny(**changes) -> Experiment:
@@ -90,7 +91,7 @@ def test_bad_arguments_are_named():
 
 
 def test_running_mean_averages_the_last_window_values():
-    from core.compare import running_mean
+    from core.training.compare import running_mean
 
     np.testing.assert_allclose(running_mean(np.array([2.0, 4.0, 6.0, 8.0]), window=2), [2, 3, 5, 7])
     assert running_mean(np.array([])).size == 0

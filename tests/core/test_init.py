@@ -1,11 +1,12 @@
-"""core.init: each scheme gives W_hh (every gate block, every layer) the promised property."""
+"""core.models.init: each scheme gives W_hh (every gate block, every layer) the promised property."""
 
 import numpy as np
 import pytest
 import torch
 
-from core.init import SCHEMES, initialise, random_orthogonal
-from core.recurrent import make_recurrent
+from core.models.init import initialise, random_orthogonal
+from core.models.recurrent import make_recurrent
+from core.names import INIT_SCHEMES as SCHEMES
 
 CELLS = [("rnn", 1), ("lstm", 4), ("gru", 3)]
 

@@ -1,11 +1,12 @@
-"""core.recurrent against torch.nn: same weights, same outputs, states, gradients and gates."""
+"""core.models.recurrent against torch.nn: same weights, same outputs, states, gradients and gates."""
 
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from core.recurrent import GATES, make_recurrent
+from core.models.recurrent import make_recurrent
+from core.names import GATES
 
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 T, B, I, H = 7, 4, 5, 6  # noqa: E741  (time, batch, input, hidden as in the docs)

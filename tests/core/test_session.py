@@ -15,24 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-from core import cli, session
+from core.cli import common as cli_common
+from core.cli import train as cli
 from core.config import Experiment
 from core.errors import SessionError
-from core.session import (
+from core.session.autosave import autosave_path, discard_autosave, find_recovery, mark_clean_exit
+from core.session.format import (
     MIGRATIONS,
     SCHEMA,
-    autosave_path,
-    discard_autosave,
-    find_recovery,
-    mark_clean_exit,
     open_session,
     read_session_info,
     read_traces,
-    restore_trainer_state,
     save_session,
-    trainer_state,
 )
-from core.trainer import Trainer
+from core.session.snapshot import restore_trainer_state, trainer_state
+from core.training.trainer import Trainer
 
 TINY = Experiment(task="adding", hidden_size=8, seq_len=10, batch_size=8, lr=0.01)
 ROOT = Path(__file__).resolve().parents[2]
@@ -399,7 +396,7 @@ def test_cli_train_save_then_continue_the_session(tmp_path, capsys):
     assert args.run(args) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["step"] for line in lines[:-1]] == [3] and lines[-1]["summary"]["steps"] == 3
-    straight = [r.loss for r in Trainer(cli.experiment_from_args(parser.parse_args(
+    straight = [r.loss for r in Trainer(cli_common.experiment_from_args(parser.parse_args(
         ["train", "--preset", "adding-gru", "--seed", "1"]))).run(3)]
     np.testing.assert_allclose([line["loss"] for line in lines[:-1]], straight[2:], rtol=0, atol=1e-6)
 
@@ -422,8 +419,6 @@ def test_main_py_train_save_and_continue(tmp_path):
 
 
 def test_the_session_modules_have_no_way_to_unpickle():
-    core_dir = Path(session.__file__).parent
-    source = "".join(p.read_text() for p in (core_dir / "session.py", core_dir / "snapshot.py",
-                                              core_dir / "session_checks.py", core_dir / "atomic.py"))
+    source = "".join(p.read_text() for p in [*(ROOT / "core" / "session").glob("*.py"), ROOT / "core" / "atomic.py"])
     for unsafe in (r"(?<![\w.])torch\.load", r"\bpickle\.load", r"allow_pickle=True", r"\bnp\.load\("):
         assert not re.search(unsafe, source), unsafe

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from core.config import Experiment
-from core.tasks import make_task, pad_sequences
+from core.tasks import make_task
+from core.tasks.synthetic import pad_sequences
 
 
 def sample(task_name, n=4096, **kw):

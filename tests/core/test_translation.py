@@ -10,20 +10,13 @@ import re
 import pytest
 import torch
 
+from core.batch import TranslationBatch
 from core.config import Experiment
 from core.errors import UserError
+from core.names import BOS, EOS, PAD, UNK
 from core.tasks import make_task
-from core.translation import (
-    BOS,
-    DATE_FORMATS,
-    EOS,
-    FIRST_DATE,
-    LAST_DATE,
-    PAD,
-    UNK,
-    TranslationBatch,
-    Vocab,
-)
+from core.tasks.translation import DATE_FORMATS, FIRST_DATE, LAST_DATE
+from core.tasks.vocab import Vocab
 
 # An independent reading of every format: a strptime pattern (C locale English names).
 PATTERNS = {
@@ -192,8 +185,10 @@ def test_vocab_round_trip_and_unknown_characters():
     assert vocab.unknown("aXbYX") == ["X", "Y"]
 
 
-def test_unknown_task_name_is_refused():
-    from core.translation import make_translation_task
+def test_the_task_registry_and_the_config_name_the_same_tasks():
+    from core.config import SEQ2SEQ_TASKS, TASKS
+    from core.tasks import task_classes
 
-    with pytest.raises(UserError, match="task 'copy' is not a translation task; known: reverse, sort, dates"):
-        make_translation_task(Experiment(task="copy"))
+    classes = task_classes()
+    assert sorted(classes) == sorted(TASKS)
+    assert {n for n, c in classes.items() if c.model_kind == "seq2seq"} == set(SEQ2SEQ_TASKS)

@@ -1,0 +1,2 @@
+"""Benchmarks of the desktop app (the window), for ``python main.py bench`` (app.cli.bench).
+"""

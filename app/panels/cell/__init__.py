@@ -1,0 +1,2 @@
+"""Inside the cell: the panel, the cell diagram (``view``, ``diagram``) and its equations.
+"""

@@ -1,0 +1,2 @@
+"""Decoding: the panel, the beam-search tree and the attention map of one hypothesis.
+"""

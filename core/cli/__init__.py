@@ -1,0 +1,3 @@
+"""Headless commands of the engine: ``presets`` and ``train`` (``train``), ``decode``
+(``decode``); shared helpers in ``common``; torch thread settings in ``runtime``.
+"""
