@@ -68,26 +68,32 @@ def accuracy_by_step(trainer) -> np.ndarray:
 
 @pytest.mark.slow
 @pytest.mark.trained
-def test_parity_gru_leaves_the_plateau_where_the_rnn_stays_on_it():
-    """About 15 s. Measured over seeds 0-6, 1 thread: the GRU leaves the log 2 plateau
-    (10-step mean < 0.9 log 2) at step 224-262 and is below the target at 269-402, the LSTM
-    at 231-286 and 320-392; the RNN's lowest 10-step mean in 1000 steps is 0.685-0.693.
-    On the plateau, at step 200, the GRU answers t = 0 right and the last 10 steps at chance
-    (seeds 0-4: accuracy 0.49-0.51)."""
+def test_parity_gated_cells_leave_the_plateau_hundreds_of_steps_before_the_rnn():
+    """parity-gru's claims (about 30 CPU-seconds). Measured over seeds 0-4, 1 thread: the
+    GRU leaves the log 2 plateau (10-step mean < 0.9 log 2) at step 256-342, the LSTM at
+    258-325; the LSTM is below the target (0.02) at 327-408; the GRU is below it at 333-418
+    in seeds 1-4, while with seed 0 it gets down to 0.026 and then falls back to the plateau,
+    so for the GRU only its lowest 10-step mean (at most 0.026) is asserted. The RNN leaves
+    the plateau at step 751-931 (seeds 0, 3, 4) or not within the 1000 (seeds 1, 2), at least
+    409 steps after both gated cells of the same seed; with seed 4 it then solves the task
+    too. On the plateau, at step 200, the GRU answers t = 0 right (accuracy 1.0) and the last
+    10 steps at chance (0.494-0.502)."""
     exp = load_preset("parity-gru").experiment
     gru, losses = train(exp, 200)
     plateau, target = math.log(2), gru.task.target
     accuracy = accuracy_by_step(gru)
     on_plateau = outcome("parity-gru/gru/accuracy_at_200", {"t0": accuracy[0], "last_10": accuracy[-10:].mean()})
-    curves = {"gru": np.concatenate([losses, more(gru, 400)]), "lstm": train(exp.replace(cell="lstm"), 600)[1]}
-    steps = {cell: outcome(f"parity-gru/{cell}", {"leaves_plateau": first_step_below(losses, 0.9 * plateau),
-                                                  "reaches_target": first_step_below(losses, target)})
-             for cell, losses in curves.items()}
-    _, losses = train(exp.replace(cell="rnn"), 1000)
-    lowest = outcome("parity-gru/rnn/lowest_10_step_mean", lowest_mean(losses))
-    assert all(s["leaves_plateau"] >= 150 and s["reaches_target"] <= 550 for s in steps.values()), steps
+    curves = {"gru": np.concatenate([losses, more(gru, exp.steps - 200)]),
+              "lstm": train(exp.replace(cell="lstm"), 600)[1], "rnn": train(exp.replace(cell="rnn"))[1]}
+    seen = {cell: outcome(f"parity-gru/{cell}", {"leaves_plateau": first_step_below(losses, 0.9 * plateau),
+                                                 "reaches_target": first_step_below(losses, target),
+                                                 "lowest_10_step_mean": lowest_mean(losses)})
+            for cell, losses in curves.items()}
+    gru, lstm, rnn = seen["gru"], seen["lstm"], seen["rnn"]
+    assert 150 <= gru["leaves_plateau"] <= 500 and 150 <= lstm["leaves_plateau"] <= 500, seen
+    assert lstm["reaches_target"] <= 550 and gru["lowest_10_step_mean"] <= 0.1, seen
+    assert rnn["leaves_plateau"] >= max(600, gru["leaves_plateau"] + 250, lstm["leaves_plateau"] + 250), seen
     assert on_plateau["t0"] >= 0.95 and on_plateau["last_10"] <= 0.6, on_plateau
-    assert lowest > 0.9 * plateau, lowest
 
 
 @pytest.mark.slow
