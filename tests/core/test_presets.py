@@ -100,7 +100,9 @@ def test_parity_gated_cells_leave_the_plateau_hundreds_of_steps_before_the_rnn()
 @pytest.mark.trained
 def test_copy_lstm_drops_to_the_memoryless_plateau_and_stays_on_it():
     """copy-lstm's claim (about 12 s): the loss falls to the memoryless baseline within a
-    few hundred steps and stays on it for the budget. Measured over seeds 0-4, 1 thread: ..."""
+    few hundred steps and stays on it for the budget. Measured over seeds 0-4, 1 thread:
+    within 5% of the baseline at step 103-120; after that the lowest 100-step mean is
+    0.978-1.001 times the baseline (seed 4 the lowest)."""
     trainer, losses = train(load_preset("copy-lstm").experiment)
     baseline = trainer.task.baseline
     reached = outcome("copy-lstm/reaches_plateau", first_step_below(losses, 1.05 * baseline))
