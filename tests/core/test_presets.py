@@ -131,15 +131,37 @@ def sort_run():
     return trainer, np.concatenate(losses), results
 
 
+@pytest.fixture(scope="module")
+def no_attention_runs():
+    """sort-attention with attention off, on sorting and on reversal, for the same budget and
+    seed (about 90 s each on one thread): {task: {step: held-out result}} at 3000 and 4000."""
+    exp = load_preset("sort-attention").experiment.replace(attention="none")
+    runs = {}
+    for task in ("sort", "reverse"):
+        trainer, _ = train(exp.replace(task=task), 3000)
+        runs[task] = {3000: outcome(f"sort-attention/no_attention/{task}_at_3000", held_out(trainer))}
+        more(trainer, exp.steps - 3000)
+        runs[task][exp.steps] = outcome(f"sort-attention/no_attention/{task}", held_out(trainer))
+    return runs
+
+
 @pytest.mark.slow
 @pytest.mark.trained
-def test_sort_attention_reaches_high_exact_match(sort_run):
-    """Measured over seeds 0-4, 1 thread: ..."""
+def test_sort_attention_reaches_high_exact_match_and_beats_no_attention_on_long_strings(
+        sort_run, no_attention_runs):
+    """Measured over seeds 0-1, 1 thread (SORT_SEEDS): the loss is below the target at step
+    852-924; held-out exact match 0.81-0.82 at step 1500 and 0.918-0.965 at the end, 0.832-0.914
+    on strings of 12-16 characters (another CPU gave 0.867 there); without attention 0.48 on
+    those, so attention's lead on long strings is 0.35-0.43. The thresholds leave room for a
+    CPU that lands lower than either seed here."""
     trainer, losses, results = sort_run
     reached = outcome("sort-attention/reaches_target", first_step_below(losses, trainer.task.target))
-    middle, _, end = (outcome(f"sort-attention/at_{step}", result) for step, result in results.items())
+    _, _, end = (outcome(f"sort-attention/at_{step}", result) for step, result in results.items())
+    without = no_attention_runs["sort"][trainer.experiment.steps]
+    lead = outcome("sort-attention/long_lead_over_no_attention", end[LONG] - without[LONG])
     assert 500 <= reached <= 2000, reached
-    assert end["exact_match"] >= 0.9 and end[LONG] >= 0.85, end
+    assert end["exact_match"] >= 0.85 and end[LONG] >= 0.7, end
+    assert lead >= 0.2, (end, without)
 
 
 @pytest.mark.slow
@@ -173,16 +195,11 @@ def test_sort_attention_looks_where_each_character_sits(sort_run):
 
 @pytest.mark.slow
 @pytest.mark.trained
-def test_sort_without_attention_suffers_less_on_long_strings_than_reversal():
-    """sort-attention and the same network on reversal, both with attention off and the same
-    seed; sorting needs only the counts of each character. Measured over seeds 0-4: ..."""
-    exp = load_preset("sort-attention").experiment.replace(attention="none")
-    results = {}
-    for task in ("sort", "reverse"):
-        trainer, _ = train(exp.replace(task=task), 3000)
-        outcome(f"sort-attention/no_attention/{task}_at_3000", held_out(trainer))
-        more(trainer, exp.steps - 3000)
-        results[task] = outcome(f"sort-attention/no_attention/{task}", held_out(trainer))
-    margin = outcome("sort-attention/no_attention/long_margin", results["sort"][LONG] - results["reverse"][LONG])
-    assert margin >= 0.2, results
-    assert results["reverse"][LONG] <= 0.2 and results["sort"]["exact_match"] <= 0.8, results
+def test_sort_without_attention_suffers_less_on_long_strings_than_reversal(no_attention_runs):
+    """Both with attention off and the same seed; sorting needs only the counts of each
+    character, reversal their order. Measured over seeds 0-1, 1 thread (SORT_SEEDS): on
+    strings of 12-16 characters sorting scores 0.477-0.483 at the end (0.27-0.36 at step
+    3000), reversal REVERSE_LONG; overall, sorting 0.73-0.74 (another CPU: 0.81)."""
+    sort, reverse = (max(no_attention_runs[task].items())[1] for task in ("sort", "reverse"))
+    margin = outcome("sort-attention/no_attention/long_margin", sort[LONG] - reverse[LONG])
+    assert margin >= 0.2 and reverse[LONG] <= 0.2, (sort, reverse)
