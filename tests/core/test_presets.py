@@ -149,7 +149,7 @@ def no_attention_runs():
 @pytest.mark.trained
 def test_sort_attention_reaches_high_exact_match_and_beats_no_attention_on_long_strings(
         sort_run, no_attention_runs):
-    """Measured over seeds 0-1, 1 thread (SORT_SEEDS): the loss is below the target at step
+    """Measured over seeds 0-1, 1 thread: the loss is below the target at step
     852-924; held-out exact match 0.81-0.82 at step 1500 and 0.918-0.965 at the end, 0.832-0.914
     on strings of 12-16 characters (another CPU gave 0.867 there); without attention 0.48 on
     those, so attention's lead on long strings is 0.35-0.43. The thresholds leave room for a
@@ -168,7 +168,10 @@ def test_sort_attention_reaches_high_exact_match_and_beats_no_attention_on_long_
 @pytest.mark.trained
 def test_sort_attention_looks_where_each_character_sits(sort_run):
     """Teacher-forced on the held-out split, the most attended source position holds the
-    character being written for most outputs; on the probe, repeated t's share their weight."""
+    character being written for most outputs; on the probe, repeated t's share their weight.
+    Measured over seeds 0-1, 1 thread: the argmax holds it for 0.889-0.894 of the outputs;
+    the probe comes out sorted, its 2, 4 and a fetched from the only positions holding them,
+    and each t puts at least 0.20-0.22 of its weight on every t."""
     trainer = sort_run[0]
     task, model = trainer.task, trainer.model
     batch = task.batch(task.heldout)
@@ -197,9 +200,10 @@ def test_sort_attention_looks_where_each_character_sits(sort_run):
 @pytest.mark.trained
 def test_sort_without_attention_suffers_less_on_long_strings_than_reversal(no_attention_runs):
     """Both with attention off and the same seed; sorting needs only the counts of each
-    character, reversal their order. Measured over seeds 0-1, 1 thread (SORT_SEEDS): on
+    character, reversal their order. Measured over seeds 0-1, 1 thread: on
     strings of 12-16 characters sorting scores 0.477-0.483 at the end (0.27-0.36 at step
-    3000), reversal REVERSE_LONG; overall, sorting 0.73-0.74 (another CPU: 0.81)."""
+    3000), reversal 0.175-0.195 (0.056-0.078), a margin of 0.28-0.31; overall, sorting
+    0.73-0.74 (another CPU: 0.81), reversal 0.64-0.66."""
     sort, reverse = (max(no_attention_runs[task].items())[1] for task in ("sort", "reverse"))
     margin = outcome("sort-attention/no_attention/long_margin", sort[LONG] - reverse[LONG])
-    assert margin >= 0.2 and reverse[LONG] <= 0.2, (sort, reverse)
+    assert margin >= 0.15 and reverse[LONG] <= 0.3, (sort, reverse)
