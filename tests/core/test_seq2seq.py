@@ -368,7 +368,10 @@ def test_beam_vs_greedy_preset_beam_search_fixes_more_of_greedys_dates_than_it_b
 def test_reversal_without_attention_degrades_with_length():
     """The classic curve (Bahdanau et al. 2014, fig. 2), on reverse-attention: without
     attention, exact match falls from short to long strings; with attention it holds.
-    Measured over seeds 0-4, 1 thread: ..."""
+    Measured over seeds 0-1, 1 thread, after the 1500 steps: without attention 0.95-0.975 on
+    3-6 letters, 0.37-0.40 on 7-11, 0.0-0.007 on 12-16; with attention 0.965-0.973 overall
+    (0.958-0.975 already at step 500) and 0.93-0.94 on 12-16; the most attended position is
+    one right of the copied letter for 0.887-0.894 of the outputs, on it for 0.10."""
     buckets = (6, 11)  # 3-6, 7-11, 12-16 letters
     exp = load_preset("reverse-attention").experiment
     results = {}
@@ -382,8 +385,8 @@ def test_reversal_without_attention_degrades_with_length():
             offsets = outcome("reverse-attention/attention_offset", _attention_offsets(tr))
     short, long = "exact_match_len_1-6", "exact_match_len_12-16"
     none, dot = results["none", exp.steps], results["dot", exp.steps]
-    assert none[short] >= 0.8 and none[long] <= 0.2, none
-    assert dot["exact_match"] >= 0.9 and dot[long] >= 0.8, dot
+    assert none[short] >= 0.8 and none[long] <= 0.1, none
+    assert dot["exact_match"] >= 0.88 and dot[long] >= 0.8, dot
     assert offsets.get(1, 0) >= 0.7 and offsets.get(0, 0) <= 0.25, offsets
 
 
