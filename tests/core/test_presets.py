@@ -146,6 +146,7 @@ def no_attention_runs():
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_sort_attention_reaches_high_exact_match_and_leads_no_attention_on_long_strings(
         sort_run, no_attention_runs):
     """Measured over seeds 0-2, 1 thread: the loss is below the target at step 814-924;
@@ -165,6 +166,7 @@ def test_sort_attention_reaches_high_exact_match_and_leads_no_attention_on_long_
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_sort_attention_looks_where_each_character_sits(sort_run):
     """Teacher-forced on the held-out split, the most attended source position holds the
     character being written for most outputs; on the probe, repeated t's share their weight.
@@ -197,6 +199,7 @@ def test_sort_attention_looks_where_each_character_sits(sort_run):
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_sort_without_attention_suffers_less_on_long_strings_than_reversal(no_attention_runs):
     """Both with attention off and the same seed, at step 3000; sorting needs only the
     counts of each character, reversal their order. Measured over seeds 0-2, 1 thread: on

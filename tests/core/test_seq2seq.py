@@ -311,6 +311,7 @@ def dates_runs():
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_dates_attention_preset_reaches_high_exact_match(dates_runs):
     """Measured over seeds 0-1, 1 thread: held-out exact match 0.61-0.72 at step 150,
     0.97-0.985 at step 300 and 0.9975-1.0 at the end, at least 0.9946 in every length bucket."""
@@ -325,6 +326,7 @@ def test_dates_attention_preset_reaches_high_exact_match(dates_runs):
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_dates_without_attention_is_far_behind_after_the_same_steps(dates_runs):
     """Without attention the whole date must pass through the encoder's final state; after
     the same 1000 steps it is far behind, how far depends much on the seed. Measured, 1
@@ -340,6 +342,7 @@ def test_dates_without_attention_is_far_behind_after_the_same_steps(dates_runs):
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_beam_vs_greedy_preset_beam_search_fixes_more_of_greedys_dates_than_it_breaks(dates_runs):
     """The beam-vs-greedy preset on 300 held-out dates. Measured over seeds 0-4, 1 thread:
     beam and greedy differ on 14-25, beam fixes 9-15 of greedy's errors and breaks 1-4 of its
@@ -365,6 +368,7 @@ def test_beam_vs_greedy_preset_beam_search_fixes_more_of_greedys_dates_than_it_b
 
 @pytest.mark.slow
 @pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_reversal_without_attention_degrades_with_length():
     """The classic curve (Bahdanau et al. 2014, fig. 2), on reverse-attention: without
     attention, exact match falls from short to long strings; with attention it holds.
