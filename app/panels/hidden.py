@@ -77,6 +77,10 @@ class HiddenPanel(Panel):
     def clear(self) -> None:
         self.probe = None
         self.units = [0]
+        # A view option of the old run: a new one starts masked, as its experiment says.
+        self.unmasked.blockSignals(True)
+        self.unmasked.setChecked(False)
+        self.unmasked.blockSignals(False)
         self.heatmap.clear()
         for shading in self.shading:
             shading.set_spans([])

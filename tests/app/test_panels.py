@@ -307,3 +307,20 @@ def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot
         x, y = curve.curve.getData()  # the points the painted line goes through
         assert 100 < len(x) <= 2.1 * plot.vb.width() + 4, len(x)
         assert curve.xData.size == steps and np.nanmax(y) == pytest.approx(np.log10(5.0))
+
+
+def test_masking_off_is_a_view_of_one_run_and_a_new_run_starts_masked(qtbot, gru_padding_run, lstm_run):
+    """Leaving padding-gru with "Masking off" checked left it checked (and the header saying
+    "masking off") on the next preset, whose experiment says masking is on."""
+    panel = fed(qtbot, "hidden", gru_padding_run)
+    panel.unmasked.setChecked(True)
+    panel.refresh(force=True)
+    assert "masking off" in panel.note.text()
+    for run in (lstm_run, gru_padding_run):
+        info, records = run
+        panel.reset(info)
+        for record in records:
+            panel.update_record(record)
+        panel.refresh()
+        assert not panel.unmasked.isChecked()
+        assert "masking off" not in panel.note.text()
