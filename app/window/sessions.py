@@ -111,6 +111,7 @@ class SessionManager(QObject):
         files = [str(path)] + [f for f in self.recent() if f != str(path)]
         store.setValue("sessions/recent", files[:MAX_RECENT])
         store.sync()
+        self._fill_recent()  # a disabled menu never shows, so it cannot refill itself on show
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

@@ -75,6 +75,17 @@ def test_the_file_menu_offers_sessions_and_prunes_recent_files(window, tmp_path)
     assert [a.text() for a in s.recent_menu.actions()] == ["kept.rnnx"]
 
 
+def test_open_recent_lists_a_saved_file_at_once(qtbot, window, tmp_path):
+    """Open Recent stayed greyed out after the first save until a restart: a disabled menu
+    never shows, so filling it on show never ran."""
+    s = window.sessions
+    assert not s.recent_menu.menuAction().isEnabled()
+    run_to(qtbot, window, 1)
+    save(qtbot, window, tmp_path / "first.rnnx")
+    assert s.recent_menu.menuAction().isEnabled()
+    assert [a.text() for a in s.recent_menu.actions()] == ["first.rnnx"]
+
+
 def test_save_then_open_restores_the_step_count_and_config(qtbot, window, tmp_path):
     run_to(qtbot, window, 3)
     saved_experiment = window.run_info.experiment
