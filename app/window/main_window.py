@@ -32,6 +32,7 @@ from app.window.schedule import InstrumentSchedule
 from app.window.sessions import SessionManager
 from app.window.status import DIVERGED, StatusBar
 from app.window.transport import TransportBar
+from app.window.wheel import guard_wheel
 from core.config import Experiment
 from core.errors import UserError
 from core.presets import DEFAULT_PRESET, list_presets, load_preset
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.exports = ExportActions(self)  # File > Export, and every panel's right-click menu
         self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
+        guard_wheel(self)  # scrolling over a field must not change it
 
         self.transport.run_toggled.connect(self.toggle_run)
         self.transport.step_requested.connect(self.step)
