@@ -48,20 +48,27 @@ class MainWindow(QMainWindow):
     run_built = Signal(object)  # RunInfo, after the panels were reset for it
 
     def __init__(self, preset: str = DEFAULT_PRESET, theme: str = "light",
-                 make_trainer=None, autostart: bool = True, experiment: Any = None):
-        """``experiment``, when given, replaces the preset's experiment at start."""
+                 make_trainer=None, autostart: bool = True, experiment: Any = None,
+                 session: str | None = None):
+        """``experiment``, when given, replaces the preset's experiment at start; ``session``
+        (a .rnnx path) is opened instead of either. With ``autostart`` the training process
+        starts and builds the first model at once, while the window is made and painted."""
         super().__init__()
+        self.preset_name = preset
+        self.initial_experiment = experiment
+        self.initial_session = session
+        self.make_trainer = make_trainer
+        self.autostart = autostart
+        self.controller: TrainingController | None = None
+        self._notice = ""  # a problem met before the status bar existed
+        if autostart:  # first: torch loads and the model builds in the other process meanwhile
+            self._spawn_engine()
         self.theme: Theme = get_theme(theme)
         apply_theme(self.theme)
         self.setWindowTitle("RNN Explorer")
         self.setObjectName("main-window")
         self.resize(1600, 900)
         self.setDockNestingEnabled(True)
-        self.preset_name = preset
-        self.initial_experiment = experiment
-        self.make_trainer = make_trainer
-        self.autostart = autostart
-        self.controller: TrainingController | None = None
         self.run_info: RunInfo | None = None
         self.last_step: StepRecord | None = None
         self.state = "starting"
@@ -98,6 +105,8 @@ class MainWindow(QMainWindow):
         self.frame_timer = QTimer(self)
         self.frame_timer.setInterval(FRAME_MS)
         self.frame_timer.timeout.connect(self.draw_frame)
+        if self.controller is not None:
+            self._connect_engine()
 
     # -- assembly ---------------------------------------------------------------------------------
     def _dock(self, name: str, title: str, widget: QWidget) -> QDockWidget:
@@ -165,15 +174,25 @@ class MainWindow(QMainWindow):
         if not self._painted:
             self._painted = True
             self.first_painted.emit()
-            if self.autostart:
-                QTimer.singleShot(0, self.start)
 
     def start(self) -> None:
-        """Load the presets, start the training process and build the first experiment."""
+        """Start the training process and build the first experiment (a no-op once started)."""
         if self.controller is not None:
             return
-        self.load_presets()
+        self._spawn_engine()
+        self._connect_engine()
+
+    def _spawn_engine(self) -> None:
+        """Start the training process and send it the first experiment to build (nothing
+        here waits for it: the replies are handled once the event loop runs)."""
         self.controller = TrainingController(self.make_trainer, parent=self)
+        if self.initial_session is None:
+            self._first_experiment = self._preset_experiment()
+            self.controller.build(self._first_experiment)
+
+    def _connect_engine(self) -> None:
+        """Hand the training process's replies to the window and the panels."""
+        self.load_presets()
         self.controller.built.connect(self._on_built)
         self.controller.records_ready.connect(self._on_records)
         self.controller.state_changed.connect(self._on_state)
@@ -181,29 +200,33 @@ class MainWindow(QMainWindow):
         self.controller.set_speed(float(self.transport.speed.currentData()))
         for panel in self.panels.values():  # e.g. decoding asks the training process itself
             panel.connect_engine(self.controller)
-        experiment = self.initial_experiment
-        if experiment is None:
-            experiment = self._preset_experiment()
-        self.form.set_experiment(experiment)
-        self.apply_experiment(experiment)
+        if self._notice:
+            self.status.showMessage(self._notice, 15000)
+        if self.initial_session is not None:
+            path, self.initial_session = self.initial_session, None
+            QTimer.singleShot(0, lambda: self.sessions.open(path))
+        else:
+            self.form.set_experiment(self._first_experiment)
+            self.status.set_state("building")
+            self.status.showMessage("Building the model…", 3000)
         self.frame_timer.start()
 
     def _preset_experiment(self) -> Any:
-        """The experiment of the chosen preset (the defaults, reported, if it cannot be read)."""
-        preset = self.form.presets.get(self.preset_name)
-        if preset is None:
-            try:
-                preset = load_preset(self.preset_name)
-            except UserError as err:
-                self.status.showMessage(str(err), 15000)
-                return Experiment()
-        return preset.experiment
+        """The experiment to start with: the one given, else the chosen preset's (the
+        defaults, reported, if it cannot be read)."""
+        if self.initial_experiment is not None:
+            return self.initial_experiment
+        try:
+            return load_preset(self.preset_name).experiment
+        except UserError as err:
+            self._notice = str(err)
+            return Experiment()
 
     def load_presets(self) -> None:
         try:
             presets = list_presets()
         except UserError as err:  # a broken preset file must not keep the window from starting
-            self.status.showMessage(str(err), 15000)
+            self._notice = str(err)
             return
         self.form.set_presets(presets, current=self.preset_name)
 
