@@ -24,10 +24,9 @@ from core.tasks import make_task
 from core.training.build import build_model
 from core.training.clipping import clip_and_measure
 from core.training.history import History
+from core.training.optimizers import OPTIMIZER_CLASSES  # torch.optim's, without torch._dynamo
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
-
-OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
 def resolve_device(name: str) -> torch.device:
