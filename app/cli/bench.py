@@ -50,6 +50,12 @@ def _startup() -> dict:
     return bench_startup()
 
 
+def _time_to_interactive() -> dict:
+    from app.bench.window import bench_time_to_interactive
+
+    return bench_time_to_interactive()
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """One target: ``run()`` returns a dict whose ``key`` entry is compared with ``target``."""
@@ -76,6 +82,8 @@ BENCHMARKS = {
                                  "training steps/s with the window open / headless"),
     "startup": Benchmark(_startup, "ratio", "<=", 0.6,
                          "time to first paint of the window / time to import torch"),
+    "time-to-interactive": Benchmark(_time_to_interactive, "ratio", "<=", 1.5,
+                                     "launch to the first trained frame drawn / time to import torch"),
 }
 
 
