@@ -37,12 +37,14 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBox
 
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
-from app.training.messages import RunInfo
+from app.training.messages import RunInfo, Unavailable
 from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
 
 # The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
 HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
          SpectrumRecord: "on_spectrum"}
+INSTRUMENT_OF = {ProbeRecord: "probe", GradientRecord: "gradients", SpectrumRecord: "spectrum"}
+SEPARATOR = "  ·  "  # between the parts of a note
 
 
 class Panel(QWidget):
@@ -60,6 +62,8 @@ class Panel(QWidget):
         self.run: RunInfo | None = None
         self.time_cursor = 0
         self._dirty = False
+        self._unavailable: dict[str, Unavailable] = {}  # instrument -> why its latest is missing
+        self._note_suffix = ""  # what _say_unavailable appended to the note
         self._cursors: list[pg.InfiniteLine] = []
         self._heatmaps: list[Heatmap] = []
         self._views: list[pg.GraphicsView] = []
@@ -84,8 +88,20 @@ class Panel(QWidget):
 
     # -- contract --------------------------------------------------------------------------
     def reset(self, run: RunInfo) -> None:
-        """A new trainer was built: drop old data and adapt to ``run``."""
+        """A new trainer was built: drop old data and adapt to ``run``.
+
+        Every curve and image of the old run is emptied and the note cleared here, for every
+        panel, so none goes on showing the previous preset's data until its redraw."""
         self.run = run
+        self._unavailable.clear()
+        self._note_suffix = ""
+        self.note.setText("")
+        for view in self._views:
+            for item in view.scene().items():
+                if isinstance(item, pg.PlotDataItem):
+                    item.setData([], [])
+                elif isinstance(item, pg.ImageItem) and item.image is not None:
+                    item.clear()
         self.clear()
         self._dirty = True
 
@@ -95,6 +111,11 @@ class Panel(QWidget):
         Only the kinds of record the panel ``draws`` reach its hooks and mark it dirty, so
         e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
+        if isinstance(record, Unavailable):  # said in the note (see _say_unavailable)
+            if record.instrument in self.instruments:
+                self._unavailable[record.instrument] = record
+                self._dirty = True
+            return
         if isinstance(record, StepRecord):
             items = (record, record.probe, record.gradients, record.spectrum)
         else:
@@ -102,6 +123,7 @@ class Panel(QWidget):
         for item in items:
             if type(item) in self.draws:
                 getattr(self, HOOKS[type(item)])(item)
+                self._unavailable.pop(INSTRUMENT_OF.get(type(item), ""), None)
                 self._dirty = True
 
     def connect_engine(self, controller: Any) -> None:
@@ -117,7 +139,21 @@ class Panel(QWidget):
             return False
         self._dirty = False
         self.redraw()
+        self._say_unavailable()
         return True
+
+    def _say_unavailable(self) -> None:
+        """End the note with what could not be computed, and at which step: a panel whose
+        instrument failed (or does not apply to the task) says so instead of passing its
+        older data off as current."""
+        text = self.note.text()
+        own = text[: -len(self._note_suffix)] if self._note_suffix and text.endswith(self._note_suffix) else text
+        parts = [own] if own else []
+        parts += [f"{u.instrument} not available at step {u.step}: {u.reason}" for u in self._unavailable.values()]
+        shown = SEPARATOR.join(parts)
+        self._note_suffix = shown[len(own):]
+        if shown != text:
+            self.note.setText(shown)
 
     def invalidate(self) -> None:
         """Redraw at the next ``refresh`` even if no new record arrived."""

@@ -167,7 +167,7 @@ class GatesPanel(Panel):
             values = p.cell[layer] if row.gate == "c" else p.gates[layer].get(row.gate)
             if values is not None:
                 summaries.append(row.draw(values, p, padded))
-        self.note.setText("  ·  ".join(s for s in summaries if s))
+        self.note.setText("  ·  ".join([f"step {p.step}", *(s for s in summaries if s)]))
 
     def export_data(self) -> dict[str, np.ndarray]:
         p = self.probe

@@ -20,11 +20,12 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox
 
 from app.export.dialog import ExportActions
 from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
+from app.panels.base import INSTRUMENT_OF
 from app.panels.series import RateMeter
 from app.theme import Theme, apply_theme, get_theme
 from app.training.controller import TrainingController
 from app.training.engine import live_changes, retune
-from app.training.messages import Failure, JobResult, RunInfo
+from app.training.messages import Failure, JobResult, RunInfo, Unavailable
 from app.window.experiment_form import ExperimentForm
 from app.window.help import HelpDialog
 from app.window.menus import build_menus
@@ -74,6 +75,9 @@ class MainWindow(QMainWindow):
         self.state = "starting"
         self.rate = RateMeter()
         self.schedule = InstrumentSchedule()
+        self.measured: dict[str, int] = {}  # instrument -> the step its latest record (or Unavailable) is of
+        self._asked: set[tuple[str, int]] = set()  # (instrument, step) asked for after a pause
+        self.engine_busy = False  # steps or a build were asked for and have not ended yet
         self._painted = False
         self.error_box: QMessageBox | None = None  # the last unexpected error shown
 
@@ -255,6 +259,7 @@ class MainWindow(QMainWindow):
     def apply_experiment(self, experiment: Any) -> None:
         if self.controller is None:
             return
+        self.engine_busy = True
         self.status.set_state("building")
         self.status.showMessage("Building the model…", 3000)
         self.controller.build(experiment)
@@ -274,10 +279,12 @@ class MainWindow(QMainWindow):
 
     def step(self, count: int = 1) -> None:
         if self.controller is not None:
+            self.engine_busy = True
             self.controller.step(count, self.needed_instruments())
 
     def toggle_run(self) -> None:
         if self.controller is not None:
+            self.engine_busy = True  # until the state it leads to (running, then paused) comes back
             self.controller.toggle()
 
     def set_time_cursor(self, t: int) -> None:
@@ -300,6 +307,8 @@ class MainWindow(QMainWindow):
         self.last_step = None
         self.rate.clear()
         self.schedule.reset()
+        self.measured.clear()
+        self._asked.clear()
         for panel in self.panels.values():
             panel.reset(info)
         self.status.set_run(info)
@@ -311,6 +320,7 @@ class MainWindow(QMainWindow):
         for record in records:
             for panel in self.panels.values():
                 panel.update_record(record)
+            self._note_measured(record)
             probe = record.probe if isinstance(record, StepRecord) else record
             if isinstance(probe, ProbeRecord) and probe.labels != self.transport.labels:
                 self.transport.set_labels(probe.labels)
@@ -320,8 +330,33 @@ class MainWindow(QMainWindow):
                 if record.diverged:  # from the record, not the state change: that may come first
                     self.status.show_divergence(record)
 
+    def _note_measured(self, record: Any) -> None:
+        """Remember which step each instrument's latest record is of."""
+        if isinstance(record, Unavailable):
+            self.measured[record.instrument] = record.step
+            return
+        parts = (record.probe, record.gradients, record.spectrum) if isinstance(record, StepRecord) else (record,)
+        for part in parts:
+            name = INSTRUMENT_OF.get(type(part))
+            if name is not None:
+                self.measured[name] = part.step
+
+    def _catch_up(self) -> None:
+        """Stopped (paused, a step done, a run built): ask for every instrument a visible
+        panel shows that is older than the last step, so all panels show the same step.
+        Each (instrument, step) is asked for once; a panel shown later (a tab brought to
+        the front) is caught up at the next frame."""
+        if self.controller is None or self.run_info is None or self.engine_busy or self.state == "running":
+            return
+        step = self.last_step.step if self.last_step is not None else self.run_info.step
+        stale = {n for n in self.needed_instruments() if self.measured.get(n) != step and (n, step) not in self._asked}
+        if stale:
+            self._asked.update((name, step) for name in stale)
+            self.controller.measure(stale)
+
     def _on_state(self, state: str) -> None:
         self.state = state
+        self.engine_busy = state == "running"
         self.status.set_state(state)
         self.transport.set_running(state == "running")
         if state == "running" and self.status.currentMessage().startswith(DIVERGED):
@@ -381,6 +416,8 @@ class MainWindow(QMainWindow):
             due = self.schedule.due(self.needed_instruments())
             if due:
                 self.controller.request(due)
+        else:
+            self._catch_up()
         for panel in self.visible_panels():
             panel.refresh()
         if self.last_step is not None:
