@@ -15,7 +15,8 @@ A panel is a QWidget that shows part of a run. The window owns the data flow:
 Also: ``set_time_cursor(t)`` moves this panel's time cursors (the scrubber is linked across
 panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ export);
 ``plot_widgets()`` lists the pyqtgraph views (for PNG/SVG export and theming);
-``apply_theme(theme)`` restyles in place.
+``apply_theme(theme)`` restyles in place; ``histories()`` and ``restore_histories(arrays)``
+save and give back what the panel drew over training (a session keeps it).
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
 ``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
@@ -169,6 +170,17 @@ class Panel(QWidget):
     def export_data(self) -> dict[str, np.ndarray]:
         """The arrays this panel plots, by name (copies)."""
         return {}
+
+    def histories(self) -> dict[str, np.ndarray]:
+        """What this panel has drawn over training that its records cannot give back (e.g.
+        the gradient heatmap's snapshots, the spectral radius over steps), by name, as plain
+        numeric arrays. A saved session keeps them (traces.npz) and ``restore_histories`` takes
+        them back when it is reopened. Panels that keep no such history return {}."""
+        return {}
+
+    def restore_histories(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what ``histories()`` gave, after ``reset`` for the reopened run (entries
+        after ``self.run.step`` are left out); ValueError when the arrays do not fit."""
 
     def plot_widgets(self) -> list[pg.GraphicsView]:
         """The pyqtgraph views of this panel, for image export and theming."""

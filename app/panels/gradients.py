@@ -90,6 +90,15 @@ class GradientsPanel(Panel):
             out[f"norm_l{i}"] = n.copy()
         return out
 
+    def histories(self) -> dict[str, np.ndarray]:
+        return {"steps": self.snapshots.steps(), "log10_norms": self.snapshots.image()}
+
+    def restore_histories(self, arrays: dict[str, np.ndarray]) -> None:
+        if "steps" in arrays:
+            self.snapshots.load(arrays["steps"], arrays.get("log10_norms", np.zeros((0, 0))),
+                                up_to=self.run.step if self.run else None)
+            self.invalidate()
+
     def redraw(self) -> None:
         r = self.record
         seq2seq = self.run is not None and self.run.experiment.is_seq2seq

@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
@@ -164,6 +165,7 @@ class SessionManager(QObject):
             window.setWindowFilePath("")
             return
         window.form.set_experiment(info.experiment)
+        self._restore_histories(path)
         window.refresh_all()
         self._autosaved_step = info.step
         if path != _autosave_file():
@@ -222,15 +224,16 @@ class SessionManager(QObject):
                 self._fail(message, "Cannot save the session")
             return
         tensors, meta = result.value
+        traces = self.panel_histories()
         if autosave:
-            self._writer = threading.Thread(target=self._write_autosave, args=(path, tensors, meta),
+            self._writer = threading.Thread(target=self._write_autosave, args=(path, tensors, meta, traces),
                                             name="autosave-writer", daemon=True)
             self._writer.start()
             return
         from core.session.format import write_session
 
         try:
-            write_session(path, tensors, meta)
+            write_session(path, tensors, meta, traces)
         except UserError as err:
             self._fail(str(err), "Cannot save the session")
             return
@@ -240,17 +243,51 @@ class SessionManager(QObject):
         self.window.status.showMessage(f"Saved {path.name} at step {meta['step_count']}", 5000)
         self.saved.emit(str(path))
 
-    def _write_autosave(self, path: Path, tensors: dict, meta: dict) -> None:
+    def _write_autosave(self, path: Path, tensors: dict, meta: dict, traces: dict) -> None:
         """Runs on the writer thread: compress and fsync without stalling the window."""
         from core.session.format import write_session
 
         try:
-            write_session(path, tensors, meta)
+            write_session(path, tensors, meta, traces)
         except UserError as err:
             log.error("autosave failed: %s", err)
             return
         self._autosaved_step = meta["step_count"]
         self.saved.emit(str(path))  # queued to the GUI thread
+
+    # -- the panels' histories ------------------------------------------------------------------
+    def panel_histories(self) -> dict[str, np.ndarray]:
+        """Every panel's ``histories()``, named "<panel>.<name>" (a session's traces.npz)."""
+        return {f"{name}.{key}": np.array(array) for name, panel in self.window.panels.items()
+                for key, array in panel.histories().items()}
+
+    def restore_panel_histories(self, traces: dict[str, np.ndarray]) -> list[str]:
+        """Give each panel back its part of ``traces``; returns the problems (one line each)."""
+        by_panel: dict[str, dict[str, np.ndarray]] = {}
+        for full, array in traces.items():
+            name, _, key = full.partition(".")
+            by_panel.setdefault(name, {})[key] = array
+        problems = []
+        for name, arrays in by_panel.items():
+            panel = self.window.panels.get(name)
+            if panel is None:
+                continue  # a panel this version does not have: its history is kept in the file only
+            try:
+                panel.restore_histories(arrays)
+            except (ValueError, KeyError, IndexError) as err:
+                problems.append(f"{panel.title}: {err}")
+        return problems
+
+    def _restore_histories(self, path: Path) -> None:
+        from core.session.format import read_traces
+
+        try:
+            problems = self.restore_panel_histories(read_traces(path))
+        except UserError as err:  # the model opened: only the drawn histories are lost
+            problems = [str(err)]
+        if problems:
+            self.window.status.showMessage(f"Opened {path.name}, but not all of what the panels drew over "
+                                           f"training: {'; '.join(problems)}", 15000)
 
     # -- autosave and recovery --------------------------------------------------------------------
     def set_autosave_interval(self, milliseconds: int) -> None:

@@ -324,3 +324,29 @@ def test_masking_off_is_a_view_of_one_run_and_a_new_run_starts_masked(qtbot, gru
         panel.refresh()
         assert not panel.unmasked.isChecked()
         assert "masking off" not in panel.note.text()
+
+
+@pytest.mark.parametrize("name", panel_names())
+def test_every_panel_gives_back_its_histories(qtbot, name, lstm_run):
+    """The contract a session relies on: what ``histories()`` returns, a fresh panel for the
+    same run takes back whole with ``restore_histories``; entries after the run's step are
+    left out (a session saved while training ran on)."""
+    import dataclasses
+
+    info, records = lstm_run
+    panel = fed(qtbot, name, lstm_run)
+    saved = panel.histories()
+    assert all(isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for v in saved.values())
+    reopened = dataclasses.replace(info, step=max(r.step for r in records))  # as a session opens
+    fresh = fed(qtbot, name, (reopened, []))
+    fresh.restore_histories(saved)
+    restored = fresh.histories()
+    assert sorted(restored) == sorted(saved)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(restored[key], value, err_msg=key)
+    if name in ("gradients", "spectrum"):
+        assert saved and len(next(iter(saved.values()))) > 1  # these keep a history over training
+        earlier = fed(qtbot, name, (dataclasses.replace(info, step=2), []))
+        earlier.restore_histories(saved)
+        steps = earlier.histories()["steps" if name == "gradients" else "step"]
+        assert len(steps) and steps.max() <= 2
