@@ -41,6 +41,7 @@ from core.atomic import atomic_write
 from core.config import ConfigError, Experiment
 from core.errors import SessionError, UserError
 from core.logs import LOGGER
+from core.session import SUFFIX  # noqa: F401 (the format's suffix, still importable from here)
 from core.session.checks import Invalid, need, one_line, short
 from core.session.readers import (
     MAX_JSON_BYTES,
@@ -58,7 +59,6 @@ from core.training.trainer import Trainer
 
 FORMAT = "rnn-explorer-session"
 SCHEMA = 1
-SUFFIX = ".rnnx"
 TENSOR_FILES = {"model.safetensors": "model/", "optimizer.safetensors": "optimizer/",
                 "rng.safetensors": "rng/"}
 _log = logging.getLogger(LOGGER)
