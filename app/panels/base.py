@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from app.panels.header import HeaderLayout
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
 from app.training.messages import RunInfo, Unavailable
@@ -55,6 +56,9 @@ class Panel(QWidget):
     title: ClassVar[str] = ""
     draws: ClassVar[frozenset[type]] = frozenset()  # record types taken (keys of HOOKS)
     instruments: ClassVar[frozenset[str]] = frozenset()
+    # The least height (pixels) at which the panel is legible; the window's layout stacks a
+    # panel under another only when both get this much (app.window.layouts), else tabs it.
+    min_height: ClassVar[int] = 240
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
         super().__init__(parent)
@@ -71,21 +75,26 @@ class Panel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 4)
         layout.setSpacing(2)
-        # The options row lives in a bar that never sets the panel's minimum width (a wide
-        # row would otherwise stop the window from fitting a 1280-pixel screen): when the
-        # panel is narrower than the row, the row is clipped at the right.
+        # The header: option widgets that wrap onto more lines when the panel is narrow, and
+        # the note, at their right or on a line of its own (app.panels.header): nothing in
+        # it is ever cut off, and it asks for no more width than its widest widget.
         self.options_bar = QWidget()
         self.options_bar.setObjectName("panel-options")
-        self.options_bar.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-        self.options = QHBoxLayout(self.options_bar)
+        policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        policy.setHeightForWidth(True)
+        self.options_bar.setSizePolicy(policy)
+        self.options = HeaderLayout(self.options_bar)
         self.options.setContentsMargins(4, 0, 4, 0)
-        self.options.setSpacing(12)
         layout.addWidget(self.options_bar)
-        self.note = QLabel("")  # one line of context at the right of the options row
+        self.note = QLabel("")  # a line of context: the step shown, what the lines mean
         self.note.setObjectName("panel-note")
         self.build()
-        self.options.addStretch(1)
-        self.options.addWidget(self.note)
+        self.options.set_note(self.note)
+        # Styled as a change of theme styles it, so restyling (an export does, to the slide
+        # theme and back) leaves the panel exactly as it was: the note was drawn in the
+        # palette's text colour until the first restyle turned it grey.
+        self.apply_theme(theme)
+        self._dirty = False
 
     # -- contract --------------------------------------------------------------------------
     def reset(self, run: RunInfo) -> None:

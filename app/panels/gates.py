@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QLabel
 from app.panels.analysis import false_runs, saturation
 from app.panels.axes import LabelAxis
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, Shading, new_plot
+from app.panels.plots import Heatmap, Shading, fit_label, new_plot
 from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
 from core.names import GATE_SYMBOLS, GATES, TANH_GATES
 from core.records import ProbeRecord
@@ -60,6 +60,7 @@ class _Row:
         self.bars.getAxis("bottom").setTicks([[(-0.5, "50%"), (0, "0"), (0.5, "50%")]])
         if bars_axis:
             self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
+            fit_label(self.bars.getAxis("bottom"), ["shut ◀ saturated ▶ open", "shut ◀ ▶ open"])
         else:
             self.bars.getAxis("bottom").setStyle(showValues=False)
             self.bars.getAxis("bottom").setHeight(4)
@@ -92,6 +93,7 @@ class GatesPanel(Panel):
     title = "Gates"
     draws = frozenset({ProbeRecord})
     instruments = frozenset({"probe"})
+    min_height = 440  # five rows of gates, each tall enough for its colour bar's labels
 
     def build(self) -> None:
         self.make_layer_selector()

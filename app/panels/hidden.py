@@ -30,6 +30,7 @@ class HiddenPanel(Panel):
     title = "Hidden state"
     draws = frozenset({ProbeRecord})
     instruments = frozenset({"probe"})
+    min_height = 300  # the heatmap and the traces below it
 
     def build(self) -> None:
         self.layer_label = QLabel("Layer")

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import QCheckBox
 from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
-from app.panels.legends import add_legend
 from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
 from app.panels.series import Series
 from app.theme import Theme
@@ -64,9 +63,9 @@ class TrainingPanel(Panel):
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about
         # two points a pixel column, so a long run draws as fast as a short one.
-        # Top right: a falling loss leaves that corner empty (on a log axis it stays low).
-        add_legend(self.loss_plot, offset=(-10, 10))
-        self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), name="training loss", antialias=False)
+        # No legend: one curve, named by its axis ("loss"); a legend box covered the curve
+        # and the baseline's label on a small plot.
+        self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), antialias=False)

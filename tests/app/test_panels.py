@@ -220,14 +220,30 @@ def _drawn_color(label) -> str:
 
 
 @pytest.mark.parametrize("theme", ["dark", "slide"])
-def test_the_training_legend_takes_the_theme_colour_of_its_text(qtbot, lstm_run, theme):
+def test_legends_take_the_theme_colour_of_their_text(qtbot, lstm_run, theme):
     from app.theme import get_theme
 
-    panel = fed(qtbot, "training", lstm_run)  # light theme
-    legend = panel.loss_plot.legend
-    assert [label.text for _, label in legend.items] == ["training loss"]
-    panel.apply_theme(get_theme(theme))
-    assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+    for name, plot in (("hidden", "trace_plot"), ("spectrum", "sv_plot")):
+        panel = fed(qtbot, name, lstm_run)  # light theme
+        legend = getattr(panel, plot).legend
+        assert legend.items, name
+        panel.apply_theme(get_theme(theme))
+        assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+
+
+@pytest.mark.parametrize("size", [(380, 300), (900, 600)])
+def test_legends_sit_above_their_plots_and_cover_no_data(qtbot, lstm_run, size):
+    """The Spectrum legend covered most of its plot at 1280x720; a legend above the plot's
+    data area covers nothing at any size, its entries in as many rows as the width needs."""
+    from tests.app.invariants import legend_problems
+
+    panel = fed_panel(qtbot, "spectrum", lstm_run, size=size, show=True)
+    qtbot.waitUntil(lambda: panel.sv_plot.vb.width() > 0)
+    legend = panel.sv_plot.legend
+    assert [label.text for _, label in legend.items] == ["i input", "f forget", "g cell", "o output"]
+    box, data = legend.sceneBoundingRect(), panel.sv_plot.vb.sceneBoundingRect()
+    assert box.bottom() <= data.top() + 1 and legend_problems(panel) == []
+    assert box.width() <= panel.sv_plot.width() + 1  # wrapped into rows rather than wider than the plot
 
 
 def _tick_strings(axis) -> list[str]:
