@@ -16,23 +16,25 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
 from app.export.dialog import ExportActions
-from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
-from app.panels.base import INSTRUMENT_OF
+from app.panels import PANELS, Panel
 from app.panels.series import RateMeter
 from app.theme import Theme, apply_theme, get_theme
 from app.training.controller import TrainingController
 from app.training.engine import live_changes, retune
-from app.training.messages import Failure, JobResult, RunInfo, Unavailable
+from app.training.messages import Failure, JobResult, RunInfo
+from app.window import prefs
 from app.window.experiment_form import ExperimentForm
 from app.window.help import HelpDialog
-from app.window.menus import build_menus
-from app.window.schedule import InstrumentSchedule
+from app.window.layouts import PanelLayout
+from app.window.menus import build_menus, error_box, export_window_image
+from app.window.schedule import CatchUp, InstrumentSchedule
 from app.window.sessions import SessionManager
 from app.window.status import DIVERGED, StatusBar
 from app.window.transport import TransportBar
+from app.window.undo import DiscardGuard
 from app.window.wheel import guard_wheel
 from core.config import Experiment
 from core.errors import UserError
@@ -48,13 +50,18 @@ class MainWindow(QMainWindow):
     frame_drawn = Signal()  # after each redraw tick (tests and benchmarks wait on it)
     run_built = Signal(object)  # RunInfo, after the panels were reset for it
 
-    def __init__(self, preset: str = DEFAULT_PRESET, theme: str = "light",
+    def __init__(self, preset: str | None = None, theme: str | None = None,
                  make_trainer=None, autostart: bool = True, experiment: Any = None,
                  session: str | None = None):
         """``experiment``, when given, replaces the preset's experiment at start; ``session``
         (a .rnnx path) is opened instead of either. With ``autostart`` the training process
-        starts and builds the first model at once, while the window is made and painted."""
+        starts and builds the first model at once, while the window is made and painted, and
+        the window remembers its size, docks, theme and preset (app.window.prefs): a preset
+        or theme not given is the one last used."""
         super().__init__()
+        self.remembers = autostart  # the interactive app (not an offscreen window of shot or export)
+        preset = preset or (prefs.remembered("preset") if autostart else None) or DEFAULT_PRESET
+        theme = theme or (prefs.remembered("theme") if autostart else None) or "light"
         self.preset_name = preset
         self.initial_experiment = experiment
         self.initial_session = session
@@ -75,8 +82,7 @@ class MainWindow(QMainWindow):
         self.state = "starting"
         self.rate = RateMeter()
         self.schedule = InstrumentSchedule()
-        self.measured: dict[str, int] = {}  # instrument -> the step its latest record (or Unavailable) is of
-        self._asked: set[tuple[str, int]] = set()  # (instrument, step) asked for after a pause
+        self.catch_up = CatchUp()  # once stopped, every visible panel's instruments for the last step
         self.engine_busy = False  # steps or a build were asked for and have not ended yet
         self._painted = False
         self.error_box: QMessageBox | None = None  # the last unexpected error shown
@@ -88,14 +94,22 @@ class MainWindow(QMainWindow):
         self.form = ExperimentForm(self.theme)
         self.experiment_dock = self._dock("experiment", "Experiment", self.form)
         self.addDockWidget(Qt.LeftDockWidgetArea, self.experiment_dock)
+        toggle = self.experiment_dock.toggleViewAction()  # one click gives a laptop screen to the panels
+        toggle.setToolTip("Show or hide the Experiment dock (F2)")
+        toggle.setShortcut("F2")
+        self.transport.insertAction(self.transport.actions()[0], toggle)
+        self.transport.insertSeparator(self.transport.actions()[1])
         self.panels: dict[str, Panel] = {cls.name: cls(self.theme) for cls in PANELS}
         self.docks: dict[str, QDockWidget] = {n: self._dock(n, p.title, p) for n, p in self.panels.items()}
-        self.arrange_panels()
         self.status = StatusBar(self.theme)
         self.setStatusBar(self.status)
+        self.layout_manager = PanelLayout(self)
+        self.arrange_panels()
         self._build_menus()
         self.exports = ExportActions(self)  # File > Export, and every panel's right-click menu
         self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
+        self.discard_guard = DiscardGuard(self)  # a replaced trained run can come back (Undo)
+        self.trained_seconds = 0.0  # training steps' time since the run was built or opened
         guard_wheel(self)  # scrolling over a field must not change it
 
         self.transport.run_toggled.connect(self.toggle_run)
@@ -105,12 +119,19 @@ class MainWindow(QMainWindow):
         self.transport.speed_changed.connect(lambda v: self.controller and self.controller.set_speed(v))
         self.form.applied.connect(self.apply_experiment)
         self.form.retuned.connect(self.retune)
-        self.form.preset_chosen.connect(lambda p: setattr(self, "preset_name", p.name))
+        self.form.preset_chosen.connect(self._preset_chosen)
         self.frame_timer = QTimer(self)
         self.frame_timer.setInterval(FRAME_MS)
         self.frame_timer.timeout.connect(self.draw_frame)
         if self.controller is not None:
             self._connect_engine()
+        if self.remembers:
+            prefs.restore_window(self)
+
+    def _preset_chosen(self, preset: Any) -> None:
+        self.preset_name = preset.name
+        if self.remembers:
+            prefs.remember("preset", preset.name)
 
     # -- assembly ---------------------------------------------------------------------------------
     def _dock(self, name: str, title: str, widget: QWidget) -> QDockWidget:
@@ -122,43 +143,16 @@ class MainWindow(QMainWindow):
         return dock
 
     def arrange_panels(self) -> None:
-        """Put every panel dock in its default place (``app.panels.LAYOUT``)."""
-        columns = [[n for n, _ in column if n in self.docks] for column in LAYOUT]
-        columns = [c for c in columns if c]
-        for dock in self.docks.values():
-            dock.setFloating(False)
-            dock.show()
-        tops = [c[0] for c in columns]
-        for i, name in enumerate(tops):  # first the columns, side by side ...
-            if i == 0:
-                self.addDockWidget(Qt.RightDockWidgetArea, self.docks[name])
-            else:
-                self.splitDockWidget(self.docks[tops[i - 1]], self.docks[name], Qt.Horizontal)
-        for column in columns:  # ... then each column's panels, top to bottom
-            for above, below in zip(column, column[1:], strict=False):
-                self.splitDockWidget(self.docks[above], self.docks[below], Qt.Vertical)
-        placed = [n for c in columns for n in c]
-        for name, dock in self.docks.items():
-            if name not in placed and placed:
-                self.tabifyDockWidget(self.docks[placed[-1]], dock)
-        if placed:
-            self.docks[placed[-1]].raise_()  # the laid-out panel stays in front of panels tabbed onto it
-        self.size_docks()
+        """Put every panel dock in its default place for the window's size (View > Reset Layout)."""
+        self.layout_manager.arrange()
 
     def size_docks(self) -> None:
-        """Default proportions: experiment dock narrow, panel columns and rows per LAYOUT."""
-        width = max(self.width(), 800)
-        form_width = min(340, width // 5)
-        self.resizeDocks([self.experiment_dock], [form_width], Qt.Horizontal)
-        tops = [self.docks[col[0][0]] for col in LAYOUT if col and col[0][0] in self.docks]
-        total = sum(COLUMN_WIDTHS[: len(tops)])
-        rest = width - form_width
-        self.resizeDocks(tops, [rest * w // total for w in COLUMN_WIDTHS[: len(tops)]], Qt.Horizontal)
-        height = max(self.height() - 120, 400)
-        for column in LAYOUT:
-            docks = [(self.docks[n], h) for n, h in column if n in self.docks]
-            weight = sum(h for _, h in docks) or 1
-            self.resizeDocks([d for d, _ in docks], [height * h // weight for _, h in docks], Qt.Vertical)
+        """Default proportions of the docks (app.window.layouts)."""
+        self.layout_manager.size_docks()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        self.layout_manager.resized()  # a size that stacks more or fewer panels arranges them again
 
     def _build_menus(self) -> None:
         self._dialogs: dict[str, HelpDialog] = {}
@@ -235,6 +229,8 @@ class MainWindow(QMainWindow):
         self.form.set_presets(presets, current=self.preset_name)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if self.remembers:
+            prefs.save_window(self)  # before hiding: hidden docks would be saved as closed
         self.hide()  # gone at once, even if a long step must finish before the thread ends
         self.shutdown()
         super().closeEvent(event)
@@ -257,8 +253,10 @@ class MainWindow(QMainWindow):
 
     # -- commands ---------------------------------------------------------------------------------
     def apply_experiment(self, experiment: Any) -> None:
+        """Build ``experiment``, replacing the run (kept for Undo when it trained a while)."""
         if self.controller is None:
             return
+        self.discard_guard.before_rebuild()
         self.engine_busy = True
         self.status.set_state("building")
         self.status.showMessage("Building the model…", 3000)
@@ -300,6 +298,8 @@ class MainWindow(QMainWindow):
         self.form.set_theme(self.theme)
         self.transport.set_theme(self.theme)
         self.theme_actions[name].setChecked(True)
+        if self.remembers:
+            prefs.remember("theme", name)
 
     # -- data from the worker ------------------------------------------------------------------------
     def _on_built(self, info: RunInfo) -> None:
@@ -307,8 +307,8 @@ class MainWindow(QMainWindow):
         self.last_step = None
         self.rate.clear()
         self.schedule.reset()
-        self.measured.clear()
-        self._asked.clear()
+        self.catch_up.reset()
+        self.trained_seconds = 0.0
         for panel in self.panels.values():
             panel.reset(info)
         self.status.set_run(info)
@@ -320,26 +320,17 @@ class MainWindow(QMainWindow):
         for record in records:
             for panel in self.panels.values():
                 panel.update_record(record)
-            self._note_measured(record)
+            self.catch_up.note(record)
             probe = record.probe if isinstance(record, StepRecord) else record
             if isinstance(probe, ProbeRecord) and probe.labels != self.transport.labels:
                 self.transport.set_labels(probe.labels)
             if isinstance(record, StepRecord):
+                if self.run_info is not None and record.step > self.run_info.step:  # not a session's past
+                    self.trained_seconds += record.seconds
                 self.last_step = record
                 self.rate.mark(record.step)
                 if record.diverged:  # from the record, not the state change: that may come first
                     self.status.show_divergence(record)
-
-    def _note_measured(self, record: Any) -> None:
-        """Remember which step each instrument's latest record is of."""
-        if isinstance(record, Unavailable):
-            self.measured[record.instrument] = record.step
-            return
-        parts = (record.probe, record.gradients, record.spectrum) if isinstance(record, StepRecord) else (record,)
-        for part in parts:
-            name = INSTRUMENT_OF.get(type(part))
-            if name is not None:
-                self.measured[name] = part.step
 
     def _catch_up(self) -> None:
         """Stopped (paused, a step done, a run built): ask for every instrument a visible
@@ -349,9 +340,8 @@ class MainWindow(QMainWindow):
         if self.controller is None or self.run_info is None or self.engine_busy or self.state == "running":
             return
         step = self.last_step.step if self.last_step is not None else self.run_info.step
-        stale = {n for n in self.needed_instruments() if self.measured.get(n) != step and (n, step) not in self._asked}
+        stale = self.catch_up.stale(self.needed_instruments(), step)
         if stale:
-            self._asked.update((name, step) for name in stale)
             self.controller.measure(stale)
 
     def _on_state(self, state: str) -> None:
@@ -386,21 +376,11 @@ class MainWindow(QMainWindow):
 
     def show_error(self, failure: Failure) -> QMessageBox:
         """A non-modal box (nothing waits for it) with the message and, under Details, the traceback."""
-        from core.logs import LOG_FILE, data_dir
-
         if self.error_box is not None:
             self.error_box.close()
             self.error_box.deleteLater()
-        box = QMessageBox(QMessageBox.Warning, "Something went wrong",
-                          f"{failure.message}\n\nRNN Explorer keeps the model: you can go on training, "
-                          f"change the experiment or save the session. The details are also in the log file, "
-                          f"{data_dir() / LOG_FILE}.", QMessageBox.Ok, self)
-        box.setObjectName("error-box")
-        box.setDetailedText(failure.details or "")
-        box.setModal(False)
-        box.show()
-        self.error_box = box
-        return box
+        self.error_box = error_box(self, failure)
+        return self.error_box
 
     # -- drawing ------------------------------------------------------------------------------------------
     def visible_panels(self) -> list[Panel]:
@@ -430,9 +410,7 @@ class MainWindow(QMainWindow):
             panel.refresh(force=True)
 
     def export_window_image(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export Window Image", "rnn-explorer.png", "PNG (*.png)")
-        if path:
-            self.grab().save(path)
+        export_window_image(self)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
         return QSize(1600, 900)
