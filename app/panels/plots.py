@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QGraphicsItem
+from shiboken6 import isValid
 
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
 
@@ -162,6 +163,8 @@ def fit_left_axes(*plots: pg.PlotItem) -> None:
     axes = [plot.getAxis("left") for plot in plots]
 
     def reserve() -> None:
+        if not all(isValid(plot.layout) for plot in plots) or not all(isValid(axis) for axis in axes):
+            return  # the panel is being deleted (e.g. an export's copy): nothing left to lay out
         width = max(axis.maximumWidth() for axis in axes)  # what each axis asked for
         for plot in plots:
             if plot.layout.columnMinimumWidth(0) != width:
@@ -212,9 +215,9 @@ class Heatmap:
             self.bar.setImageItem(self.image, insert_in=plot)
             if bar_label:  # (the label is on the bar's left axis, the values on its right)
                 fit_label(self.bar.getAxis("left"))
-            if ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
-                self._ticks = ticks
-                self._set_ticks()
+            self._ticks = ticks
+            self._set_ticks()
+            if ticks:
                 self.bar.axis.geometryChanged.connect(self._set_ticks)
         else:
             self.image.setColorMap(colormap(cmap))
@@ -223,9 +226,12 @@ class Heatmap:
 
     def _set_ticks(self) -> None:
         """``ticks`` labels from low to high, as many as the bar's height holds (at least
-        the two ends): three labels in a 38-pixel bar ran into each other."""
+        the two ends): three labels in a 38-pixel bar ran into each other. No ``ticks``:
+        pyqtgraph's own."""
         from PySide6.QtGui import QFontMetricsF
 
+        if not self._ticks:
+            return
         axis = self.bar.axis
         line = QFontMetricsF(axis.style["tickFont"] or axis.font()).height()
         height = axis.geometry().height()
@@ -263,8 +269,7 @@ class Heatmap:
             self.levels = levels
             if self.bar is not None:
                 self.bar.setLevels(levels)
-                if getattr(self, "_ticks", 0):
-                    self._set_ticks()
+                self._set_ticks()
         self.image.setImage(image, autoLevels=False, levels=self.levels)
         if image.shape != self._shape:
             self._shape = image.shape

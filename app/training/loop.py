@@ -53,7 +53,7 @@ log = logging.getLogger("rnn_explorer.app")
 
 TICK_SECONDS = 1 / 30  # at full speed, send at most this often (the window redraws at ~30 Hz)
 # Most of the wall time an instrument may take while training runs (see _attachments).
-INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03}
+INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03, "counterfactual": 0.05, "dynamics": 0.03}
 NOT_FOR_THIS_TASK = "not computed for this task"
 
 
@@ -150,7 +150,7 @@ class TrainingLoop(ChildLoop):
         if self._trainer is None:
             return
         records = [self._measure(name) for name in INSTRUMENTS if name in command.instruments]
-        self.emit_records(records)
+        self.emit_records([r for r in records if r is not None])
 
     def _on_attach_always(self, command: AttachAlways) -> None:
         self._attach_always = frozenset(command.instruments)
@@ -261,14 +261,16 @@ class TrainingLoop(ChildLoop):
             value = self._measure(name)
             if isinstance(value, Unavailable):
                 missing.append(value)
-            else:
+            elif value is not None:
                 extras[name] = value
         return [dataclasses.replace(record, **extras) if extras else record, *missing]
 
     def _measure(self, name: str) -> Any:
-        """``trainer.probe()`` / ``gradients()`` / ``spectrum()``, remembering its cost; an
-        Unavailable when the task has none or it fails. An instrument looks at the model and
-        must never stop its training: a failure is logged, said in the panel, and the run goes on."""
+        """``trainer.probe()`` / ``gradients()`` / ``spectrum()`` / ``dynamics()`` / ...,
+        remembering its cost; an Unavailable when the task has none of probe, gradients or
+        spectrum, or when it fails (None: an optional instrument with nothing to show, e.g. no
+        what-if set). An instrument looks at the model and must never stop its training: a
+        failure is logged, said in the panel, and the run goes on."""
         start = time.perf_counter()
         step = self._trainer.step_count
         try:
@@ -278,12 +280,15 @@ class TrainingLoop(ChildLoop):
             value = Unavailable(step, name, f"{type(err).__name__}: {err}")
         self._done[name] = time.perf_counter()
         self._cost[name] = self._done[name] - start
-        return Unavailable(step, name, NOT_FOR_THIS_TASK) if value is None else value
+        if value is None and name in ("probe", "gradients", "spectrum"):
+            return Unavailable(step, name, NOT_FOR_THIS_TASK)
+        return value
 
     def _snapshot(self) -> None:
         """The new model's state before any step: cheap instruments first, so the panels
         fill at once; gradients through time (the costly one) in a second list."""
-        self.emit_records([self._measure("probe"), self._measure("spectrum")])
+        first = [self._measure("probe"), self._measure("spectrum"), self._measure("counterfactual")]
+        self.emit_records([r for r in first if r is not None])
         if not self._stop.is_set():
             self.emit_records([self._measure("gradients")])
 

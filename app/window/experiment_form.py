@@ -10,7 +10,7 @@ to build it, or ``retuned`` when only a learning rate or clip norm changed (the 
 
 from __future__ import annotations
 
-from html import escape
+import html
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -33,7 +33,15 @@ from PySide6.QtWidgets import (
 
 from app.theme import LIGHT, Theme
 from app.training.engine import LIVE_FIELDS
-from core.config import FIELDS, SEQ2SEQ_TASKS, ConfigError, Experiment, coerce, validate_field
+from core.config import (
+    DATA_TASKS,
+    FIELDS,
+    SEQ2SEQ_TASKS,
+    ConfigError,
+    Experiment,
+    coerce,
+    validate_field,
+)
 from core.presets import grouped
 
 # Layout of the form (any FIELDS entry not listed lands in "More").
@@ -42,7 +50,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("cell", "nonlinearity", "hidden_size", "num_layers", "init", "spectral_radius")),
     ("Training", ("optimizer", "lr", "clip", "tbptt", "steps", "seed", "device")),
     ("Translation", ("attention", "embed_size")),
+    ("Your data and model", ("data", "columns", "target", "tokens", "vocab", "probe", "embedding", "bias")),
 )
+TEXT_TASKS = ("charlm", "classify", "inputs")
 
 
 def field_applies(name: str, values: dict[str, Any]) -> bool:
@@ -51,8 +61,19 @@ def field_applies(name: str, values: dict[str, Any]) -> bool:
         return values.get("cell") == "rnn"
     if name == "spectral_radius":
         return values.get("init") in ("identity", "spectral")
-    if name in ("attention", "embed_size"):
-        return values.get("task") in SEQ2SEQ_TASKS
+    task = values.get("task")
+    if name in ("attention",):
+        return task in SEQ2SEQ_TASKS
+    if name == "embed_size":
+        return task in SEQ2SEQ_TASKS or values.get("embedding") == "on"
+    if name == "data":
+        return task in DATA_TASKS
+    if name in ("columns", "target"):
+        return task == "series"
+    if name == "tokens":
+        return task in ("pairs", "classify")
+    if name in ("vocab", "embedding"):
+        return task in TEXT_TASKS
     return True
 
 
@@ -62,8 +83,12 @@ class Field:
     def __init__(self, name: str, on_change):
         self.name = name
         self.spec = FIELDS[name]
-        if self.spec.choices is not None:
-            self.editor: QWidget = QComboBox()
+        if self.spec.text:
+            self.editor: QWidget = QLineEdit()
+            self.editor.setPlaceholderText("(none)")
+            self.editor.textChanged.connect(lambda _: on_change(self))
+        elif self.spec.choices is not None:
+            self.editor = QComboBox()
             self.editor.addItems(list(self.spec.choices))
             self.editor.currentIndexChanged.connect(lambda _: on_change(self))
         else:
@@ -72,10 +97,11 @@ class Field:
             self.editor.textChanged.connect(lambda _: on_change(self))
         self.editor.setObjectName(f"field-{name}")
         self.editor.setToolTip(f"{self.spec.help} ({self.spec.describe()})")
-        self.hint = QLabel(self.spec.describe() if self.spec.choices is None else "")
+        numeric = self.spec.choices is None and not self.spec.text
+        self.hint = QLabel(self.spec.describe() if numeric else "")
         self.hint.setObjectName(f"hint-{name}")
         self.hint.setWordWrap(True)
-        self.hint.setVisible(self.spec.choices is None)
+        self.hint.setVisible(numeric)
         self.error: str | None = None
 
     def text(self) -> str:
@@ -199,7 +225,49 @@ class ExperimentForm(QWidget):
         story.setWidget(self.description)
         story.setFixedHeight(self.description.fontMetrics().lineSpacing() * 7 + 6)
         layout.addWidget(story)
+        self.data_label = QLabel("")
+        self.data_label.setObjectName("data-preview")
+        self.data_label.setWordWrap(True)
+        self.data_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.data_label.setVisible(False)
+        layout.addWidget(self.data_label)
         return box
+
+    def _own(self, text: str) -> None:
+        """No preset describes the user's own data or model: say so instead."""
+        self.preset_combo.setCurrentIndex(-1)
+        self.description.setText(text)
+
+    def show_summary(self, data: dict) -> None:
+        """Add what the training process read from the file (e.g. a series' normalisation)."""
+        if not data or self.data_label.isHidden():
+            return
+        norm = data.get("normalisation", {})
+        lines = [f"{html.escape(k)}: mean {v['mean']:.4g}, std {v['std']:.4g}" for k, v in norm.items()]
+        rest = [f"{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}" for k, v in data.items()
+                if k != "normalisation"]
+        text = self.data_label.text().split("<br><i>")[0]
+        extra = "; ".join(rest) + ("<br>normalised (training rows): " + "; ".join(lines) if lines else "")
+        self.data_label.setText(f"{text}<br><i>{extra}</i>")
+
+    def show_data(self, experiment: Experiment) -> None:
+        """The data file in use: name, size and its first lines (hidden for built-in data)."""
+        from app.window.open_data import preview
+        from core.datafiles import DataError
+
+        if not experiment.data or experiment.task not in DATA_TASKS:
+            self.data_label.setVisible(False)
+            if experiment.task == "inputs":
+                self._own("Your model on your inputs: type them under Probe input.")
+            return
+        self._own("Your own data (File > Open Data…); choose a preset to go back to the built-in tasks.")
+        try:
+            summary, head = preview(experiment.data)
+        except DataError as err:
+            summary, head = str(err), ""
+        lines = "<br>".join(html.escape(line[:60]) for line in head.split("\n")[:4])
+        self.data_label.setText(f"<b>Data</b>: {html.escape(summary)}<br><tt>{lines}</tt>")
+        self.data_label.setVisible(True)
 
     def _section(self, title: str, names: tuple[str, ...]) -> QWidget:
         box = QGroupBox(title)
@@ -247,7 +315,7 @@ class ExperimentForm(QWidget):
             if self.preset_combo.itemData(row, Qt.UserRole) == name:
                 self.preset_combo.setCurrentIndex(row)
         preset = self.presets.get(name)
-        self.description.setText(f"<b>{escape(preset.title)}</b><br>{escape(' '.join(preset.description.split()))}"
+        self.description.setText(f"<b>{html.escape(preset.title)}</b><br>{html.escape(' '.join(preset.description.split()))}"
                                  if preset else "")
 
     def _preset_activated(self, row: int) -> None:
@@ -262,6 +330,8 @@ class ExperimentForm(QWidget):
     # -- fields ---------------------------------------------------------------------------------
     def set_experiment(self, experiment: Experiment) -> None:
         """Show ``experiment`` as the current, applied one."""
+        if experiment.data != self.experiment.data or self.data_label.isHidden():
+            self.show_data(experiment)
         self.experiment = experiment
         for name, f in self.fields.items():
             f.set_value(getattr(experiment, name))
@@ -291,7 +361,7 @@ class ExperimentForm(QWidget):
         f.error = error
         f.editor.setProperty("invalid", error is not None)
         f.editor.setStyleSheet(f"border: 2px solid {self.theme.invalid}; border-radius: 3px;" if error else "")
-        if f.spec.choices is None or error:
+        if (f.spec.choices is None and not f.spec.text) or error:
             f.hint.setVisible(True)
             f.hint.setText(error or f.spec.describe())
             f.hint.setStyleSheet(f"color: {self.theme.invalid if error else self.theme.muted};")

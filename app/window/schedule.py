@@ -16,7 +16,7 @@ from app.training.messages import Unavailable
 from core.records import StepRecord
 
 # Requests per second of wall time, at most.
-RATES = {"probe": 10.0, "gradients": 3.0, "spectrum": 4.0}
+RATES = {"probe": 10.0, "gradients": 3.0, "spectrum": 4.0, "counterfactual": 5.0}
 
 
 class InstrumentSchedule:
@@ -54,7 +54,8 @@ class CatchUp:
         if isinstance(record, Unavailable):
             self.measured[record.instrument] = record.step
             return
-        parts = (record.probe, record.gradients, record.spectrum) if isinstance(record, StepRecord) else (record,)
+        parts = ((record.probe, record.gradients, record.spectrum, record.counterfactual, record.dynamics)
+                 if isinstance(record, StepRecord) else (record,))
         for part in parts:
             name = INSTRUMENT_OF.get(type(part))
             if name is not None:
