@@ -115,8 +115,7 @@ def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
     """Keep ``axis``'s label no longer than the axis: when its text does not fit, the
     longest of its ``variants`` (default: ``label_variants``) that does is shown (the full
     text on a larger plot), so "‖∇‖ (before clipping)" never runs into the next plot's
-    "loss". A label the panel sets later with ``setLabel`` is fitted from then on, at the
-    next resize (or at once, with ``axis.fit_label()``)."""
+    "loss". A label the panel sets later with ``axis.setLabel`` is fitted from then on."""
     state = getattr(axis, "label_fit", None)
     if state is not None:  # fitted already: new variants for its label
         state["variants"] = variants
@@ -127,7 +126,7 @@ def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
     state = axis.label_fit = {"full": axis.labelText, "shown": axis.labelText, "busy": False, "variants": variants}
 
     def refit() -> None:
-        if state["busy"] or not axis.labelText or not axis.label.isVisible():
+        if state["busy"] or not axis.labelText or not (axis.label.isVisible() or state.get("dropped")):
             return
         if state["shown"] is not None and axis.labelText != state["shown"]:  # the panel set a new label
             state["full"], state["variants"] = axis.labelText, None
@@ -136,18 +135,33 @@ def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
         if length <= 0:
             return
         options = state["variants"] or label_variants(state["full"])
-        chosen = next((v for v in options if label_length(axis, v) <= length), options[-1])
+        chosen = next((v for v in options if label_length(axis, v) <= length), None)
+        # None fits (a heatmap row squeezed to a few pixels): no label rather than one cut
+        # off or over the next plot's; the full text stays in the axis's tooltip.
+        dropped = chosen is None
+        chosen = options[-1] if dropped else chosen
         state["shown"] = chosen
-        if chosen != axis.labelText:
+        if chosen != axis.labelText or dropped != bool(state.get("dropped")):
             state["busy"] = True
             try:
-                axis.setLabel(chosen)
+                axis.setLabel(chosen)  # (shows the label again)
+                if dropped:
+                    axis.showLabel(False)
+                axis.setToolTip(state["full"] if dropped else "")
+                state["dropped"] = dropped
                 axis.resizeEvent(None)  # centre the new text (pyqtgraph places a label only on a resize)
             finally:
                 state["busy"] = False
 
     axis.geometryChanged.connect(refit)
-    axis.fit_label = refit  # call after a setLabel that no resize follows
+    axis.fit_label = refit
+    set_label = axis.setLabel
+
+    def set_and_fit(*args, **kwargs) -> None:  # a label set later (a preset's own) fits at once too
+        set_label(*args, **kwargs)
+        refit()
+
+    axis.setLabel = set_and_fit
 
 
 def fit_left_axes(*plots: pg.PlotItem) -> None:
@@ -363,8 +377,19 @@ def message(plot: pg.PlotItem, theme: Theme) -> pg.TextItem:
     def centre(*_) -> None:
         (x0, x1), (y0, y1) = plot.vb.viewRange()
         item.setTextWidth(max(plot.vb.width() - 16, 60))
+        for points in (FONT_POINTS + 1, FONT_POINTS, FONT_POINTS - 1):  # smaller in a short plot, not cut
+            item.setFont(ui_font(points))
+            if item.textItem.boundingRect().height() <= plot.vb.height() - 4:
+                break
         item.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
+    set_text = item.setText
+
+    def set_and_centre(*args, **kwargs) -> None:
+        set_text(*args, **kwargs)
+        centre()
+
+    item.setText = set_and_centre
     plot.vb.sigRangeChanged.connect(centre)
     plot.vb.sigResized.connect(centre)
     item.centre = centre

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QCheckBox
 from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
-from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.series import Series
 from app.theme import Theme
 from core.records import StepRecord
@@ -76,6 +76,9 @@ class TrainingPanel(Panel):
         self._clip_key: tuple[int, bool] = (0, False)
         self.clip_line = hline(self.grad_plot, t.clipped)
         self.divergence: list[pg.InfiniteLine] = []
+        self.waiting = message(self.loss_plot, t)  # before the first step: say so, not an empty plot
+        self.waiting.setText("No training steps yet: press Step or Run")
+        self.waiting.show()
         self._axes_changed()
 
     # -- data -----------------------------------------------------------------------------------
@@ -111,6 +114,7 @@ class TrainingPanel(Panel):
         self._follow_steps(steps)
         self._draw_reference_lines(log_loss, log_grad)
         self._draw_divergence(steps[s.column("diverged") > 0])
+        self.waiting.setVisible(not len(steps))
         self._draw_note()
 
     def _stop_following(self, *_) -> None:
@@ -172,6 +176,7 @@ class TrainingPanel(Panel):
         self.note.setText("  ·  ".join(parts))
 
     def on_theme(self, theme: Theme) -> None:
+        self.waiting.setColor(theme.muted)
         self.loss_curve.setPen(pen(theme.loss))
         self.grad_curve.setPen(pen(theme.grad_norm, 1.5))
         self.clip_marks.setPen(pen(theme.clipped, 2))

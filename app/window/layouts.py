@@ -39,10 +39,12 @@ class PanelLayout(QObject):
             dock.topLevelChanged.connect(self._moved)
             dock.toggleViewAction().triggered.connect(self._moved)
             dock.installEventFilter(self)  # its close button
+        window.installEventFilter(self)  # tab bars the window makes later, for any dock (What if)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(0)
-        self._timer.timeout.connect(self.follow_size)
+        self._timer.setInterval(60)  # after the resize has been laid out (a 0-ms timer came before)
+        self._timer.timeout.connect(self._settled)
+        self._proportion = False  # arranged during a resize: give the docks their proportions once it settles
 
     # -- what fits ----------------------------------------------------------------------------
     def panel_height(self) -> int:
@@ -104,6 +106,7 @@ class PanelLayout(QObject):
                 w.docks[column[-1]].raise_()
             self.tier = tuple(len(c) for c in stacked)
             self.custom = False
+            self._proportion = True
             self.size_docks(stacked)
             self.fit_tabs()
         finally:
@@ -143,6 +146,16 @@ class PanelLayout(QObject):
         else:
             self.fit_tabs()
 
+    def _settled(self) -> None:
+        """The resize has been laid out: Qt shares a size change among the docks as it
+        likes (the Experiment dock took half of a 1280-pixel window, and proportions set
+        before the first show do not take), so the default arrangement gets its
+        proportions again now (a layout the user arranged is left alone)."""
+        self.follow_size()
+        if not self.custom:
+            self._proportion = False
+            self.size_docks()
+
     def resized(self) -> None:
         """The window's resizeEvent: follow the new size now (what is visible then is what
         the user sees), and once more when the resize has settled."""
@@ -158,4 +171,7 @@ class PanelLayout(QObject):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt naming)
         if event.type() == QEvent.Close and isinstance(watched, QDockWidget) and not self._arranging:
             self.custom = True
+        elif event.type() == QEvent.ChildPolished and isinstance(event.child(), QTabBar):
+            event.child().setElideMode(Qt.ElideNone)
+            event.child().setUsesScrollButtons(True)
         return False

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
             self._connect_engine()
         if self.remembers:
             prefs.restore_window(self)
+        self.layout_manager.fit_tabs()  # the docks added since the arrangement (What if) too
 
     def _preset_chosen(self, preset: Any) -> None:
         self.preset_name = preset.name

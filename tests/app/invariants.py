@@ -211,7 +211,7 @@ def widget_text_problems(root: QWidget, owner: str) -> list[str]:
             if _inside_graphics_or_table(widget):
                 continue
             where = QRect(widget.mapTo(root, widget.rect().topLeft()), widget.size())
-            if not frame.adjusted(-1, -1, 1, 1).contains(where):
+            if not frame.adjusted(-1, -1, 1, 1).contains(where) and not _scrolls(widget, root):
                 problems.append(f"{owner}: {_describe(widget)} is cut off at {where.getRect()} in {frame.getRect()}")
                 continue
             problems += _squeezed(widget, owner)
@@ -246,6 +246,18 @@ def _cells_cut(table: QTableWidget, owner: str) -> list[str]:
     if table.rowCount() and viewport < min(shown, 3 * table.rowHeight(0)) - SLACK:
         problems.append(f"{owner}: the table shows {viewport / max(table.rowHeight(0), 1):.1f} rows")
     return problems
+
+
+def _scrolls(widget: QWidget, root: QWidget) -> bool:
+    """Inside a scroll area under ``root``: what its viewport does not show, the user scrolls to."""
+    from PySide6.QtWidgets import QScrollArea
+
+    parent = widget.parentWidget()
+    while parent is not None and parent is not root:
+        if isinstance(parent, QScrollArea):
+            return True
+        parent = parent.parentWidget()
+    return False
 
 
 def _inside_graphics_or_table(widget: QWidget) -> bool:
@@ -310,7 +322,10 @@ def dock_problems(window) -> list[str]:
             rect = bar.tabRect(i)
             if not bar.rect().intersects(rect):
                 continue  # scrolled out of sight (the bar's arrows reach it), not cut
-            if metrics.horizontalAdvance(bar.tabText(i)) > rect.width() - 8 or not bar.rect().contains(rect):
+            # partly out of sight at an edge, with the arrows shown: scrolled, as a scroll area
+            scrolls = bar.usesScrollButtons() and bar.tabRect(bar.count() - 1).right() > bar.width()
+            past = rect.left() < -SLACK or rect.right() > bar.width() + SLACK
+            if metrics.horizontalAdvance(bar.tabText(i)) > rect.width() - 8 or past and not scrolls:
                 problems.append(f"tab {bar.tabText(i)!r}: cut off ({rect.width()} px)")
     return problems
 
