@@ -117,7 +117,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         xs, ys = view.positions[:, 0], view.positions[:, 1]
         tree, lp = view.result.tree, view.result.length_penalty
         bold = QFontMetricsF(ui_font(FONT_POINTS + 2, bold=True))
-        finished = [f"{token_text(view.result.token_texts, n.token)}  {n.score / n.step ** lp:+.2f}"
+        finished = [f"{token_text(view.result.token_texts, n.token)}  {n.cum_log_prob / n.step ** lp:+.2f}"
                     for n in tree if n.status == "finished"] or [""]
         node = 16.0  # a node's radius, pixels
         left = QFontMetricsF(ui_font(FONT_POINTS, bold=True)).horizontalAdvance("bos") + 2 * node
