@@ -116,7 +116,7 @@ class PanelLayout(QObject):
         """Default proportions: the form a fifth of the width, columns and rows per LAYOUT."""
         w = self.window
         stacked = stacked if stacked is not None else self.stacked()
-        width = max(w.width(), 800)
+        width = w.width()  # (asking for more than the window has made Qt widen the window)
         form = min(max(width // 5, FORM_WIDTH[0]), FORM_WIDTH[1])
         w.resizeDocks([w.experiment_dock], [form], Qt.Horizontal)
         tops = [w.docks[column[0]] for column in stacked]
