@@ -41,10 +41,9 @@ from core.training.counterfactual import (
     lesion_loss,
 )
 from core.training.history import History
+from core.training.optimizers import OPTIMIZER_CLASSES  # torch.optim's, without torch._dynamo
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
-
-OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
 def resolve_device(name: str) -> torch.device:
