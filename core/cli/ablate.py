@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from core.cli.common import EXIT_DIVERGED, add_overrides, load_trainer, progress
+from core.cli.common import EXIT_DIVERGED, add_overrides, end_progress, load_trainer, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +53,7 @@ def run_ablate(args: argparse.Namespace) -> int:
         if (record.step - first) % every == 0 or record.diverged:
             progress(min(record.step - first, steps), steps, record.loss)
     if steps:
-        sys.stderr.write("\n")
+        end_progress()
     method = "first-order" if args.first_order else "exact"
     records = trainer.ablation(layers, method)
     if args.json:

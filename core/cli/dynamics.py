@@ -21,6 +21,7 @@ from core.cli.common import (
     EXIT_DIVERGED,
     add_model_flags,
     add_overrides,
+    end_progress,
     load_trainer,
     progress,
     strict_json,
@@ -147,7 +148,7 @@ def run_dynamics(args: argparse.Namespace) -> int:
         if (record.step - first) % every == 0 or record.diverged:
             progress(min(record.step - first, steps), steps, record.loss)
     if steps:
-        sys.stderr.write("\n")
+        end_progress()
     diverged = last is not None and last.diverged
     if diverged:
         print("training diverged (non-finite loss or gradient; the update was not applied); "

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from core.cli.common import add_model_flags, progress
+from core.cli.common import add_model_flags, end_progress, progress
 from core.cli.intervene import add_intervention_flags, intervened_probe, parse_flags
 
 
@@ -75,7 +74,7 @@ def train(trainer, steps: int) -> None:
     for record in trainer.run(steps):
         progress(record.step, steps, record.loss)
     if steps:
-        sys.stderr.write("\n")
+        end_progress()
 
 
 def input_batch(task, args: argparse.Namespace):

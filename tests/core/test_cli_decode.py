@@ -14,7 +14,8 @@ def decode(capsys, *argv):
     return code, out, err
 
 
-def test_json_is_one_object_with_the_documented_keys(capsys):
+def test_json_is_one_object_with_the_documented_keys(capsys, monkeypatch):
+    monkeypatch.setattr("core.cli.common.to_terminal", lambda stream=None: True)  # draw the bar
     code, out, err = decode(capsys, "--preset", "reverse-attention", "--steps", "3",
                             "--input", "abcd", "--beam", "3", "--json")
     assert code == 0, err
@@ -71,7 +72,8 @@ def test_bad_arguments_give_one_line(capsys, argv, message):
     assert "[" not in err  # refused before any training
 
 
-def test_session_decodes_the_saved_model_without_training_unless_asked(capsys, tmp_path):
+def test_session_decodes_the_saved_model_without_training_unless_asked(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("core.cli.common.to_terminal", lambda stream=None: True)  # draw the bar
     path = str(tmp_path / "rev.zip")
     assert main(["train", "--preset", "reverse-attention", "--steps", "2", "--save", path]) == 0
     capsys.readouterr()

@@ -16,7 +16,8 @@ def dynamics(capsys, *argv):
     return code, out, err
 
 
-def test_json_is_one_object_with_the_documented_keys(capsys, tmp_path):
+def test_json_is_one_object_with_the_documented_keys(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("core.cli.common.to_terminal", lambda stream=None: True)  # draw the bar
 
     code, out, err = dynamics(capsys, "--preset", "parity-gru", "--steps", "3", "--input", "1",
                               "--starts", "32", "--json")
