@@ -67,17 +67,19 @@ def main():
     window = MainWindow()
     assert window.controller is not None and window.controller.is_alive  # started before the widgets
     window.run_built.connect(lambda info: window.toggle_run())
+    result = []
     def drawn():
-        if window.last_step is not None:
-            loaded = 'torch' in sys.modules
+        if window.last_step is not None and not result:
+            result.append(3 if 'torch' in sys.modules else 0)
             window.close()
-            sys.exit(3 if loaded else 0)
+            app.quit()
     window.frame_drawn.connect(drawn)
     window.show()
     app.exec()
+    return result[0] if result else 4
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
 """
     script = tmp_path / "start_up.py"
     script.write_text(code)
