@@ -30,3 +30,8 @@ PAD, BOS, EOS, UNK = range(len(SPECIALS))
 ATTENTION_KINDS = ("none", "additive", "dot", "general")
 INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+# Teacher forcing in seq2seq training (core.training.schedules): how the ratio moves with the step.
+TF_SCHEDULES = ("constant", "linear", "inverse-sigmoid")
+# Held-out exact match of a translation model, decoded teacher-forced (the true prefix) and
+# free running (its own outputs fed back: greedy decoding), as StepRecord metrics.
+HELDOUT_METRICS = ("heldout_teacher_forced", "heldout_free_running")

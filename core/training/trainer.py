@@ -18,14 +18,21 @@ from core.config import Experiment
 from core.errors import UserError
 from core.instruments.bptt import gradient_record
 from core.instruments.spectrum import spectrum_record
-from core.models.init import initialise
-from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from core.models.init import initialise, set_forget_bias
+from core.names import HELDOUT_METRICS
+from core.records import GradientRecord, ProbeDirection, ProbeRecord, SpectrumRecord, StepRecord
 from core.tasks import make_task
 from core.training.build import build_model
 from core.training.clipping import clip_and_measure
 from core.training.history import History
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
+from core.training.schedules import coin_generator, teacher_forcing_ratio
+
+# Held-out evaluation (translation tasks) rides on every EVAL_EVERY-th step's record and on
+# the budget's last: it decodes the whole held-out split twice (about 400 sources), which
+# costs a few training steps, so not every step.
+EVAL_EVERY = 50
 
 OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
@@ -38,6 +45,18 @@ def resolve_device(name: str) -> torch.device:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy().copy()
+
+
+def _hidden(trace) -> tuple[np.ndarray, ...]:
+    """Batch element 0's h_t per layer, [T, H] each."""
+    return tuple(_numpy(h[:, 0]) for h in trace.hidden)
+
+
+def _direction(trace) -> tuple:
+    """(hidden, cell, gates) of batch element 0 of one direction of a trace."""
+    return (_hidden(trace),
+            tuple(_numpy(c[:, 0]) for c in trace.cell) if trace.cell is not None else None,
+            tuple({k: _numpy(v[:, 0]) for k, v in g.items()} for g in trace.gates))
 
 
 class Trainer:
@@ -58,6 +77,10 @@ class Trainer:
             torch.manual_seed(experiment.seed)
             model = build_model(self.task)
             initialise(model.recurrent, experiment.init, experiment.spectral_radius)
+            if experiment.cell == "lstm":  # every LSTM stack: a seq2seq model's decoder too
+                for stack in model.modules():
+                    if getattr(stack, "kind", None) == "lstm" and hasattr(stack, "layer_weights"):
+                        set_forget_bias(stack, experiment.forget_bias)
         self.model = model.to(self.device)
         # foreach: a few calls for all parameters instead of ~10 per parameter, each of which
         # takes the GIL that the app's drawing thread needs too.
@@ -86,7 +109,13 @@ class Trainer:
         self.model.train()
         batch = self.task.sample(exp.batch_size, self.generator).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = self.model.loss(batch, exp.tbptt)
+        if self.task.model_kind == "seq2seq":
+            ratio = teacher_forcing_ratio(exp, self.step_count)
+            loss, metrics = self.model.loss(batch, exp.tbptt, ratio, coin_generator(exp.seed, self.step_count))
+            if exp.teacher_forcing < 1:
+                metrics["teacher_forcing"] = ratio
+        else:
+            loss, metrics = self.model.loss(batch, exp.tbptt)
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
             loss.backward()
@@ -103,6 +132,8 @@ class Trainer:
         else:
             restored = self.last_good.restore(self.model, self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
+        if not diverged and self._evaluation_due():
+            metrics.update(self.heldout_metrics())
         record = StepRecord(
             step=self.step_count, loss=loss_value, grad_norm=before, grad_norm_clipped=after,
             clipped=clipped, diverged=diverged, metrics=metrics, param_grad_norms=per_param,
@@ -117,6 +148,18 @@ class Trainer:
                 spectrum=self.spectrum() if spectrum else None,
             )
         return record
+
+    def _evaluation_due(self) -> bool:
+        n = self.step_count
+        return hasattr(self.task, "evaluate") and (n % EVAL_EVERY == 0 or n == self.experiment.steps)
+
+    def heldout_metrics(self) -> dict[str, float]:
+        """Held-out exact match teacher-forced and free running (core.names.HELDOUT_METRICS)."""
+        ev = self.evaluate()
+        if "exact_match" not in ev:
+            return {}
+        teacher_forced, free_running = HELDOUT_METRICS
+        return {teacher_forced: ev["exact_match_teacher_forced"], free_running: ev["exact_match"]}
 
     def run(self, steps: int, **attach) -> Iterator[StepRecord]:
         """Yield one record per update; stops early (after yielding it) on divergence."""
@@ -146,20 +189,26 @@ class Trainer:
         batch = self.probe_batch()
         self.model.eval()
         trace = self.model.trace(batch)
+        valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
         unmasked = None
         if batch.valid is not None and not bool(batch.valid.all()):
-            unmasked = tuple(_numpy(h[:, 0]) for h in self.model.trace(batch, masking=False).hidden)
-        valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
+            unmasked = self.model.trace(batch, masking=False)
+        backward = None
+        if trace.reverse is not None:
+            backward = ProbeDirection(*_direction(trace.reverse),
+                                      unmasked_hidden=None if unmasked is None else _hidden(unmasked.reverse))
+        hidden, cell, gates = _direction(trace)
         return ProbeRecord(
             step=self.step_count,
             kind=trace.kind,
             labels=batch.labels,
             inputs=_numpy(batch.x[:, 0]),
             valid=valid.cpu().numpy().copy(),
-            hidden=tuple(_numpy(h[:, 0]) for h in trace.hidden),
-            cell=tuple(_numpy(c[:, 0]) for c in trace.cell) if trace.cell is not None else None,
-            gates=tuple({k: _numpy(v[:, 0]) for k, v in g.items()} for g in trace.gates),
-            unmasked_hidden=unmasked,
+            hidden=hidden,
+            cell=cell,
+            gates=gates,
+            unmasked_hidden=None if unmasked is None else _hidden(unmasked),
+            backward=backward,
         )
 
     def gradients(self) -> GradientRecord | None:
