@@ -167,6 +167,8 @@ class GatesPanel(Panel):
             values = p.cell[layer] if row.gate == "c" else p.gates[layer].get(row.gate)
             if values is not None:
                 summaries.append(row.draw(values, p, padded))
+        if p.bidirectional:  # a bidirectional encoder: these are its forward direction's gates
+            summaries.insert(0, "forward direction (Hidden state shows both)")
         self.note.setText("  ·  ".join(s for s in summaries if s))
 
     def export_data(self) -> dict[str, np.ndarray]:

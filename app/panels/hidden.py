@@ -5,6 +5,10 @@ are shaded in both plots and named "padding" above the heatmap (not inside it, w
 label would cover units' rows); with masking on, the state is held through them. The
 "masking off" toggle shows the same probe run without the mask, so the user sees padding
 leak into the state. Click a unit's row to plot its trace (shift-click adds up to four).
+
+A bidirectional encoder shows both directions as two halves of one heatmap: the forward
+units first (their h_t has read the input up to t), then, above the line, the backward units
+(their h_t has read it from the end down to t), so the time axis is the same for both.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ class HiddenPanel(Panel):
             row.setZValue(15)
             self.map_plot.addItem(row, ignoreBounds=True)
         self.shading = [Shading(p, t.padding) for p in (self.map_plot, self.trace_plot)]
+        self.halves = pg.InfiniteLine(angle=0, movable=False, pen=pen(t.foreground, 2),
+                                      label="▼ forward   ▲ backward", labelOpts={"position": 0.98, "color": t.foreground,
+                                                                              "anchors": [(1, 1), (1, 1)]})
+        self.halves.setZValue(16)
+        self.halves.hide()
+        self.map_plot.addItem(self.halves, ignoreBounds=True)
         self.add_cursor(self.map_plot)
         self.add_cursor(self.trace_plot)
         self.empty = message(self.map_plot, t)
@@ -77,6 +87,7 @@ class HiddenPanel(Panel):
     def clear(self) -> None:
         self.probe = None
         self.units = [0]
+        self._legend_units = ()  # a new run may name its units differently (bidirectional)
         self.heatmap.clear()
         for shading in self.shading:
             shading.set_spans([])
@@ -106,14 +117,22 @@ class HiddenPanel(Panel):
         return max(self.layer.currentIndex(), 0)
 
     def _hidden(self) -> np.ndarray | None:
-        """[T, H] of the chosen layer, masked or not."""
+        """[T, H] of the chosen layer, masked or not ([T, 2H] when bidirectional: forward
+        units, then backward)."""
         p = self.probe
         if p is None:
             return None
         layer = min(self._layer_index(), len(p.hidden) - 1)
         if self.unmasked.isChecked() and p.unmasked_hidden is not None:
-            return p.unmasked_hidden[layer]
-        return p.hidden[layer]
+            return both_halves(p.unmasked_hidden, p.backward and p.backward.unmasked_hidden, layer)
+        return both_halves(p.hidden, p.backward and p.backward.hidden, layer)
+
+    def _unit_name(self, u: int) -> str:
+        p = self.probe
+        if p is None or not p.bidirectional:
+            return f"unit {u}"
+        H = p.hidden[0].shape[1]
+        return f"unit {u} (forward)" if u < H else f"unit {u - H} (backward)"
 
     def export_data(self) -> dict[str, np.ndarray]:
         p = self.probe
@@ -126,6 +145,11 @@ class HiddenPanel(Panel):
             out[f"unmasked_hidden_l{i}"] = h.copy()
         for i, c in enumerate(p.cell or ()):
             out[f"cell_l{i}"] = c.copy()
+        if p.backward is not None:  # the backward direction, named as torch names its weights
+            for name, arrays in (("hidden", p.backward.hidden), ("unmasked_hidden", p.backward.unmasked_hidden),
+                                 ("cell", p.backward.cell)):
+                for i, a in enumerate(arrays or ()):
+                    out[f"{name}_l{i}_reverse"] = a.copy()
         return out
 
     # -- drawing --------------------------------------------------------------------------------
@@ -141,7 +165,10 @@ class HiddenPanel(Panel):
         self.time_axis.set_labels(p.labels)
         self.heatmap.set(h.T)
         self.units = [u for u in self.units if u < H] or [0]
-        cell = p.cell[min(self._layer_index(), len(p.cell) - 1)] if p.cell else None
+        cell = both_halves(p.cell, p.backward and p.backward.cell, self._layer_index()) if p.cell else None
+        if p.bidirectional:
+            self.halves.setValue(p.hidden[0].shape[1] - 0.5)
+        self.halves.setVisible(p.bidirectional)
         t = np.arange(T)
         for i, (trace, cell_trace, row) in enumerate(zip(self.traces, self.cell_traces, self.rows, strict=True)):
             if i < len(self.units):
@@ -169,7 +196,10 @@ class HiddenPanel(Panel):
         mode = "masking off" if self.unmasked.isChecked() and p.unmasked_hidden is not None else ""
         pad = f"{int((~p.valid).sum())} padded steps" if padded else ""
         extra = "dashed: cell state c_t" if cell is not None and not mode else ""
-        self.note.setText("  ·  ".join(x for x in (f"step {p.step}", pad, mode, extra) if x))
+        half = p.hidden[0].shape[1]
+        both = (f"bidirectional: units 0-{half - 1} forward, {half}-{2 * half - 1} backward"
+                if p.bidirectional else "")
+        self.note.setText("  ·  ".join(x for x in (f"step {p.step}", pad, mode, both, extra) if x))
 
     def _legend(self) -> None:
         if tuple(self.units) == self._legend_units:  # legends are slow to rebuild: only on change
@@ -178,7 +208,7 @@ class HiddenPanel(Panel):
         legend = self.trace_plot.legend
         legend.clear()
         for trace, u in zip(self.traces, self.units, strict=False):
-            legend.addItem(trace, f"unit {u}")
+            legend.addItem(trace, self._unit_name(u))
 
     def _clicked(self, event) -> None:
         if self.probe is None or event.button() != Qt.LeftButton:
@@ -187,7 +217,7 @@ class HiddenPanel(Panel):
         if not vb.sceneBoundingRect().contains(event.scenePos()):
             return
         point = vb.mapSceneToView(event.scenePos())
-        H = self.probe.hidden[0].shape[1]
+        H = self._hidden().shape[1]
         unit = int(round(point.y()))
         if 0 <= unit < H:
             self.select_unit(unit, add=bool(event.modifiers() & Qt.ShiftModifier))
@@ -196,3 +226,15 @@ class HiddenPanel(Panel):
         for shading in self.shading:
             shading.set_color(theme.padding)
         self.heatmap.set_colormap(theme.diverging_map)
+        self.halves.setPen(pen(theme.foreground, 2))
+        self.halves.label.setColor(theme.foreground)
+
+
+def both_halves(forward: tuple[np.ndarray, ...], backward: tuple[np.ndarray, ...] | None,
+                layer: int) -> np.ndarray:
+    """Layer ``layer``'s [T, H] array, or [T, 2H] (forward units, then backward) when there
+    is a backward direction."""
+    layer = min(layer, len(forward) - 1)
+    if backward is None:
+        return forward[layer]
+    return np.concatenate([forward[layer], backward[layer]], axis=1)

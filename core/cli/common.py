@@ -24,16 +24,39 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, metavar="X", help="learning rate")
     p.add_argument("--clip", type=float, metavar="X", help="clip the gradient norm (0 = off)")
     p.add_argument("--device", metavar="DEV", help="cpu or cuda")
+    p.add_argument("--forget-bias", type=float, metavar="X",
+                   help="lstm: b_if + b_hf at initialisation (0 = torch's random init; 1 is the usual advice)")
+    p.add_argument("--teacher-forcing", type=float, metavar="P",
+                   help="translation: chance of feeding the true previous token in training (1 = always, "
+                        "0 = free running)")
+    p.add_argument("--tf-schedule", metavar="NAME",
+                   help="translation: constant, linear or inverse-sigmoid (from 1 down to --teacher-forcing)")
+    p.add_argument("--bidirectional", metavar="on|off", help="translation: a bidirectional encoder")
+
+
+# Flags that set an experiment field, and the field; the last four apply to some models only.
+OVERRIDES = {"steps": "steps", "seed": "seed", "cell": "cell", "lr": "lr", "clip": "clip", "device": "device",
+             "forget_bias": "forget_bias", "teacher_forcing": "teacher_forcing", "tf_schedule": "tf_schedule",
+             "bidirectional": "bidirectional"}
 
 
 def experiment_from_args(args: argparse.Namespace):
-    """The preset's experiment with command-line overrides applied (validated)."""
+    """The preset's experiment with command-line overrides applied (validated); a flag for a
+    field that does nothing for this model is refused, not ignored."""
+    from core.errors import UserError
     from core.presets import load_preset
 
     exp = load_preset(args.preset).experiment
-    overrides = {k: getattr(args, k) for k in ("steps", "seed", "cell", "lr", "clip", "device")
-                 if getattr(args, k, None) is not None}
-    return exp.replace(**overrides)
+    overrides = {field: getattr(args, flag) for flag, field in OVERRIDES.items()
+                 if getattr(args, flag, None) is not None}
+    exp = exp.replace(**overrides)
+    if "forget_bias" in overrides and exp.cell != "lstm":
+        raise UserError(f"--forget-bias applies to lstm cells; preset {args.preset!r} trains a {exp.cell}")
+    for flag in ("teacher_forcing", "tf_schedule", "bidirectional"):
+        if flag in overrides and not exp.is_seq2seq:
+            raise UserError(f"--{flag.replace('_', '-')} applies to translation tasks (reverse, sort, dates); "
+                            f"preset {args.preset!r} trains the {exp.task} task")
+    return exp
 
 
 def strict_json(data) -> str:
@@ -63,7 +86,9 @@ def load_trainer(args: argparse.Namespace):
     if getattr(args, "session", None):
         from core.session.format import open_session
 
-        fixed = [f"--{k}" for k in ("seed", "cell", "device") if getattr(args, k, None) is not None]
+        fixed = [f"--{k.replace('_', '-')}" for k in ("seed", "cell", "device", "forget_bias", "teacher_forcing",
+                                                         "tf_schedule", "bidirectional")
+                 if getattr(args, k, None) is not None]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change a saved session (it continues exactly); "
                              "only --steps, --lr and --clip apply with --session")

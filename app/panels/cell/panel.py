@@ -152,7 +152,8 @@ class CellPanel(Panel):
         self.diagram.set_input(label)
         self.time_label.setText(f"t = {t} of {p.T - 1}" + (f"   input {label!r}" if label else ""))
         padded = "  ·  padded step: the state is held" if not bool(p.valid[t]) else ""
-        self.note.setText(f"step {p.step}  ·  {p.kind}  ·  ←/→ step t{padded}")
+        direction = "  ·  forward direction (Hidden state shows both)" if p.bidirectional else ""
+        self.note.setText(f"step {p.step}  ·  {p.kind}{direction}  ·  ←/→ step t{padded}")
         self._draw_bars()
 
     def vector(self, key: str) -> np.ndarray:
