@@ -8,10 +8,11 @@ vertical line in both plots. The dashed curve over the gradient norm is its runn
 median over the last steps (app.panels.median): the typical norm a clipping threshold is
 chosen from (the Experiment dock's "clip = k × median").
 
-Translation tasks get a third plot: held-out exact match, teacher-forced (every token
-predicted from the true prefix) against free running (greedy decoding, the model's own
-outputs fed back), as the trainer measures them every few dozen steps. The gap between the
-two is exposure bias.
+Translation tasks get a third plot, of what the trainer measures on the held-out split every
+few dozen steps: token accuracy teacher-forced (every token predicted from the true prefix)
+against free running (greedy decoding, the model's own outputs fed back, compared position
+by position), whose gap is what exposure bias costs, and exact match (dotted), which is the
+same either way.
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ class TrainingPanel(Panel):
         self.grad_plot.setXLink(self.loss_plot)
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
-        # held-out exact match (translation tasks): in the layout only for them
-        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out exact match")
+        # held-out scores (translation tasks): in the layout only for them
+        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out")
         self.eval_plot.setXLink(self.loss_plot)
         self.eval_plot.setYRange(0, 1.02, padding=0)
         self.eval_plot.vb.setMouseEnabled(y=False)
-        add_legend(self.eval_plot, offset=(10, 5), colCount=2)
-        self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2), symbol="o", symbolSize=5, symbolPen=None,
+        add_legend(self.eval_plot, offset=(10, 5), colCount=3)
+        self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2, style), symbol="o", symbolSize=5, symbolPen=None,
                                                 symbolBrush=color, name=name)
-                            for color, name in ((SERIES[2], "teacher-forced"), (SERIES[3], "free running (greedy)"))]
+                            for color, style, name in ((SERIES[2], Qt.SolidLine, "token accuracy, teacher-forced"),
+                                                       (SERIES[3], Qt.SolidLine, "token accuracy, free running"),
+                                                       (SERIES[0], Qt.DotLine, "exact match"))]
         view.ci.removeItem(self.eval_plot)
         self._eval_shown = False
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
@@ -222,9 +225,9 @@ class TrainingPanel(Panel):
         parts = [f"{k.replace('_', ' ')} {v:.1%}" if 0 <= v <= 1 else f"{k} {v:.3g}"
                  for k, v in sorted(self.metrics.items()) if k not in HELDOUT_METRICS]
         if len(self.heldout):
-            step, forced, free = (self.heldout.column(k)[-1] for k in ("step", *HELDOUT_METRICS))
-            parts.append(f"held-out exact match at step {int(step)}: teacher-forced {forced:.1%}, "
-                         f"free running {free:.1%}")
+            step, forced, free, exact = (self.heldout.column(k)[-1] for k in ("step", *HELDOUT_METRICS))
+            parts.append(f"held-out at step {int(step)}: tokens teacher-forced {forced:.1%}, free running "
+                         f"{free:.1%}; exact match {exact:.1%}")
         clipped = int(self.series.column("clipped").sum()) if len(self.series) else 0
         if clipped:
             parts.append(f"clipped {clipped} of {len(self.series)} steps")

@@ -73,9 +73,12 @@ split never changes training); 0 keeps torch's random biases. Preset: <code>forg
 <h3>Teacher forcing, exposure bias and scheduled sampling</h3>
 <p>Teacher-forced, the decoder of a translation model is fed the true previous token at every
 step; decoding, it is fed its own. Trained only the first way it never learns to go on from
-its own mistakes (<i>exposure bias</i>), so held-out exact match free running (greedy
-decoding) falls below exact match teacher-forced (every token predicted from the true
-prefix); the Training and Decoding panels show both. <b>Teacher forcing</b> p feeds the true
+its own mistakes (<i>exposure bias</i>): one wrong token fed back can derail the rest. The
+Training and Decoding panels show held-out token accuracy both ways: teacher-forced (each
+token predicted from the true prefix) and free running (greedy decoding, compared position
+by position); the gap is what exposure bias costs. Exact match is the same either way:
+every token right given the true prefix is exactly when greedy decoding gets the whole
+output right. <b>Teacher forcing</b> p feeds the true
 token with probability p and the model's own previous choice otherwise, per token (1 =
 always teacher forcing, 0 = free running); <b>Forcing schedule</b> lowers it during
 training (scheduled sampling, Bengio, Vinyals, Jaitly &amp; Shazeer 2015):</p>

@@ -98,11 +98,14 @@ class TranslationTask(Task):
     def evaluate(self, model, by_length: Sequence[int] = ()) -> dict[str, float]:
         """The held-out split decoded both ways (batched, no grad).
 
-        Returns ``exact_match`` (greedy decoding, free running: the whole output, eos
-        included, equals the target), ``token_accuracy`` (position-wise over target tokens
-        and eos) and ``exact_match_teacher_forced`` (every target token, eos included, is the
-        argmax given the true prefix: what teacher-forced training measures). The gap between
-        the two exact matches is exposure bias: errors the decoder makes when it feeds itself.
+        Returns ``exact_match`` (greedy decoding: the whole output, eos included, equals
+        the target), ``token_accuracy`` (greedy decoding, free running: position-wise over
+        target tokens and eos) and ``token_accuracy_teacher_forced`` (the share of target
+        tokens, eos included, that are the argmax given the true prefix, as teacher-forced
+        training sees them). The gap between the two token accuracies is what exposure bias
+        costs: one wrong token fed back derails the tokens after it. Exact match has no
+        teacher-forced twin: it is the same either way (every argmax right given the true
+        prefix is exactly when greedy decoding, fed its own and so the true tokens, is right).
         ``by_length`` = bucket edges, e.g. (12, 20): adds ``exact_match_len_1-12``,
         ``..._13-20``, ``..._21-30`` (free running, by source length; empty buckets left out).
         """
@@ -115,7 +118,7 @@ class TranslationTask(Task):
         forced = model.teacher_forced_batch(batch.src, batch.lengths, batch.tgt_in)  # [U, B]
         model.train(was_training)
         real_forced = batch.tgt_out != PAD
-        forced_exact = ((forced == batch.tgt_out) | ~real_forced).all(0)
+        forced_right = ((forced == batch.tgt_out) & real_forced).sum()
         target = batch.tgt_out.T  # [B, U]
         width = max(predicted.shape[1], target.shape[1])
         predicted = torch.nn.functional.pad(predicted, (0, width - predicted.shape[1]), value=PAD)
@@ -124,7 +127,7 @@ class TranslationTask(Task):
         exact = same.all(1).cpu()
         result = {"exact_match": float(exact.float().mean()),
                   "token_accuracy": float((same & real).sum() / real.sum()),
-                  "exact_match_teacher_forced": float(forced_exact.float().mean())}
+                  "token_accuracy_teacher_forced": float(forced_right / real_forced.sum())}
         lengths = batch.lengths.cpu()
         edges = [0, *sorted(by_length), self.T]
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):

@@ -154,12 +154,13 @@ class Trainer:
         return hasattr(self.task, "evaluate") and (n % EVAL_EVERY == 0 or n == self.experiment.steps)
 
     def heldout_metrics(self) -> dict[str, float]:
-        """Held-out exact match teacher-forced and free running (core.names.HELDOUT_METRICS)."""
+        """Held-out token accuracy teacher-forced and free running, and exact match
+        (core.names.HELDOUT_METRICS)."""
         ev = self.evaluate()
         if "exact_match" not in ev:
             return {}
-        teacher_forced, free_running = HELDOUT_METRICS
-        return {teacher_forced: ev["exact_match_teacher_forced"], free_running: ev["exact_match"]}
+        forced, free, exact = HELDOUT_METRICS
+        return {forced: ev["token_accuracy_teacher_forced"], free: ev["token_accuracy"], exact: ev["exact_match"]}
 
     def run(self, steps: int, **attach) -> Iterator[StepRecord]:
         """Yield one record per update; stops early (after yielding it) on divergence."""

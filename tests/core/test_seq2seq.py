@@ -241,8 +241,8 @@ def test_trainer_records_and_evaluation_for_seq2seq():
     assert probe.unmasked_hidden is not None  # the probe is padded to T
     assert len(record.spectrum.singular_values) == 2
     ev = tr.evaluate()
-    assert set(ev) == {"exact_match", "token_accuracy", "exact_match_teacher_forced"}
-    assert 0 <= ev["exact_match"] <= 1 and 0 <= ev["exact_match_teacher_forced"] <= 1
+    assert set(ev) == {"exact_match", "token_accuracy", "token_accuracy_teacher_forced"}
+    assert 0 <= ev["exact_match"] <= 1 and 0 <= ev["token_accuracy_teacher_forced"] <= 1
     again = Trainer(exp)
     again.step()
     assert again.history.column("loss")[0] == tr.history.column("loss")[0]
@@ -271,7 +271,7 @@ def test_a_perfect_model_scores_exact_match_one():
                      EOS] for b in range(src.shape[1])]
             return torch.tensor([row + [PAD] * (tgt_in.shape[0] - len(row)) for row in rows]).T
 
-    assert task.evaluate(Oracle()) == {"exact_match": 1.0, "token_accuracy": 1.0, "exact_match_teacher_forced": 1.0}
+    assert task.evaluate(Oracle()) == {"exact_match": 1.0, "token_accuracy": 1.0, "token_accuracy_teacher_forced": 1.0}
 
 
 # ------------------------------------------------------------------ presets (slow: training)

@@ -7,9 +7,9 @@ decode. Click a finished hypothesis (in the tree or the list) to highlight its p
 its attention rows; click any node on its path to outline that token's row. Greedy's
 path is overlaid on the tree, so it is plain where greedy and beam search part.
 
-Above the tree, the held-out exact match the trainer last measured, teacher-forced (every
-token predicted from the true prefix) beside free running (greedy decoding on its own
-outputs): the gap is exposure bias.
+Above the tree, what the trainer last measured on the held-out split: token accuracy
+teacher-forced (every token predicted from the true prefix) beside free running (greedy
+decoding on its own outputs; the gap is what exposure bias costs), and exact match.
 """
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ def signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "−")
 
 
-def heldout_text(step: int, forced: float, free: float) -> str:
-    """One line: the two held-out exact matches side by side and their gap."""
-    return (f"Held-out exact match at step {step:,}:   teacher-forced {forced:.1%}   |   free running "
-            f"(greedy) {free:.1%}   (gap {100 * (forced - free):+.1f} points: exposure bias)")
+def heldout_text(step: int, forced: float, free: float, exact: float) -> str:
+    """One line: the two held-out token accuracies side by side, their gap, and exact match."""
+    return (f"Held-out at step {step:,}:   tokens right teacher-forced {forced:.1%}   |   free running "
+            f"(greedy) {free:.1%}   (gap {100 * (forced - free):+.1f} points: exposure bias)   ·   "
+            f"exact match {exact:.1%}")
 
 
 class DecodingPanel(Panel):
@@ -100,10 +101,12 @@ class DecodingPanel(Panel):
         self.layout().addWidget(self.notice)
         self.heldout = QLabel("")
         self.heldout.setObjectName("decoding-heldout")
-        self.heldout.setToolTip("Exact match on held-out sources: teacher-forced = every output token is the "
-                                "model's first choice given the true previous tokens; free running = greedy "
-                                "decoding, its own outputs fed back. The gap is exposure bias: mistakes it "
-                                "makes when it must go on from its own outputs.")
+        self.heldout.setToolTip("Token accuracy on held-out sources: teacher-forced = the share of target "
+                                "tokens that are the model's first choice given the true previous tokens; free "
+                                "running = the share greedy decoding, its own outputs fed back, gets right in "
+                                "place. The gap is what exposure bias costs: after one wrong token the decoder "
+                                "must go on from its own mistake. Exact match is the same either way: every "
+                                "token right given the true prefix is exactly when greedy decoding is right.")
         self.layout().addWidget(self.heldout)
         split = QSplitter(Qt.Horizontal)
         self.tree = BeamTreePlot(self.theme)
@@ -344,8 +347,7 @@ class DecodingPanel(Panel):
     def on_step(self, record) -> None:
         self._model_step = record.step
         if HELDOUT_METRICS[0] in record.metrics:
-            forced, free = (record.metrics[k] for k in HELDOUT_METRICS)
-            self.heldout.setText(heldout_text(record.step, forced, free))
+            self.heldout.setText(heldout_text(record.step, *(record.metrics[k] for k in HELDOUT_METRICS)))
 
     def on_probe(self, record) -> None:
         if self.available and not self.input.text():
