@@ -193,15 +193,20 @@ class ExperimentForm(QWidget):
             column.setSpacing(0)
             column.addWidget(f.editor)
             column.addWidget(f.hint)
-            if name == "clip":
-                column.addLayout(self._clip_helper())
             label = QLabel(f.spec.label)
             label.setToolTip(f.spec.help)
             label.setBuddy(f.editor)
             form.addRow(label, column)
+            if name == "clip":  # a row of its own: as wide as the form, no wider
+                form.addRow(self._clip_helper())
         return box
 
-    def _clip_helper(self) -> QHBoxLayout:
+    def _clip_helper(self) -> QWidget:
+        helper = QWidget()
+        helper.setObjectName("clip-helper")
+        rows = QVBoxLayout(helper)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(0)
         row = QHBoxLayout()
         row.setSpacing(4)
         self.clip_k = QDoubleSpinBox()
@@ -221,11 +226,13 @@ class ExperimentForm(QWidget):
         self.clip_button.clicked.connect(self.clip_from_median)
         self.median_label = QLabel("")
         self.median_label.setObjectName("grad-median")
+        self.median_label.setStyleSheet(f"color: {self.theme.muted};")
         row.addWidget(self.clip_k)
-        row.addWidget(self.clip_button)
-        row.addWidget(self.median_label, 1)
+        row.addWidget(self.clip_button, 1)
+        rows.addLayout(row)
+        rows.addWidget(self.median_label)
         self._show_median()
-        return row
+        return helper
 
     def note_step(self, record: Any) -> None:
         """A StepRecord the window received: its gradient norm joins the running median."""
@@ -239,7 +246,8 @@ class ExperimentForm(QWidget):
 
     def _show_median(self) -> None:
         median = self.grad_median.value
-        text = f"median {median:.3g}" if median == median else "median: no steps yet"
+        text = (f"median ‖∇‖ of the last {len(self.grad_median)} steps: {median:.3g}" if median == median
+                else "median ‖∇‖: no steps yet")
         if self.median_label.text() != text:
             self.median_label.setText(text)
         self.clip_button.setEnabled(median == median)

@@ -129,7 +129,8 @@ def test_clip_helper_sets_k_times_the_running_median_and_the_run_goes_on(qtbot, 
     for r in steps:
         form.note_step(r)
     median = float(np.median([r.grad_norm for r in steps]))
-    assert form.clip_button.isEnabled() and form.median_label.text() == f"median {median:.3g}"
+    assert form.clip_button.isEnabled()
+    assert form.median_label.text() == f"median ‖∇‖ of the last {len(steps)} steps: {median:.3g}"
     form.clip_k.setValue(2.0)
     form.clip_button.click()
     assert float(form.fields["clip"].text()) == suggested_clip(median, 2.0)
@@ -137,7 +138,23 @@ def test_clip_helper_sets_k_times_the_running_median_and_the_run_goes_on(qtbot, 
         assert form.apply()
     assert signal.args[0].clip == suggested_clip(median, 2.0)
     form.note_run()
-    assert form.median_label.text() == "median: no steps yet"
+    assert form.median_label.text() == "median ‖∇‖: no steps yet"
+
+
+def test_the_clip_helper_does_not_widen_the_dock(qtbot):
+    """Wider than the dock, the form scrolls sideways and the right-aligned numbers leave view."""
+    from PySide6.QtWidgets import QScrollArea, QWidget
+
+    from app.window.experiment_form import ExperimentForm
+
+    form = ExperimentForm()
+    qtbot.addWidget(form)
+    body = form.findChild(QScrollArea).widget()
+    helper = body.findChild(QWidget, "clip-helper")
+    helper.hide()
+    without = body.minimumSizeHint().width()
+    helper.show()
+    assert body.minimumSizeHint().width() <= without
 
 
 def test_new_fields_are_greyed_out_where_they_do_nothing(qtbot):
