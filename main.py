@@ -14,9 +14,9 @@ import logging
 import sys
 
 from app.cli import bench, export, gui
-from core.cli import decode, train
+from core.cli import ablate, decode, dynamics, probe, train
 
-COMMANDS = (gui, export, train, decode, bench)  # in the order --help lists them
+COMMANDS = (gui, export, train, decode, probe, ablate, dynamics, bench)  # in the order --help lists them
 
 EXIT_USAGE = 2
 

@@ -68,18 +68,39 @@ class GradientRecord:
 
     norms:      per layer [T], ||dL/dh_t|| (Frobenius over batch and units), total
                 derivative through the whole recurrence (truncated when ``truncate``).
-    jacobian:   [T], ||dh_T/dh_t||_2 (spectral norm of the Jacobian product), top layer.
-    factor:     measured per-step factor: geometric rate fitted to ``norms[-1]``.
-    predicted:  per-step factor predicted from the spectrum (None when not applicable).
+    jacobian:   [T], ||dh_T/dh_t||_2 (spectral norm of the Jacobian product), top layer
+                (nan where not available, see ``note``).
+    factor:     measured per-step factor: geometric rate fitted to ``norms[-1]``; nan when
+                the loss is at every step (``loss_every_step``: the curve then sums paths
+                from every later loss, and no single rate describes it).
+    mean_field: rho(W_hh) * rms(phi'), the mean-field estimate of the per-step factor, valid
+                for random weights (rnn only, else None); not a prediction once trained.
     truncate:   truncated-BPTT chunk length, or None for full BPTT.
+    cell_norms: lstm: per layer [T], ||dL/dc_t|| (total derivative through the cell state,
+                truncated like ``norms``); None for other cells.
+    full_norms: with ``truncate``: per layer [T], ||dL/dh_t|| of full (untruncated) BPTT
+                on the same weights, to compare; else None.
+    pascanu_bound: sigma_max(W_hh) * gamma (gamma = sup |phi'|: 1 for tanh and relu), the
+                upper bound on every step's factor (Pascanu et al. 2013; rnn only, else None).
+    lyapunov_rate: the Jacobian-product rate: finite-time Lyapunov exponent of the backward
+                product of step Jacobians along the probe's trajectory, as a per-step factor
+                (core.instruments.products); nan when not available.
+    loss_every_step: the task's loss sums a term at every step (else: at the last step).
+    note:       why the Jacobian quantities are not available ("not available: ..."), or None.
     """
 
     step: int
     norms: tuple[np.ndarray, ...]
     jacobian: np.ndarray
     factor: float
-    predicted: float | None
+    mean_field: float | None
     truncate: int | None
+    cell_norms: tuple[np.ndarray, ...] | None = None
+    full_norms: tuple[np.ndarray, ...] | None = None
+    pascanu_bound: float | None = None
+    lyapunov_rate: float = float("nan")
+    loss_every_step: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,12 +110,14 @@ class SpectrumRecord:
     singular_values: per layer, descending, of W_hh (for gated cells: of each gate block,
                      keyed "layer0/input" etc. in ``blocks``).
     radius:          per layer spectral radius (largest |eigenvalue|) of W_hh (or its
-                     candidate block for gated cells).
-    bound:           1/gamma for tanh (1) or sigmoid (4) RNNs; None for gated cells.
+                     candidate block for gated cells: ``radius_of`` names the matrix).
+    bound:           1/gamma for tanh and relu (1) RNNs; None for gated cells.
     regime:          "vanishing" (sigma_max < bound: sufficient for vanishing gradients),
-                     "may explode" (sigma_max > bound: necessary for exploding), "marginal"
-                     (sigma_max = bound, e.g. orthogonal init), "gated" (lstm, gru) or
-                     "not applicable (relu)". core.bptt.REGIMES explains each in a sentence.
+                     "explosion possible" (sigma_max > bound: necessary for exploding, not
+                     sufficient), "marginal" (sigma_max = bound, e.g. orthogonal init),
+                     "gated" (lstm, gru) or "not available" (weights not finite).
+                     core.instruments.spectrum.REGIMES explains each in a sentence.
+    radius_of:       the matrix ``radius`` is of: "W_hh" (rnn), "W_hg" (lstm), "W_hn" (gru).
     """
 
     step: int
@@ -103,6 +126,105 @@ class SpectrumRecord:
     bound: float | None
     regime: str
     blocks: dict[str, np.ndarray] = field(default_factory=dict)
+    radius_of: str = "W_hh"
+
+
+@dataclass(frozen=True)
+class CounterfactualRecord:
+    """What if: the probe run twice on the same weights, as it is and with interventions.
+
+    interventions: the enabled edits in their text form (core.interventions), and
+    descriptions: the same for people ("forget gate f of unit 3 (layer 0) set to 0 from t = 10").
+    factual, counterfactual: ProbeRecords of one loop (core.models.interventions), so they are
+                  equal up to the first edited step and differ exactly where the edits reach.
+    loss:         (factual, counterfactual) task loss on the probe.
+    prediction:   (factual, counterfactual) readout of the probe: [O] for a model that reads
+                  out once at the end, [T, O] for one that reads out at every step.
+    gradient_norms: per layer [T], ||dL/dh_t|| of the counterfactual, or None.
+    lesion:       the edits also apply while training goes on.
+    """
+
+    step: int
+    interventions: tuple[str, ...]
+    descriptions: tuple[str, ...]
+    factual: ProbeRecord
+    counterfactual: ProbeRecord
+    loss: tuple[float, float]
+    prediction: tuple[np.ndarray, np.ndarray]
+    gradient_norms: tuple[np.ndarray, ...] | None = None
+    lesion: bool = False
+
+
+@dataclass(frozen=True)
+class AblationRecord:
+    """Units ranked by effect: each hidden unit of ``layer`` zeroed in turn over the whole probe.
+
+    base_loss: the probe loss as it is.
+    effects:   [H], the probe loss with unit v zeroed minus base_loss (> 0: the unit helps).
+    """
+
+    step: int
+    layer: int
+    base_loss: float
+    effects: np.ndarray
+
+    @property
+    def order(self) -> np.ndarray:
+        """Unit indices, largest effect first."""
+        return np.argsort(-self.effects, kind="stable")
+
+
+@dataclass(frozen=True)
+class DynamicsRecord:
+    """Hidden-state dynamics under a constant input x* (see core.instruments.dynamics).
+
+    The state s is every layer's h, then (lstm) every layer's c: S = L*H or 2*L*H values.
+    K <= 3 principal components are kept for drawing, P fixed or slow points found, B
+    sequences of T steps (row 0 the probe), with P, B small.
+
+    input_name, input: the constant input x* [I] the points are fixed under; ``inputs``
+                  names every input the run offers ("zero", then the task's symbols).
+    explained:    [<= 10] fraction of the states' variance along each principal component.
+    mean, components: [S] and [K, S]: the projection (s - mean) @ components.T.
+    trajectories: [B, T, K] the states projected; valid [B, T] bool (False at padding).
+    symbols:      [B, T] int, the input symbol at each step as an index into ``inputs``
+                  (-1 where the input is none of them, e.g. continuous inputs);
+                  input_values [B, T] float, the first input channel.
+    labels:       T strings, the probe's time axis.
+    points:       [P, S] fixed points (q <= tolerance), then slow points, each by q;
+                  projected [P, K]; q [P]; fixed [P] bool; stable [P] bool (nothing
+                  grows: every |λ| < 1 + 1e-3); marginal [P] bool (the largest |λ| is
+                  within 1e-3 of 1: a direction is held, a memory).
+    eigenvalues:  [P, S] complex, eigenvalues of dF/ds at each point, by decreasing modulus.
+    starts:       how many initial states the search began from; elapsed: the seconds it
+                  took (not ``seconds``: a StepRecord's field, which code tells steps by).
+    """
+
+    step: int
+    kind: str
+    hidden_size: int
+    num_layers: int
+    input_name: str
+    input: np.ndarray
+    inputs: tuple[str, ...]
+    explained: np.ndarray
+    mean: np.ndarray
+    components: np.ndarray
+    trajectories: np.ndarray
+    valid: np.ndarray
+    symbols: np.ndarray
+    input_values: np.ndarray
+    labels: tuple[str, ...]
+    points: np.ndarray
+    projected: np.ndarray
+    q: np.ndarray
+    fixed: np.ndarray
+    stable: np.ndarray
+    marginal: np.ndarray
+    eigenvalues: np.ndarray
+    tolerance: float
+    starts: int
+    elapsed: float
 
 
 @dataclass(frozen=True)
@@ -117,8 +239,9 @@ class StepRecord:
     metrics:      task metrics, e.g. {"accuracy": 0.93, "exact_match": 0.5}.
     param_grad_norms: parameter name -> gradient norm.
     seconds:      wall time of the update.
-    probe, gradients, spectrum: attached only when asked for (the GUI asks at most for
-                  what the next frame shows).
+    probe, gradients, spectrum, counterfactual, dynamics: attached only when asked for (the GUI
+                  asks at most for what the next frame shows); counterfactual only while
+                  interventions are on.
     restored_step: on a diverged step, the step whose state the model went back to
                   (core.training.rollback), or None when there was none to go back to.
     """
@@ -136,3 +259,5 @@ class StepRecord:
     gradients: GradientRecord | None = None
     spectrum: SpectrumRecord | None = None
     restored_step: int | None = None
+    counterfactual: CounterfactualRecord | None = None
+    dynamics: DynamicsRecord | None = None

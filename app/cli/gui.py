@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.cli.intervene import add_intervention_flags
 from core.presets import DEFAULT_PRESET
 
 THEMES = ("light", "dark")
@@ -32,6 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shot.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG")
     shot.add_argument("--size", default="1920x1080", metavar="WxH", help="pixel size (default 1920x1080)")
     shot.add_argument("--theme", default="light", metavar="NAME", help="light or dark (default light)")
+    from core.cli.common import add_data_flags, add_model_flags
+
+    add_data_flags(shot)
+    add_model_flags(shot)
+    shot.add_argument("--probe", metavar="TEXT", help="the input the panels show (text or numbers)")
+    add_intervention_flags(shot)
+    shot.add_argument("--rank", type=int, metavar="LAYER",
+                      help="also rank the units of LAYER by effect (the What if dock's chart)")
     shot.set_defaults(run=run_shot)
 
 
@@ -63,7 +72,34 @@ def run_gui(args: argparse.Namespace) -> int:
 
 def run_shot(args: argparse.Namespace) -> int:
     from app.window.offscreen import take_shot
+    from core.cli.intervene import parse_flags
 
-    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme)
+    make_trainer = None
+    if args.data or args.model or args.probe:  # your own file or model (core.cli.common's flags)
+        trainer = own_trainer(args)
+        make_trainer = lambda _experiment: trainer  # noqa: E731
+    path = take_shot(args.preset, args.steps, args.panel, args.out, args.size, args.theme, make_trainer,
+                     interventions=parse_flags(args.intervene), rank=args.rank)
     print(path)
     return 0
+
+
+def own_trainer(args: argparse.Namespace):
+    """The trainer --data / --model describe (as ``train`` builds it), showing --probe."""
+    from core.cli.common import experiment_from_args, model_trainer
+    from core.presets import load_preset
+    from core.training.trainer import Trainer
+
+    args.seed = getattr(args, "seed", None)
+    for name in ("steps", "cell", "lr", "clip", "device"):
+        if name != "steps":
+            setattr(args, name, getattr(args, name, None))
+    if args.model:
+        trainer = model_trainer(args)
+    elif args.data:
+        trainer = Trainer(experiment_from_args(argparse.Namespace(**{**vars(args), "steps": None, "preset": None})))
+    else:
+        trainer = Trainer(load_preset(args.preset).experiment)
+    if args.probe:
+        trainer.use_probe(args.probe)
+    return trainer

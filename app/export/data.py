@@ -145,6 +145,9 @@ def experiment_record(run: Any, step: int, *, source: dict[str, Any] | None = No
         "versions": versions(),
         "source": source or {},
     }
+    if getattr(run, "interventions", ()):  # what if: the edits the figures show (core.interventions)
+        record["interventions"] = [{"text": e.text(), "enabled": e.enabled} for e in run.interventions]
+        record["lesion"] = bool(run.lesion)
     if figure is not None:
         record["figure"] = plain(figure)
     if panels is not None:

@@ -1,7 +1,8 @@
 """Export in the window: the Export dialog, File > Export, and every panel's right-click menu.
 
-Right-click a panel: Export Figure… (the dialog, on that panel), Export Data… (CSV, NPZ or
-JSON by the data's shape) and Copy Figure (the last figure settings, onto the clipboard).
+Right-click a panel: Export Figure… (the dialog, on that panel), Export Animation…
+(app.export.animate_dialog), Export Data… (CSV, NPZ or JSON by the data's shape) and Copy
+Figure (the last figure settings, onto the clipboard).
 File > Export: Export Panel… and Export All Panels… (every visible panel, its data and
 ``experiment.json`` into one folder). The dialog remembers its settings for the session.
 """
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.export.animate_dialog import AnimationActions
 from app.export.batch import FORMATS, export_all
 from app.export.data import choose_format, write_data
 from app.export.figure import (
@@ -189,6 +191,7 @@ class ExportActions(QObject):
                 self._action("Export Data…", lambda p=panel: self.export_data_dialog(p), parent=panel),
                 self._action("Copy Figure", lambda p=panel: self.copy(p), parent=panel),
             ])
+        self.animations = AnimationActions(window, self)  # Export Animation…, after Export Figure…
 
     def _action(self, text: str, slot: Any, keys: QKeySequence | None = None, parent: QObject | None = None) -> QAction:
         action = QAction(text, parent or self.window)

@@ -153,12 +153,15 @@ def settings_text(run: Any) -> str:
 
 
 def caption_lines(panel: Panel, step: int | None = None) -> tuple[str, str]:
-    """(title, details): the panel's title, then settings, the step and the panel's note,
-    each part once (a note may repeat settings, e.g. the compare panel's 'seed 0 · 64 units')."""
+    """(title, details): the panel's title, then settings, the step, the panel's note and the
+    interventions on show (``panel.what_if_caption``), each part once (a note may repeat settings, e.g.
+    the compare panel's 'seed 0 · 64 units')."""
     parts = [part for part in settings_text(panel.run).split(" · ") if part]
     note = " ".join(panel.note.text().split()) if hasattr(panel, "note") else ""
     if step is not None and f"step {step}" not in note:
         parts.append(f"step {step}")
+    if getattr(panel, "what_if_caption", ""):  # before the note: the details are cut after two lines
+        parts.append(panel.what_if_caption)
     for part in note.split(" · "):
         if part and part not in parts:
             parts.append(part)

@@ -11,6 +11,7 @@ from app.panels.base import Panel
 from app.panels.cell.panel import CellPanel
 from app.panels.compare.panel import ComparePanel
 from app.panels.decoding.panel import DecodingPanel
+from app.panels.dynamics import DynamicsPanel
 from app.panels.gates import GatesPanel
 from app.panels.gradients import GradientsPanel
 from app.panels.hidden import HiddenPanel
@@ -18,7 +19,7 @@ from app.panels.spectrum import SpectrumPanel
 from app.panels.training import TrainingPanel
 
 PANELS: tuple[type[Panel], ...] = (TrainingPanel, HiddenPanel, GatesPanel, GradientsPanel, SpectrumPanel,
-                                   CellPanel, DecodingPanel, ComparePanel)
+                                   CellPanel, DecodingPanel, ComparePanel, DynamicsPanel)
 
 # Default arrangement: columns left to right, panels top to bottom, with relative sizes.
 LAYOUT: tuple[tuple[tuple[str, int], ...], ...] = (

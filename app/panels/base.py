@@ -19,7 +19,7 @@ panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ expor
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
 ``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
-``instruments`` (which of "probe", "gradients", "spectrum" it needs, so the training
+``instruments`` (which of "probe", "gradients", "spectrum", "counterfactual", "dynamics" it needs, so the training
 process computes them only when a visible panel shows them), implement those hooks,
 ``redraw`` and ``export_data``, and list the class in ``app/panels/__init__.py``. A panel
 that talks to the training process itself (decoding) overrides ``connect_engine``; one
@@ -38,11 +38,18 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBox
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
 from app.training.messages import RunInfo
-from core.records import GradientRecord, ProbeRecord, SpectrumRecord, StepRecord
+from core.records import (
+    CounterfactualRecord,
+    DynamicsRecord,
+    GradientRecord,
+    ProbeRecord,
+    SpectrumRecord,
+    StepRecord,
+)
 
 # The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
 HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
-         SpectrumRecord: "on_spectrum"}
+         SpectrumRecord: "on_spectrum", CounterfactualRecord: "on_counterfactual", DynamicsRecord: "on_dynamics"}
 
 
 class Panel(QWidget):
@@ -52,6 +59,7 @@ class Panel(QWidget):
     title: ClassVar[str] = ""
     draws: ClassVar[frozenset[type]] = frozenset()  # record types taken (keys of HOOKS)
     instruments: ClassVar[frozenset[str]] = frozenset()
+    what_if_caption = ""  # the interventions on show, for figure captions (app.window.interventions sets it)
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
         super().__init__(parent)
@@ -96,7 +104,8 @@ class Panel(QWidget):
         e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
         if isinstance(record, StepRecord):
-            items = (record, record.probe, record.gradients, record.spectrum)
+            items = (record, record.probe, record.gradients, record.spectrum, record.counterfactual,
+                     record.dynamics)
         else:
             items = (record,)
         for item in items:
@@ -190,6 +199,11 @@ class Panel(QWidget):
     def on_gradients(self, record: GradientRecord) -> None: ...
 
     def on_spectrum(self, record: SpectrumRecord) -> None: ...
+
+    def on_dynamics(self, record: DynamicsRecord) -> None: ...
+    def on_counterfactual(self, record: CounterfactualRecord | None) -> None:
+        """What if: the probe with interventions beside the factual one; None when they were
+        all switched off or removed (the window calls it then)."""
 
     def on_time_cursor(self, t: int) -> None: ...
 

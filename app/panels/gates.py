@@ -4,7 +4,13 @@ LSTM shows input i, forget f, cell candidate g, output o and the cell state c; G
 reset r, update z and new n (torch.nn's order). Next to each gate, a bar per unit gives the
 fraction of (unpadded) time steps the gate is nearly shut (< 0.1, to the left) or nearly
 open (> 0.9, to the right); tanh gates are read on (x + 1) / 2, i.e. near -1 or near +1.
-A saturated gate passes almost no gradient, which is why these bars matter.
+Why they matter (``SATURATION_NOTE``, the bars' tooltip): a saturated gate's own derivative
+sigma' is near 0, so the weights feeding it stop learning; but a forget gate saturated open
+(f near 1) passes the cell state's gradient back unchanged, which is how the LSTM carries it.
+
+What if: right-click a unit's row of a gate (or of c) to zero, clamp or add to it from that
+time step on (app.panels.what_if). While interventions are on, "Show" picks the factual run,
+the counterfactual ("what if") or their difference; the edited units and steps are outlined.
 """
 
 from __future__ import annotations
@@ -12,17 +18,24 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QComboBox, QLabel
 
 from app.panels.analysis import false_runs, saturation
 from app.panels.axes import LabelAxis
 from app.panels.base import Panel
 from app.panels.plots import Heatmap, Shading, new_plot
+from app.panels.what_if import Outlines, Target, WhatIfActions, edited_boxes, loss_text
 from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
 from core.names import GATE_SYMBOLS, GATES, TANH_GATES
-from core.records import ProbeRecord
+from core.records import CounterfactualRecord, ProbeRecord
+
+SHOWS = ("difference", "what if", "factual")  # what the heatmaps show while interventions are on
 
 SHUT_COLOR, OPEN_COLOR = OKABE_ITO["blue"], OKABE_ITO["orange"]
+SATURATION_NOTE = ("A saturated gate's own derivative σ' is near 0, so the weights feeding it stop "
+                   "learning. A forget gate saturated open (f near 1) passes the cell state's "
+                   "gradient back unchanged: that is how the LSTM carries it (see ‖∂L/∂c_t‖ in "
+                   "Gradients through time).")
 
 
 class _Row:
@@ -32,6 +45,7 @@ class _Row:
         t = panel.theme
         layout = panel.view.ci
         self.gate = gate
+        self.panel_theme = t
         symbol = GATE_SYMBOLS.get(gate, gate)
         name = "cell state" if gate == "c" else gate
         self.label = layout.addLabel(f"<b>{symbol}</b><br>{name}", row=row, col=0, color=t.foreground,
@@ -49,8 +63,14 @@ class _Row:
         levels = LEVELS["cell_state"] if gate == "c" else LEVELS["signed"] if signed else LEVELS["unit"]
         cmap = t.diverging_map if signed else t.sequential_map
         self.signed = signed
+        self.levels, self.difference = levels, False
         self.heatmap = panel.add_heatmap(Heatmap(self.plot, levels, cmap, ticks=3))
         self.shading = Shading(self.plot, t.padding)
+        self.outlines = Outlines(self.plot, t.foreground)
+        self.unit_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(t.accent, width=1.5))
+        self.unit_line.setZValue(16)
+        self.unit_line.hide()
+        self.plot.addItem(self.unit_line, ignoreBounds=True)
         panel.add_cursor(self.plot)
         self.bars = new_plot(layout, t, row=row, col=2)
         self.bars.setXRange(-1.15, 1.15, padding=0)
@@ -58,6 +78,7 @@ class _Row:
         self.bars.getAxis("left").setStyle(showValues=False)
         self.bars.getAxis("left").setWidth(2)
         self.bars.getAxis("bottom").setTicks([[(-0.5, "50%"), (0, "0"), (0.5, "50%")]])
+        self.bars.setToolTip(SATURATION_NOTE)
         if bars_axis:
             self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
         else:
@@ -71,10 +92,16 @@ class _Row:
         if gate == "c":
             self.bars.hide()
 
-    def draw(self, values: np.ndarray, probe: ProbeRecord, padded: list[tuple[int, int]]) -> str:
-        """Draw [T, H] values; returns the one-line saturation summary."""
+    def draw(self, values: np.ndarray, probe: ProbeRecord, padded: list[tuple[int, int]],
+             shown: np.ndarray | None = None, difference: bool = False) -> str:
+        """Draw [T, H] values (``shown`` instead in the heatmap when given, e.g. a difference);
+        returns the one-line saturation summary of ``values``."""
         self.axis.set_labels(probe.labels)
-        self.heatmap.set(values.T)
+        if difference != self.difference:  # a difference is signed whatever the gate
+            self.difference = difference
+            self.heatmap.set_colormap(self.colormap_name())
+        self.heatmap.set((values if shown is None else shown).T,
+                         levels=LEVELS["signed"] if difference else self.levels)
         self.shading.set_spans(padded)
         if self.gate == "c":
             return ""
@@ -86,17 +113,31 @@ class _Row:
         self.fractions = (shut, open_)
         return f"{GATE_SYMBOLS[self.gate]}: {shut.mean():.0%} shut, {open_.mean():.0%} open"
 
+    def colormap_name(self) -> str:
+        t = self.panel_theme
+        return t.diverging_map if self.difference or self.signed else t.sequential_map
+
 
 class GatesPanel(Panel):
     name = "gates"
     title = "Gates"
-    draws = frozenset({ProbeRecord})
-    instruments = frozenset({"probe"})
+    draws = frozenset({ProbeRecord, CounterfactualRecord})
+    instruments = frozenset({"probe", "counterfactual"})
 
     def build(self) -> None:
         self.make_layer_selector()
         self.options.addWidget(self.layer_label)
         self.options.addWidget(self.layer)
+        self.show_label = QLabel("Show")
+        self.what_if_show = QComboBox()
+        self.what_if_show.addItems(SHOWS)
+        self.what_if_show.setToolTip("While interventions are on: the counterfactual minus the factual run, "
+                             "the counterfactual (what if), or the factual run")
+        self.what_if_show.currentIndexChanged.connect(lambda _: self.refresh(force=True))
+        self.options.addWidget(self.show_label)
+        self.options.addWidget(self.what_if_show)
+        self.counterfactual: CounterfactualRecord | None = None
+        self.shown_unit: int | None = None
         self.legend = QLabel(f"<span style='color:{SHUT_COLOR}'>■</span> shut (&lt; 0.1)  "
                              f"<span style='color:{OPEN_COLOR}'>■</span> open (&gt; 0.9)")
         self.options.addWidget(self.legend)
@@ -111,6 +152,9 @@ class GatesPanel(Panel):
         self.placeholder.setFont(ui_font(FONT_POINTS + 1))
         self.layout().addWidget(self.placeholder, 1)
         self._build_rows("")  # rows come with the first run: its cell kind decides them
+        self.what_if = WhatIfActions(self)
+        self.what_if.watch(self.view)
+        self.view.scene().sigMouseMoved.connect(self._hovered)
 
     @property
     def gate_names(self) -> tuple[str, ...]:
@@ -147,6 +191,8 @@ class GatesPanel(Panel):
 
     def clear(self) -> None:
         self.probe = None
+        self.counterfactual = None
+        self.shown_unit = None
         kind = self.run.kind if self.run else ""
         self._build_rows(kind)
         self.reset_layer_selector()
@@ -155,21 +201,77 @@ class GatesPanel(Panel):
         self.probe = record
         self._build_rows(record.kind)
 
+    def on_counterfactual(self, record: CounterfactualRecord | None) -> None:
+        self.counterfactual = record
+        self._dirty = True
+
+    def show_unit(self, layer: int, unit: int) -> None:
+        """Mark ``unit`` of ``layer`` on every gate (the What if dock's ranking selects it)."""
+        if 0 <= layer < self.layer.count():
+            self.layer.setCurrentIndex(layer)
+        self.shown_unit = int(unit)
+        self.refresh(force=True)
+
+    def _layer_of(self, p: ProbeRecord) -> int:
+        return min(max(self.layer.currentIndex(), 0), len(p.gates) - 1)
+
+    @staticmethod
+    def _values(p: ProbeRecord, layer: int, gate: str) -> np.ndarray | None:
+        return p.cell[layer] if gate == "c" else p.gates[layer].get(gate)
+
     def redraw(self) -> None:
-        p = self.probe
+        cf = self.counterfactual
+        self.show_label.setVisible(cf is not None)
+        self.what_if_show.setVisible(cf is not None)
+        p = cf.factual if cf is not None else self.probe
         if p is None or not self.rows:
             self.note.setText("")
             return
-        layer = min(max(self.layer.currentIndex(), 0), len(p.gates) - 1)
+        layer = self._layer_of(p)
         padded = false_runs(p.valid)
+        show = self.what_if_show.currentText() if cf is not None else "factual"
         summaries = []
         for row in self.rows:
-            values = p.cell[layer] if row.gate == "c" else p.gates[layer].get(row.gate)
-            if values is not None:
-                summaries.append(row.draw(values, p, padded))
+            values = self._values(p, layer, row.gate)
+            if values is None:
+                continue
+            shown, difference = None, False
+            if show != "factual":
+                what_if = self._values(cf.counterfactual, layer, row.gate)
+                difference = show == "difference"
+                shown = what_if - values if difference else what_if
+                values = what_if
+            summaries.append(row.draw(values, p, padded, shown, difference))
+            key = "c" if row.gate == "c" else row.gate
+            row.outlines.set_boxes(edited_boxes(cf, layer, key, p.T, values.shape[1]) if cf is not None else [])
+            row.unit_line.setVisible(self.shown_unit is not None and self.shown_unit < values.shape[1])
+            if self.shown_unit is not None:
+                row.unit_line.setValue(self.shown_unit)
         if p.bidirectional:  # a bidirectional encoder: these are its forward direction's gates
             summaries.insert(0, "forward direction (Hidden state shows both)")
+        if cf is not None:
+            summaries.insert(0, f"showing {show}" + (" (what if − factual)" if show == "difference" else ""))
+            summaries.append(loss_text(cf))
         self.note.setText("  ·  ".join(s for s in summaries if s))
+
+    def _hovered(self, scene_pos) -> None:
+        """Name the gate, unit and step under the pointer for the right-click What if actions."""
+        cf = self.counterfactual
+        p = cf.factual if cf is not None else self.probe
+        target = None
+        if p is not None:
+            layer = self._layer_of(p)
+            for row in self.rows:
+                if not row.plot.vb.sceneBoundingRect().contains(scene_pos):
+                    continue
+                point = row.plot.vb.mapSceneToView(scene_pos)
+                t, unit = int(round(point.x())), int(round(point.y()))
+                values = self._values(p, layer, row.gate)
+                if values is not None and 0 <= t < p.T and 0 <= unit < values.shape[1]:
+                    kind = ("cell", None) if row.gate == "c" else ("gate", row.gate)
+                    target = Target(kind[0], layer, unit, t, float(values[t, unit]), kind[1])
+                break
+        self.what_if.point_at(target)
 
     def export_data(self) -> dict[str, np.ndarray]:
         p = self.probe
@@ -189,5 +291,7 @@ class GatesPanel(Panel):
 
     def on_theme(self, theme: Theme) -> None:
         for row in self.rows:
-            row.heatmap.set_colormap(theme.diverging_map if row.signed else theme.sequential_map)
+            row.panel_theme = theme
+            row.heatmap.set_colormap(row.colormap_name())
             row.shading.set_color(theme.padding)
+            row.outlines.set_color(theme.foreground)

@@ -1,16 +1,27 @@
 """Gradients through time: how much of the loss's gradient reaches each time step.
 
-Top: ||dL/dh_t|| against t on a log axis, per layer (the top layer drawn boldest). A
-constant per-step factor makes this a straight line on a log axis, so two geometric lines
-are overlaid from the last step backwards: the factor measured on the curve, and the factor
-predicted from the recurrent weights' spectrum. With truncated BPTT, alternate chunks are
-shaded: no gradient crosses a chunk boundary.
+Top: ||dL/dh_t|| against t on a log axis, per layer (the top layer drawn boldest); for an
+LSTM also ||dL/dc_t|| (the cell state, the constant error carousel); with truncated BPTT
+also the full-BPTT curve on the same weights, with alternate chunks shaded (no gradient
+crosses a chunk boundary in training). A constant per-step rate is a straight line on a log
+axis, so geometric lines are drawn from the last step backwards:
 
-Bottom: the same top-layer curve as a heatmap over training (one row per gradient snapshot,
-oldest at the bottom), so vanishing or exploding gradients show as they develop.
+* dashed: the factor measured on the curve (only where the loss is at the last step: a loss
+  at every step sums paths from every later loss, and no single rate fits the curve);
+* dotted: the Jacobian-product rate, the finite-time Lyapunov exponent of the backward
+  product of step Jacobians along the probe's trajectory (the rate the theory gives);
+* dash-dot (tanh/relu RNN): the Pascanu bound sigma_max(W_hh) * gamma, an upper bound on
+  every step's factor.
+The mean-field estimate rho(W_hh) * rms(phi') (valid for random weights) is named in the
+note and exported, not drawn.
+
+Bottom: the top layer's ||dL/dh_t|| as a heatmap over training (one row per gradient
+snapshot, oldest at the bottom), and for an LSTM a second row of the same for ||dL/dc_t||.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,8 +39,17 @@ from app.panels.base import Panel
 from app.panels.legends import add_legend
 from app.panels.plots import Heatmap, Shading, fit_left_axes, message, new_plot, pen
 from app.panels.series import Snapshots
-from app.theme import SERIES, Theme, cell_color
+from app.theme import OKABE_ITO, SERIES, Theme, cell_color
 from core.records import GradientRecord
+
+NOT_AVAILABLE = "not available for this task (sequence-to-sequence models have no probe gradients)"
+CELL_COLOR = OKABE_ITO["green"]
+RATE_COLOR = OKABE_ITO["purple"]  # the Jacobian-product rate: apart from the curves' colours
+
+
+def _number(value: float | None) -> np.ndarray:
+    """A rate as a 0-d array for export (nan when not drawn or not applicable)."""
+    return np.array(float("nan") if value is None else float(value))
 
 
 class GradientsPanel(Panel):
@@ -40,19 +60,29 @@ class GradientsPanel(Panel):
 
     def build(self) -> None:
         t = self.theme
-        view = self.add_view(pg.GraphicsLayoutWidget())
+        view = self.view = self.add_view(pg.GraphicsLayoutWidget())
         self.norm_plot = new_plot(view.ci, t, row=0, col=0, y="‖∂L/∂h<sub>t</sub>‖", left_axis=LogAxis("left"))
         self.norm_plot.setLogMode(y=True)
         self.norm_plot.getAxis("bottom").setStyle(showValues=False)
-        add_legend(self.norm_plot, offset=(10, 5), colCount=4)  # layers, when there are several
+        add_legend(self.norm_plot, offset=(10, 5), colCount=4)  # layers, c_t, full BPTT
         self.curves: list[pg.PlotDataItem] = []
-        # The geometric lines do not set the axis range: a predicted factor of 1.2 over 100
-        # steps would otherwise squash the measured curve into the bottom of the plot.
+        self.cell_curve = pg.PlotDataItem(pen=pen(CELL_COLOR, 2.0))
+        self.full_curve = pg.PlotDataItem(pen=pen(t.muted, 1.5))
+        for curve in (self.cell_curve, self.full_curve):
+            self.norm_plot.addItem(curve)
+            curve.hide()
+        self._legend_extra: tuple[str, ...] = ()
+        # The geometric lines do not set the axis range: a bound of 1.6 over 100 steps would
+        # otherwise squash the measured curve into the bottom of the plot.
         self.measured = pg.PlotDataItem(pen=pen(t.muted, 1.5, Qt.DashLine))
-        self.predicted = pg.PlotDataItem(pen=pen(t.accent, 1.5, Qt.DotLine))
-        for line in (self.measured, self.predicted):
+        self.lyapunov = pg.PlotDataItem(pen=pen(RATE_COLOR, 2.2, Qt.DotLine))
+        self.bound = pg.PlotDataItem(pen=pen(t.foreground, 1.2, Qt.DashDotLine))
+        for line in (self.measured, self.lyapunov, self.bound):
             self.norm_plot.addItem(line, ignoreBounds=True)
+            line.hide()
         self.chunks = Shading(self.norm_plot, t.chunk)
+        self._manual_y = False  # the user zoomed: the y range stays theirs until the next run
+        self.norm_plot.vb.sigRangeChangedManually.connect(self._zoomed)
         self.add_cursor(self.norm_plot)
         self.empty = message(self.norm_plot, t)
         self.step_axis = StepAxis("left")
@@ -61,24 +91,51 @@ class GradientsPanel(Panel):
         self.history_plot.setXLink(self.norm_plot)
         self.history = self.add_heatmap(Heatmap(self.history_plot, (-6.0, 0.0), t.magnitude_map,
                                                 bar_label="log₁₀ ‖∂L/∂h<sub>t</sub>‖"))
-        self.history.share_width(self.norm_plot)  # so t lines up between the two plots
         self.history_chunks = Shading(self.history_plot, t.chunk)
         self.add_cursor(self.history_plot)
-        fit_left_axes(self.norm_plot, self.history_plot)  # room for "0.0001" and the label
+        # The LSTM's cell state: its own heatmap row, shown only for an LSTM.
+        self.cell_step_axis = StepAxis("left")
+        self.cell_plot = new_plot(view.ci, t, row=2, col=0, x="time step t", y="step (c<sub>t</sub>)",
+                                  left_axis=self.cell_step_axis, bottom_axis=TimeAxis("bottom"))
+        self.cell_plot.setXLink(self.norm_plot)
+        # No colour bar of its own: it shares the h row's levels, so the colours compare.
+        self.cell_history = self.add_heatmap(Heatmap(self.cell_plot, (-6.0, 0.0), t.magnitude_map, bar=False))
+        self.add_cursor(self.cell_plot)
+        self.history.share_width(self.norm_plot, self.cell_plot)  # so t lines up between the plots
+        fit_left_axes(self.norm_plot, self.history_plot, self.cell_plot)  # room for "0.0001"
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
+        view.ci.layout.setRowStretchFactor(2, 2)
+        self._cell_row = True
+        self._show_cell_row(False)
         self.record: GradientRecord | None = None
         self._T = 0
         self.snapshots = Snapshots(limit=400)
+        self.cell_snapshots = Snapshots(limit=400)
 
+    # -- data --------------------------------------------------------------------------------
     def clear(self) -> None:
         self.record = None
         self.snapshots.clear()
+        self.cell_snapshots.clear()
         self.history.clear()
+        self.cell_history.clear()
+        self._T = 0
+        self.note.setText("")
+        self._show_cell_row(self.run is not None and self.run.kind == "lstm" and not self._seq2seq())
+        self._manual_y = False
+
+    def _zoomed(self, *_) -> None:
+        self._manual_y = True
+
+    def _seq2seq(self) -> bool:
+        return self.run is not None and self.run.experiment.is_seq2seq
 
     def on_gradients(self, record: GradientRecord) -> None:
         self.record = record
         self.snapshots.append(record.step, safe_log10(record.norms[-1]))
+        if record.cell_norms is not None:
+            self.cell_snapshots.append(record.step, safe_log10(record.cell_norms[-1]))
 
     def export_data(self) -> dict[str, np.ndarray]:
         r = self.record
@@ -88,17 +145,57 @@ class GradientsPanel(Panel):
                "history_log10_norm": self.snapshots.image(), "history_steps": self.snapshots.steps()}
         for i, n in enumerate(r.norms):
             out[f"norm_l{i}"] = n.copy()
+        if r.cell_norms is not None:
+            for i, n in enumerate(r.cell_norms):
+                out[f"cell_norm_l{i}"] = n.copy()
+            out["history_log10_cell_norm"] = self.cell_snapshots.image()
+        if r.full_norms is not None:
+            for i, n in enumerate(r.full_norms):
+                out[f"full_bptt_norm_l{i}"] = n.copy()
+        drawn = self._drawn_rates(r)
+        out["measured_factor"] = _number(drawn["measured_factor"])
+        out["lyapunov_rate"] = _number(r.lyapunov_rate)
+        out["pascanu_bound"] = _number(r.pascanu_bound)
+        out["mean_field_estimate"] = _number(r.mean_field)
         return out
+
+    @staticmethod
+    def _drawn_rates(r: GradientRecord) -> dict[str, float | None]:
+        """The rates drawn as geometric lines (None where not drawn)."""
+        def finite(v):
+            return v if v is not None and math.isfinite(v) else None
+
+        # A loss at every step: the curve is no geometric line, so none is drawn over it
+        # (the note still gives the Jacobian-product rate).
+        last = not r.loss_every_step
+        return {"measured_factor": finite(r.factor) if last else None,
+                "lyapunov_rate": finite(r.lyapunov_rate) if last else None,
+                "pascanu_bound": finite(r.pascanu_bound) if last else None}
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _show_cell_row(self, show: bool) -> None:
+        """Show or collapse the cell-state heatmap row (a hidden item would keep its space)."""
+        if show == self._cell_row:
+            return
+        self._cell_row = show
+        self.cell_plot.setMaximumHeight(1e6 if show else 0)
+        self.cell_plot.setMinimumHeight(0)
+        self.view.ci.layout.setRowStretchFactor(2, 2 if show else 0)
+        self.cell_plot.setVisible(show)
+
+    def _hide_all(self, text: str) -> None:
+        self.empty.setText(text)
+        self.empty.show()
+        for item in (*self.curves, self.cell_curve, self.full_curve, self.measured, self.lyapunov, self.bound):
+            item.hide()
+        self.chunks.set_spans([])
+        self.history_chunks.set_spans([])
+        self.note.setText("not available for this task" if self._seq2seq() else "")
 
     def redraw(self) -> None:
         r = self.record
-        seq2seq = self.run is not None and self.run.experiment.is_seq2seq
-        if r is None:
-            self.empty.setText("not shown for sequence-to-sequence tasks" if seq2seq
-                               else "waiting for gradients…")
-            self.empty.show()
-            for curve in self.curves:
-                curve.hide()
+        if r is None or self._seq2seq():
+            self._hide_all(NOT_AVAILABLE if self._seq2seq() else "waiting for gradients…")
             return
         self.empty.hide()
         T = len(r.norms[-1])
@@ -106,25 +203,93 @@ class GradientsPanel(Panel):
         self._ensure_curves(len(r.norms))
         for i, curve in enumerate(self.curves):
             curve.setData(t, positive_for_log(r.norms[i]), connect="finite")
+            curve.show()  # a record without data hid it (the issue 14 bug): show it again
+        self._extra(self.cell_curve, r.cell_norms, t)
+        self._extra(self.full_curve, r.full_norms, t)
+        self._update_legend(r)
         top = r.norms[-1]
-        self._geometric(self.measured, top, r.factor, t)
-        self._geometric(self.predicted, top, r.predicted, t)
+        rates = self._drawn_rates(r)
+        self._geometric(self.measured, top, rates["measured_factor"], t)
+        self._geometric(self.lyapunov, top, rates["lyapunov_rate"], t)
+        self._geometric(self.bound, top, rates["pascanu_bound"], t)
         spans = chunk_spans(T, r.truncate)
         self.chunks.set_spans(spans)
         self.history_chunks.set_spans(spans)
         image = self.snapshots.image()  # [T, n]
+        cells = self.cell_snapshots.image()
+        self._show_cell_row(r.cell_norms is not None)
+        both = np.concatenate([image, cells], axis=1) if r.cell_norms is not None and cells.size else image
         if image.size:
-            self.history.set(image.T, levels=log_levels(image))
+            self.history.set(image.T, levels=log_levels(both))
             self.step_axis.set_steps(self.snapshots.steps())
+        if r.cell_norms is not None and cells.size:
+            self.cell_history.set(cells.T, levels=log_levels(both))
+            self.cell_step_axis.set_steps(self.cell_snapshots.steps())
         if self._T != T:
             self._T = T
             self.norm_plot.setXRange(-0.5, T - 0.5, padding=0)
-        parts = [f"step {r.step}", f"per-step factor: measured {r.factor:.3g} (dashed)"]
-        if r.predicted is not None:
-            parts.append(f"predicted from the spectrum {r.predicted:.3g} (dotted)")
+        self._fit_y(r)
+        self.note.setText("  ·  ".join(self._note_parts(r, rates)))
+
+    def _fit_y(self, r: GradientRecord) -> None:
+        """The y range spans the drawn curves (log10 units), set here rather than left to
+        pyqtgraph's auto-range, which kept the last run's range after a switch (issue 14)."""
+        if self._manual_y:
+            return
+        rows = [*r.norms, *(r.cell_norms or ()), *(r.full_norms or ())]
+        logs = safe_log10(np.concatenate(rows)) if rows else np.array([])
+        logs = logs[np.isfinite(logs)]
+        if logs.size:
+            lo, hi = float(logs.min()), float(logs.max())
+            if hi - lo < 0.5:
+                lo, hi = lo - 0.25, hi + 0.25
+            self.norm_plot.setYRange(lo, hi, padding=0.05)
+
+    @staticmethod
+    def _note_parts(r: GradientRecord, rates: dict[str, float | None]) -> list[str]:
+        parts = [f"step {r.step}"]
+        if r.loss_every_step:
+            parts.append("loss at every step: no single factor fits ‖∂L/∂h_t‖")
+        elif rates["measured_factor"] is not None:
+            parts.append(f"measured factor {rates['measured_factor']:.3f} (dashed)")
+        if rates["lyapunov_rate"] is not None:
+            parts.append(f"Jacobian-product rate {rates['lyapunov_rate']:.3f} (dotted)")
+        elif math.isfinite(r.lyapunov_rate):
+            parts.append(f"Jacobian-product rate {r.lyapunov_rate:.3f}")
+        if rates["pascanu_bound"] is not None:
+            parts.append(f"Pascanu bound σ_max·γ {rates['pascanu_bound']:.3g} (dash-dot)")
+        if r.mean_field is not None and math.isfinite(r.mean_field):
+            parts.append(f"mean-field estimate (random weights) {r.mean_field:.3g}")
         if r.truncate:
             parts.append(f"truncated every {r.truncate} steps")
-        self.note.setText("  ·  ".join(parts))
+        if r.note:
+            parts.append(r.note)
+        return parts
+
+    def _extra(self, curve: pg.PlotDataItem, norms: tuple[np.ndarray, ...] | None, t: np.ndarray) -> None:
+        if norms is None:
+            curve.hide()
+            return
+        curve.setData(t, positive_for_log(norms[-1]), connect="finite")
+        curve.show()
+
+    def _update_legend(self, r: GradientRecord) -> None:
+        extra = (("‖∂L/∂c_t‖ (cell state)",) if r.cell_norms is not None else ()) + \
+                (("full BPTT",) if r.full_norms is not None else ())
+        if extra == self._legend_extra:
+            return
+        self._legend_extra = extra
+        legend = self.norm_plot.legend
+        legend.removeItem(self.cell_curve)
+        legend.removeItem(self.full_curve)
+        if len(self.curves) == 1:  # one layer: named only beside another curve
+            legend.removeItem(self.curves[0])
+            if extra:
+                legend.addItem(self.curves[0], "‖∂L/∂h_t‖" + (" (truncated)" if r.full_norms is not None else ""))
+        if r.cell_norms is not None:
+            legend.addItem(self.cell_curve, extra[0])
+        if r.full_norms is not None:
+            legend.addItem(self.full_curve, "full BPTT")
 
     def _ensure_curves(self, layers: int) -> None:
         if len(self.curves) == layers:
@@ -133,6 +298,9 @@ class GradientsPanel(Panel):
             self.norm_plot.removeItem(curve)
         kind = self.run.kind if self.run else "lstm"
         self.curves = []
+        self._legend_extra = ()  # the legend is rebuilt in order: layers first
+        self.norm_plot.legend.removeItem(self.cell_curve)
+        self.norm_plot.legend.removeItem(self.full_curve)
         for i in range(layers):
             top = i == layers - 1
             color = cell_color(kind) if top else SERIES[(i + 1) % len(SERIES)]
@@ -150,7 +318,10 @@ class GradientsPanel(Panel):
 
     def on_theme(self, theme: Theme) -> None:
         self.measured.setPen(pen(theme.muted, 1.5, Qt.DashLine))
-        self.predicted.setPen(pen(theme.accent, 1.5, Qt.DotLine))
+        self.lyapunov.setPen(pen(RATE_COLOR, 2.2, Qt.DotLine))
+        self.bound.setPen(pen(theme.foreground, 1.2, Qt.DashDotLine))
+        self.full_curve.setPen(pen(theme.muted, 1.5))
         self.chunks.set_color(theme.chunk)
         self.history_chunks.set_color(theme.chunk)
         self.history.set_colormap(theme.magnitude_map)
+        self.cell_history.set_colormap(theme.magnitude_map)

@@ -11,6 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGraphicsItem
+from shiboken6 import isValid
 
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
 
@@ -87,6 +88,8 @@ def fit_left_axes(*plots: pg.PlotItem) -> None:
     axes = [plot.getAxis("left") for plot in plots]
 
     def reserve() -> None:
+        if not all(isValid(plot.layout) for plot in plots) or not all(isValid(axis) for axis in axes):
+            return  # the panel is being deleted (e.g. an export's copy): nothing left to lay out
         width = max(axis.maximumWidth() for axis in axes)  # what each axis asked for
         for plot in plots:
             if plot.layout.columnMinimumWidth(0) != width:
@@ -135,10 +138,8 @@ class Heatmap:
             self.bar = pg.ColorBarItem(values=levels, colorMap=colormap(cmap), interactive=False,
                                        width=12, label=bar_label or None, colorMapMenu=False)
             self.bar.setImageItem(self.image, insert_in=plot)
-            if ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
-                lo, hi = levels
-                values = np.linspace(lo, hi, ticks)
-                self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
+            self._ticks = ticks
+            self._set_ticks()
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
@@ -165,11 +166,17 @@ class Heatmap:
             plot.layout.setColumnFixedWidth(4, 5)
             plot.layout.setColumnFixedWidth(5, width)
 
+    def _set_ticks(self) -> None:
+        if self._ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
+            values = np.linspace(*self.levels, self._ticks)
+            self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
+
     def set(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         if levels is not None and levels != self.levels:
             self.levels = levels
             if self.bar is not None:
                 self.bar.setLevels(levels)
+                self._set_ticks()
         self.image.setImage(image, autoLevels=False, levels=self.levels)
         if image.shape != self._shape:
             self._shape = image.shape

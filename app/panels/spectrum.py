@@ -125,9 +125,28 @@ class SpectrumPanel(Panel):
         else:
             self.bound.hide()
         self._draw_radius(len(r.radius))
+        self._label_radius(r)
         sigma = max((float(v[0]) for _, v, _ in series if len(v)), default=float("nan"))
-        bound = "" if r.bound is None else f"  ·  σ_max < 1/γ = {r.bound:g} would make gradients vanish"
-        self.note.setText(f"step {r.step}  ·  σ_max {sigma:.3g}  ·  regime: {r.regime}{bound}")
+        # The regime is the record's, over all layers; σ_max is the layer shown.
+        if r.regime == "explosion possible":
+            regime = f"regime: explosion possible, not certain (σ_max > 1/γ = {r.bound:g})"
+        elif r.regime == "vanishing":
+            regime = f"regime: vanishing (σ_max < 1/γ = {r.bound:g})"
+        else:
+            regime = f"regime: {r.regime}"
+        layer = f" (layer {self.layer.currentIndex()})" if len(r.singular_values) > 1 else ""
+        self.note.setText(f"step {r.step}  ·  σ_max {sigma:.3g}{layer}  ·  {regime}")
+
+    def _label_radius(self, r: SpectrumRecord) -> None:
+        """Name the matrix whose radius is drawn; rho = 1 means something only for an RNN's
+        W_hh (the marginal linear recurrence), not for a gated cell's candidate block."""
+        name = r.radius_of.replace("W_", "W<sub>") + "</sub>"
+        label = f"spectral radius ρ({name})"
+        if r.radius_of != "W_hh":
+            label += " (candidate block)"
+        if self.radius_plot.getAxis("left").labelText != label:
+            self.radius_plot.setLabel("left", label)
+        self.unit_line.setVisible(r.radius_of == "W_hh")
 
     def _draw_radius(self, layers: int) -> None:
         while len(self.radius_curves) < layers:

@@ -50,8 +50,19 @@ class CompareLoop(ChildLoop):
         self.schedule(0.0)
 
     def _on_stop(self, _: StopComparison) -> None:
-        if self._records is not None:
-            self._end("stopped")
+        """Finish the run now: it sees the stop at its next update and closes every live kind
+        with its gradients record (dropping it here lost the closing records a tick had not
+        reached yet, e.g. the GRU's when gradients take longer than a tick)."""
+        if self._records is None:
+            return
+        self._stop.set()
+        try:
+            closing = list(self._records)  # at most one record per live kind
+        except Exception as err:  # shown to the user by the panel, never swallowed
+            self._end(failure_of(err, "comparing").message)
+            return
+        self.emit_records(closing)
+        self._end("stopped")
 
     def tick(self) -> None:
         if self._records is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.training.messages import RunInfo, SessionFile
+from app.training.messages import ModelFile, RunInfo, SessionFile
 from core.config import Experiment
 from core.records import StepRecord
 
@@ -31,12 +31,15 @@ def run_info(trainer: Any) -> RunInfo:
         param_count=int(trainer.param_count),
         device=str(trainer.device),
         step=int(trainer.step_count),
+        data=data_summary(trainer),
+        interventions=tuple(getattr(trainer, "interventions", ())),
+        lesion=bool(getattr(trainer, "lesion", False)),
     )
 
 
 # Fields a built trainer changes in place (Trainer.set_learning_rate / set_clip): applying
 # only these continues the run with the same weights instead of rebuilding it.
-LIVE_FIELDS = frozenset({"lr", "clip"})
+LIVE_FIELDS = frozenset({"lr", "clip", "probe"})
 
 
 def live_changes(running: Experiment, wanted: Experiment) -> dict[str, Any] | None:
@@ -51,7 +54,25 @@ def retune(trainer: Any, changes: dict[str, Any]) -> RunInfo:
         trainer.set_learning_rate(changes["lr"])
     if "clip" in changes:
         trainer.set_clip(changes["clip"])
+    if "probe" in changes:  # typed input: the panels show the same weights on it
+        trainer.use_probe(changes["probe"])
     return run_info(trainer)
+
+
+def export_weights(path: str, trainer: Any) -> list[str]:
+    """Write the trainer's model for plain torch (core.models.io.export_model), with the
+    task's vocabulary beside it; a job run where the model lives."""
+    from core.models.io import export_model
+    from core.tasks.typed import task_vocabulary
+
+    return export_model(trainer.model, path, task_vocabulary(trainer.task))
+
+
+def data_summary(trainer: Any) -> dict:
+    """What the task read from the user's files (rows, vocabulary, normalisation), or {}."""
+    from core.tasks.user import describe_task
+
+    return describe_task(trainer.task)
 
 
 def make_trainer(experiment: Experiment) -> Any:
@@ -61,12 +82,18 @@ def make_trainer(experiment: Experiment) -> Any:
     return Trainer(experiment)
 
 
-def build_trainer(source: Experiment | SessionFile) -> Any:
-    """The training process's trainer: a new one for an Experiment, or a saved session's."""
+def build_trainer(source: Experiment | SessionFile | ModelFile) -> Any:
+    """The training process's trainer: a new one for an Experiment, a saved session's, or
+    one around a user's opened model."""
     if isinstance(source, SessionFile):
         from core.session.format import open_session
 
         return open_session(source.path)
+    if isinstance(source, ModelFile):
+        from core.training.opened import opened_trainer
+
+        return opened_trainer(source.experiment, source.path, source.prefix, embedding=source.embedding,
+                              head=source.head, vocab=source.vocab, nonlinearity=source.nonlinearity)
     return make_trainer(source)
 
 
@@ -91,3 +118,27 @@ def history_records(history: Any) -> list[StepRecord]:
                        metrics={k: float(v[i]) for k, v in metrics.items() if np.isfinite(v[i])},
                        param_grad_norms={}, seconds=float(cols["seconds"][i]))
             for i in range(n)]
+
+
+def prepare_data(experiment: Experiment, trainer: Any = None) -> Experiment:
+    """``experiment`` with its seq_len fitted to its data file (a job: the file is parsed here,
+    in the training process, so the window never loads torch). Raises DataError in one line."""
+    from core.datafiles import read_file
+    from core.tasks.user import fit_sequence_length
+
+    return experiment.replace(seq_len=fit_sequence_length(experiment, read_file(experiment.data)))
+
+
+def inspect_weights(path: str, trainer: Any = None) -> Any:
+    """What a model file holds (core.models.io.ModelInfo: stacks and candidates), as a job."""
+    from core.models.io import inspect_model
+
+    return inspect_model(path)
+
+
+def probe_records(trainer: Any) -> list:
+    """The probe and gradients through time on the current probe (after typed input), as the
+    records a step would carry; a job, so an idle run shows them too."""
+    records = [trainer.probe()]
+    gradients = trainer.gradients()
+    return records + ([gradients] if gradients is not None else [])

@@ -1,4 +1,5 @@
-"""What the decoding panel asks the engine for, run where the model lives (the training process).
+"""Work the window asks of the engine, run where the model lives (the training process):
+decoding for the decoding panel, and the interventions and ablation sweep of the What if dock.
 
 ``decode_view(trainer, request)`` calls core.seq2seq.decode_text (greedy and beam search
 with its whole tree) and adds what drawing needs, so the GUI thread only draws: the tree
@@ -105,5 +106,24 @@ def finished_so_far(tree, steps: int, width: int, length_penalty: float) -> list
     """Ids of the finished hypotheses after ``steps`` expansions, best first (at most
     ``width``): the search's finished list at that point (scores normalised by length)."""
     done = [n for n in tree if n.status == "finished" and n.step <= steps]
-    done.sort(key=lambda n: n.score / n.step ** length_penalty, reverse=True)
+    done.sort(key=lambda n: n.cum_log_prob / n.step ** length_penalty, reverse=True)
     return [n.id for n in done[:width]]
+
+
+# -- what if: interventions and the ablation sweep ----------------------------------------------
+def set_interventions(trainer: Any, edits: tuple, lesion: bool) -> Any:
+    """Apply ``edits`` (core.interventions.Intervention; checked, all or nothing) and return
+    the fresh CounterfactualRecord, or None when no edit is enabled."""
+    trainer.set_interventions(edits, lesion)
+    return trainer.counterfactual()
+
+
+def rank_units(trainer: Any, layer: int) -> Any:
+    """The ablation sweep of ``layer`` (a core.records.AblationRecord)."""
+    return trainer.ablation((layer,))[0]
+def dynamics_under(trainer: Any, input_name: str) -> Any:
+    """The trainer's dynamics (core.records.DynamicsRecord, or None for encoder-decoders) with
+    fixed points under ``input_name``, which live updates keep using from now on; a name
+    that is not an input of the task fails with the choices."""
+    trainer.choose_dynamics_input(input_name)
+    return trainer.dynamics()

@@ -51,7 +51,7 @@ log = logging.getLogger("rnn_explorer.app")
 
 TICK_SECONDS = 1 / 30  # at full speed, send at most this often (the window redraws at ~30 Hz)
 # Most of the wall time an instrument may take while training runs (see _attachments).
-INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03}
+INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03, "counterfactual": 0.05, "dynamics": 0.03}
 
 
 def leave_a_core_for_the_gui() -> None:
@@ -250,7 +250,7 @@ class TrainingLoop(ChildLoop):
         return dataclasses.replace(record, **extras) if extras else record
 
     def _measure(self, name: str) -> Any:
-        """``trainer.probe()`` / ``gradients()`` / ``spectrum()``, remembering its cost."""
+        """``trainer.probe()`` / ``gradients()`` / ``spectrum()`` / ``dynamics()``, remembering its cost."""
         start = time.perf_counter()
         value = getattr(self._trainer, name)()
         self._done[name] = time.perf_counter()
@@ -260,7 +260,7 @@ class TrainingLoop(ChildLoop):
     def _snapshot(self) -> None:
         """The new model's state before any step: cheap instruments first, so the panels
         fill at once; gradients through time (the costly one) in a second list."""
-        first = [self._measure("probe"), self._measure("spectrum")]
+        first = [self._measure("probe"), self._measure("spectrum"), self._measure("counterfactual")]
         self.emit_records([r for r in first if r is not None])
         if not self._stop.is_set():
             gradients = self._measure("gradients")

@@ -7,7 +7,7 @@ Everything here is plain data that pickles (spawned processes share nothing else
 
 Training process (app.training.loop)::
 
-    window -> Build(source) Step(count) Run() Pause() SetSpeed(steps_per_second)
+    window -> Build(source: Experiment | SessionFile | ModelFile) Step(count) Run() Pause() SetSpeed(steps_per_second)
               Request(instruments) AttachAlways(instruments) Call(job_id, fn)
               Delivered() Shutdown()
     window <- Built(info, past) Records(records) StateChanged(state) Failed(failure)
@@ -26,14 +26,14 @@ window can drop what a comparison it has abandoned still had in flight.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import Experiment
 from core.names import GATES
 
-INSTRUMENTS = ("probe", "gradients", "spectrum")
+INSTRUMENTS = ("probe", "gradients", "spectrum", "counterfactual", "dynamics")
 
 
 # -- plain data carried by the messages ------------------------------------------------------
@@ -50,6 +50,9 @@ class RunInfo:
     param_count: int
     device: str
     step: int
+    data: dict = field(default_factory=dict)  # what the task read from the user's file (rows, normalisation)
+    interventions: tuple[Any, ...] = ()  # core.interventions.Intervention, as the trainer keeps them
+    lesion: bool = False  # they also apply while training
 
     @property
     def kind(self) -> str:
@@ -69,6 +72,21 @@ class SessionFile:
     """A saved session to build from (instead of an Experiment)."""
 
     path: Path
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A user's trained torch.nn model to build from (core.training.opened.opened_trainer):
+    one recurrent stack (``prefix``), optional embedding and head keys ("auto", a key, or
+    None), a vocabulary file, and the ``experiment`` whose data, if any, it fine-tunes on."""
+
+    path: Path
+    experiment: Experiment
+    prefix: str | None = None
+    embedding: str | None = "auto"
+    head: str | None = "auto"
+    vocab: str | None = None
+    nonlinearity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ gradient norm over the last steps the window received (app.panels.median; Pascan
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -35,7 +36,15 @@ from PySide6.QtWidgets import (
 from app.panels.median import MEDIAN_WINDOW, RunningMedian, suggested_clip
 from app.theme import LIGHT, Theme
 from app.training.engine import LIVE_FIELDS
-from core.config import FIELDS, SEQ2SEQ_TASKS, ConfigError, Experiment, coerce, validate_field
+from core.config import (
+    DATA_TASKS,
+    FIELDS,
+    SEQ2SEQ_TASKS,
+    ConfigError,
+    Experiment,
+    coerce,
+    validate_field,
+)
 from core.presets import grouped
 
 # Layout of the form (any FIELDS entry not listed lands in "More").
@@ -44,7 +53,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Model", ("cell", "nonlinearity", "hidden_size", "num_layers", "init", "spectral_radius", "forget_bias")),
     ("Training", ("optimizer", "lr", "clip", "tbptt", "steps", "seed", "device")),
     ("Translation", ("attention", "embed_size", "bidirectional", "teacher_forcing", "tf_schedule")),
+    ("Your data and model", ("data", "columns", "target", "tokens", "vocab", "probe", "embedding", "bias")),
 )
+TEXT_TASKS = ("charlm", "classify", "inputs")
 CLIP_K = 5.0  # the helper's default multiple of the median gradient norm
 
 
@@ -56,10 +67,21 @@ def field_applies(name: str, values: dict[str, Any]) -> bool:
         return values.get("init") in ("identity", "spectral")
     if name == "forget_bias":
         return values.get("cell") == "lstm"
-    if name in ("attention", "embed_size", "bidirectional", "teacher_forcing"):
-        return values.get("task") in SEQ2SEQ_TASKS
+    task = values.get("task")
+    if name in ("attention", "bidirectional", "teacher_forcing"):
+        return task in SEQ2SEQ_TASKS
     if name == "tf_schedule":  # from 1 down to the ratio: nothing to schedule at ratio 1
-        return values.get("task") in SEQ2SEQ_TASKS and values.get("teacher_forcing", 1.0) < 1.0
+        return task in SEQ2SEQ_TASKS and values.get("teacher_forcing", 1.0) < 1.0
+    if name == "embed_size":
+        return task in SEQ2SEQ_TASKS or values.get("embedding") == "on"
+    if name == "data":
+        return task in DATA_TASKS
+    if name in ("columns", "target"):
+        return task == "series"
+    if name == "tokens":
+        return task in ("pairs", "classify")
+    if name in ("vocab", "embedding"):
+        return task in TEXT_TASKS
     return True
 
 
@@ -69,8 +91,12 @@ class Field:
     def __init__(self, name: str, on_change):
         self.name = name
         self.spec = FIELDS[name]
-        if self.spec.choices is not None:
-            self.editor: QWidget = QComboBox()
+        if self.spec.text:
+            self.editor: QWidget = QLineEdit()
+            self.editor.setPlaceholderText("(none)")
+            self.editor.textChanged.connect(lambda _: on_change(self))
+        elif self.spec.choices is not None:
+            self.editor = QComboBox()
             self.editor.addItems(list(self.spec.choices))
             self.editor.currentIndexChanged.connect(lambda _: on_change(self))
         else:
@@ -79,10 +105,11 @@ class Field:
             self.editor.textChanged.connect(lambda _: on_change(self))
         self.editor.setObjectName(f"field-{name}")
         self.editor.setToolTip(f"{self.spec.help} ({self.spec.describe()})")
-        self.hint = QLabel(self.spec.describe() if self.spec.choices is None else "")
+        numeric = self.spec.choices is None and not self.spec.text
+        self.hint = QLabel(self.spec.describe() if numeric else "")
         self.hint.setObjectName(f"hint-{name}")
         self.hint.setWordWrap(True)
-        self.hint.setVisible(self.spec.choices is None)
+        self.hint.setVisible(numeric)
         self.error: str | None = None
 
     def text(self) -> str:
@@ -179,7 +206,49 @@ class ExperimentForm(QWidget):
         story.setWidget(self.description)
         story.setFixedHeight(self.description.fontMetrics().lineSpacing() * 7 + 6)
         layout.addWidget(story)
+        self.data_label = QLabel("")
+        self.data_label.setObjectName("data-preview")
+        self.data_label.setWordWrap(True)
+        self.data_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.data_label.setVisible(False)
+        layout.addWidget(self.data_label)
         return box
+
+    def _own(self, text: str) -> None:
+        """No preset describes the user's own data or model: say so instead."""
+        self.preset_combo.setCurrentIndex(-1)
+        self.description.setText(text)
+
+    def show_summary(self, data: dict) -> None:
+        """Add what the training process read from the file (e.g. a series' normalisation)."""
+        if not data or self.data_label.isHidden():
+            return
+        norm = data.get("normalisation", {})
+        lines = [f"{html.escape(k)}: mean {v['mean']:.4g}, std {v['std']:.4g}" for k, v in norm.items()]
+        rest = [f"{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}" for k, v in data.items()
+                if k != "normalisation"]
+        text = self.data_label.text().split("<br><i>")[0]
+        extra = "; ".join(rest) + ("<br>normalised (training rows): " + "; ".join(lines) if lines else "")
+        self.data_label.setText(f"{text}<br><i>{extra}</i>")
+
+    def show_data(self, experiment: Experiment) -> None:
+        """The data file in use: name, size and its first lines (hidden for built-in data)."""
+        from app.window.open_data import preview
+        from core.datafiles import DataError
+
+        if not experiment.data or experiment.task not in DATA_TASKS:
+            self.data_label.setVisible(False)
+            if experiment.task == "inputs":
+                self._own("Your model on your inputs: type them under Probe input.")
+            return
+        self._own("Your own data (File > Open Data…); choose a preset to go back to the built-in tasks.")
+        try:
+            summary, head = preview(experiment.data)
+        except DataError as err:
+            summary, head = str(err), ""
+        lines = "<br>".join(html.escape(line[:60]) for line in head.split("\n")[:4])
+        self.data_label.setText(f"<b>Data</b>: {html.escape(summary)}<br><tt>{lines}</tt>")
+        self.data_label.setVisible(True)
 
     def _section(self, title: str, names: tuple[str, ...]) -> QWidget:
         box = QGroupBox(title)
@@ -305,6 +374,8 @@ class ExperimentForm(QWidget):
     # -- fields ---------------------------------------------------------------------------------
     def set_experiment(self, experiment: Experiment) -> None:
         """Show ``experiment`` as the current, applied one."""
+        if experiment.data != self.experiment.data or self.data_label.isHidden():
+            self.show_data(experiment)
         self.experiment = experiment
         for name, f in self.fields.items():
             f.set_value(getattr(experiment, name))
@@ -334,7 +405,7 @@ class ExperimentForm(QWidget):
         f.error = error
         f.editor.setProperty("invalid", error is not None)
         f.editor.setStyleSheet(f"border: 2px solid {self.theme.invalid}; border-radius: 3px;" if error else "")
-        if f.spec.choices is None or error:
+        if (f.spec.choices is None and not f.spec.text) or error:
             f.hint.setVisible(True)
             f.hint.setText(error or f.spec.describe())
             f.hint.setStyleSheet(f"color: {self.theme.invalid if error else self.theme.muted};")

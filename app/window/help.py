@@ -39,12 +39,25 @@ h_t = (1 - z_t) * n_t + z_t * h_(t-1)
 
 <h3>Backpropagation through time</h3>
 <pre>
-∂L/∂h_t = ∂L_t/∂h_t + (∂h_(t+1)/∂h_t)ᵀ ∂L/∂h_(t+1)
-‖∂h_T/∂h_t‖ ≤ (γ σ_max(W_hh))^(T-t)       γ = max |φ'|: 1 for tanh, 1/4 for sigmoid
+rnn, gru: ∂L/∂h_t = ∂L_t/∂h_t + (∂h_(t+1)/∂h_t)ᵀ ∂L/∂h_(t+1)
+lstm:     ∂L/∂h_t = ∂L_t/∂h_t + W_hhᵀ δ_(t+1)          δ_(t+1): the gradient at step t+1's gate pre-activations
+          ∂L/∂c_t = ∂L/∂h_t * o_t * (1 - tanh²(c_t)) + f_(t+1) * ∂L/∂c_(t+1)
+‖∂h_T/∂h_t‖ ≤ (γ σ_max(W_hh))^(T-t)       γ = max |φ'|: 1 for tanh and relu, 1/4 for sigmoid
 </pre>
-<p>σ_max(W_hh) &lt; 1/γ is sufficient for gradients to vanish; σ_max &gt; 1/γ is necessary
-for them to explode (Pascanu, Mikolov &amp; Bengio 2013). Truncated BPTT with chunk k stops
-the sum every k steps.</p>
+<p>The LSTM's cell-state path multiplies the gradient by the forget gate alone, with no
+matrix and no squashing derivative: with f near 1 it rides c back almost unchanged (the
+constant error carousel). Gradients through time draws ‖∂L/∂c_t‖ beside ‖∂L/∂h_t‖.</p>
+<p>σ_max(W_hh) &lt; 1/γ is sufficient for gradients to vanish; σ_max &gt; 1/γ is necessary,
+not sufficient, for them to explode (Pascanu, Mikolov &amp; Bengio 2013). The rate at which
+they actually shrink or grow is the <b>Jacobian-product rate</b>: the finite-time Lyapunov
+exponent of the product of step Jacobians ∂h_(s+1)/∂h_s along the trajectory the network
+runs (a vector carried back and renormalised every step; its geometric rate). The mean of
+log ‖J_t‖ is only an upper bound, and ρ(W_hh)·rms(φ') only a mean-field estimate, valid for
+random weights.</p>
+<p>Truncated BPTT with chunk k stops the backward sum every k steps: no gradient crosses a
+chunk edge, so the weights get no direct signal about dependencies longer than the chunk.
+The forward state still carries information across chunks, and what the network learns to
+keep for shorter spans can carry further.</p>
 """
 
 ABOUT_HTML = """

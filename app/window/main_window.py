@@ -23,11 +23,13 @@ from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
 from app.panels.series import RateMeter
 from app.theme import Theme, apply_theme, get_theme
 from app.training.controller import TrainingController
-from app.training.engine import live_changes, retune
+from app.training.engine import live_changes, probe_records, retune
 from app.training.messages import Failure, JobResult, RunInfo
 from app.window.experiment_form import ExperimentForm
 from app.window.help import HelpDialog
+from app.window.interventions import Interventions
 from app.window.menus import build_menus
+from app.window.open_data import OpenActions
 from app.window.schedule import InstrumentSchedule
 from app.window.sessions import SessionManager
 from app.window.status import DIVERGED, StatusBar
@@ -84,6 +86,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.exports = ExportActions(self)  # File > Export, and every panel's right-click menu
         self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
+        self.opened_model: str | None = None  # the model file the run was built from, if any
+        self.open_files = OpenActions(self)  # File > Open Data/Open Model/Export Model, dropped files
+        self.interventions = Interventions(self)  # the What if dock, and the panels' right-click edits
 
         self.transport.run_toggled.connect(self.toggle_run)
         self.transport.step_requested.connect(self.step)
@@ -267,6 +272,7 @@ class MainWindow(QMainWindow):
             panel.refresh()
         self.form.set_theme(self.theme)
         self.transport.set_theme(self.theme)
+        self.interventions.apply_theme(self.theme)
         self.theme_actions[name].setChecked(True)
 
     # -- data from the worker ------------------------------------------------------------------------
@@ -287,6 +293,7 @@ class MainWindow(QMainWindow):
         for record in records:
             for panel in self.panels.values():
                 panel.update_record(record)
+            self.interventions.take(record)
             probe = record.probe if isinstance(record, StepRecord) else record
             if isinstance(probe, ProbeRecord) and probe.labels != self.transport.labels:
                 self.transport.set_labels(probe.labels)
@@ -310,7 +317,15 @@ class MainWindow(QMainWindow):
         if result.failure is not None:
             self._on_failed(result.failure)
             return
+        before = self.run_info.experiment.probe if self.run_info is not None else ""
         info = self.run_info = result.value
+        if info.experiment.probe != before:  # typed input: the same weights, shown on it
+            self.controller.call(probe_records, self._on_probe_records)
+            for panel in self.panels.values():
+                panel.run = info
+            self.status.showMessage("Showing the model on your input" if info.experiment.probe else
+                                    "Showing the task's own probe again", 8000)
+            return
         for panel in self.panels.values():
             panel.run = info  # the same run with new settings (e.g. the clip line): its data stays
             panel.refresh(force=True)
@@ -318,6 +333,12 @@ class MainWindow(QMainWindow):
         e = info.experiment
         self.status.showMessage(f"Learning rate {e.lr:g}, clip norm {e.clip:g}: training goes on from step "
                                 f"{info.step:,} with the same weights (Reset starts over).", 10000)
+
+    def _on_probe_records(self, result: JobResult) -> None:
+        if result.failure is not None:
+            self._on_failed(result.failure)
+        elif self.controller is not None:
+            self._on_records(result.value)
 
     def _on_failed(self, failure: Failure) -> None:
         self.form.flag(failure.field, failure.message)
@@ -373,6 +394,17 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, "Export Window Image", "rnn-explorer.png", "PNG (*.png)")
         if path:
             self.grab().save(path)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if event.mimeData().hasUrls() and len(event.mimeData().urls()) == 1:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        """A data file, a model or a session dropped on the window opens it (app.window.open_data)."""
+        urls = event.mimeData().urls()
+        if len(urls) == 1 and urls[0].isLocalFile():
+            event.acceptProposedAction()
+            self.open_files.drop(urls[0].toLocalFile())
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
         return QSize(1600, 900)

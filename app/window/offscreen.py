@@ -62,12 +62,18 @@ def train_records(trainer: Any, steps: int, progress: Callable[[int, int], None]
             if not last:  # show the state it diverged from
                 records.append(trainer.probe())
             break
-    return records
+    counterfactual = getattr(trainer, "counterfactual", None)  # a session's interventions, if on
+    what_if = counterfactual() if counterfactual is not None else None
+    return records if what_if is None else [*records, what_if]
 
 
 def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | tuple[int, int],
-              theme: str = "light", make_trainer=None) -> Path:
-    """Train ``steps`` steps of ``preset`` and save the window (or ``panel``) as a PNG."""
+              theme: str = "light", make_trainer=None, interventions: tuple = (), rank: int | None = None) -> Path:
+    """Train ``steps`` steps of ``preset`` and save the window (or ``panel``) as a PNG.
+
+    ``interventions`` (core.interventions.Intervention) are switched on after training, so the
+    panels show the counterfactual beside the factual run; ``rank`` adds the ablation sweep of
+    that layer (the What if dock's bar chart)."""
     from app.panels import panel_class
     from app.theme import get_theme
     from app.training.engine import make_trainer as default_make_trainer
@@ -86,7 +92,20 @@ def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | 
     chosen = load_preset(preset)
     app = ensure_app()
     trainer = (make_trainer or default_make_trainer)(chosen.experiment)
+    if interventions:
+        trainer.set_interventions(interventions)  # a spec that does not fit fails before training
+        trainer.set_interventions(())
+    layers = chosen.experiment.num_layers
+    if rank is not None and (chosen.experiment.is_seq2seq or not 0 <= rank < layers):
+        raise ValueError(f"--rank: layer {rank} is not a layer of this model; allowed 0 to {layers - 1}"
+                         if not chosen.experiment.is_seq2seq else
+                         "--rank applies to sequence tasks (a recurrent stack with a readout), not translation")
     records = train_records(trainer, steps)
+    if interventions:
+        trainer.set_interventions(interventions)
+        records.append(trainer.counterfactual())
+    if rank is not None:
+        records.extend(trainer.ablation((rank,)))
     info = run_info(trainer)
     widget = build_window(info, records, theme, chosen.name) if panel == "all" else _panel(panel, info, records, theme)
     if panel != "all" and hasattr(widget, "prepare_shot"):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 # Requests per second of wall time, at most.
-RATES = {"probe": 10.0, "gradients": 3.0, "spectrum": 4.0}
+RATES = {"probe": 10.0, "gradients": 3.0, "spectrum": 4.0, "counterfactual": 5.0}
 
 
 class InstrumentSchedule:

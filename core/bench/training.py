@@ -1,137 +1,132 @@
-"""What instrumentation costs: plain torch.nn training against our instrumented training.
+"""What instrumentation costs: a plain torch.nn training step against the real ``Trainer.step``.
 
-Plain:        nn.LSTM / nn.GRU / nn.RNN + Linear, Adam, forward + backward + step.
-Instrumented: the same step through ``core.models.recurrent``'s fused path (``net(x, trace=False)``),
-              plus, whenever 1/probe_hz seconds of wall time have passed, a probe trace
-              (``net.probe`` on a batch-1 probe sequence, copied to numpy), as the GUI does.
-Loop:         the same step through the instrumented Python loop (``net(x)``), which
-              ``core.instruments.bptt`` uses for gradients through time; reported for information.
+Plain:  torch.nn's LSTM / GRU / RNN with the trainer's weights + the same Linear readout,
+        Adam, forward + backward + step on one fixed adding-problem batch.
+Fused:  ``Trainer.step()`` itself, as the training process runs it: a fresh batch from the
+        task, the fused forward, backward, gradient norms and clipping, the last-good state
+        for rollback, the history row.
+Full:   the fused step plus the instruments the window asks for (probe, gradients through
+        time, spectrum), each at the rate the training process allows it: at most as often
+        as the window asks (``rates``, requests per second) and at most its share of wall
+        time (``shares``). Both budgets belong to the app (app.window.schedule.RATES,
+        app.training.loop.INSTRUMENT_SHARE); ``python main.py bench`` passes them in.
 
-Steps are timed one by one, plain and instrumented interleaved, and medians kept, so that
-a busy machine slows both alike; the instrumented cost is the median fused step plus the
-probes' median cost times the probes per step (the probe clock runs on the instrumented
-steps' own time, as if it trained alone). Run as
-``python -m core.bench.training [kind]`` to print the result as JSON.
+Steps are timed one by one, plain and fused interleaved (in alternating order) so that a
+busy machine slows both alike, and medians kept; each instrument is timed every few steps.
+With instrument i costing c_i seconds and run n_i = min(rate_i, share_i / c_i) times a
+second, the instruments take F = sum(n_i c_i) of wall time and a step costs step / (1 - F).
+Run as ``python -m core.bench.training [kind]`` to print the fused-only result as JSON.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from core.models.recurrent import make_recurrent, torch_reference
+from core.config import Experiment
+from core.models.recurrent import torch_reference
 from core.names import CELL_KINDS
+from core.training.trainer import Trainer
+
+INSTRUMENTS = ("probe", "gradients", "spectrum")
 
 
-def _trainer_step(rnn: Callable, head: nn.Linear, opt: torch.optim.Optimizer, x, y) -> None:
-    opt.zero_grad(set_to_none=True)
-    out = rnn(x)[0]
-    F.mse_loss(head(out), y).backward()
-    opt.step()
+def _plain_step(trainer: Trainer, seed: int):
+    """A torch.nn training step with the trainer's weights and readout on one fixed batch."""
+    net = torch_reference(trainer.model.recurrent)
+    head = copy.deepcopy(trainer.model.readout)
+    optimizer = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=trainer.experiment.lr)
+    batch = trainer.task.sample(trainer.experiment.batch_size,
+                                torch.Generator().manual_seed(seed + 1)).to(trainer.device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _, state = net(batch.x)
+        h_n = state[0] if isinstance(state, tuple) else state
+        F.mse_loss(head(h_n[-1]), batch.y).backward()
+        optimizer.step()
+
+    return step
+
+
+def instrument_share(costs: Mapping[str, float], rates: Mapping[str, float],
+                     shares: Mapping[str, float]) -> tuple[dict[str, float], float]:
+    """(runs per second of each instrument, share of wall time they take together)."""
+    runs = {name: min(rates[name], shares[name] / cost) if cost > 0 else rates[name]
+            for name, cost in costs.items() if name in rates}
+    return runs, sum(runs[name] * costs[name] for name in runs)
 
 
 def bench_training(kind: str = "lstm", hidden: int = 128, T: int = 100, batch: int = 32,
-                   input_size: int = 32, probe_hz: float = 30.0, seconds: float = 20.0,
-                   device: str = "cpu", seed: int = 0) -> dict:
-    """Time plain against instrumented training steps of one recurrent layer.
+                   seconds: float = 20.0, seed: int = 0, rates: Mapping[str, float] | None = None,
+                   shares: Mapping[str, float] | None = None, device: str = "cpu") -> dict:
+    """Time plain torch.nn steps against ``Trainer.step`` on the adding problem.
 
     Args:
-        kind: rnn, lstm or gru; hidden, T, batch, input_size: the sizes trained.
-        probe_hz: how often (per second of wall time) the instrumented run takes a probe.
-        seconds: about how long the timed part runs (warm-up: two steps of each kind).
+        kind: rnn, lstm or gru; hidden, T, batch: the sizes trained (one layer).
+        seconds: about how long the timed part runs (after a warm-up of two of each).
+        rates, shares: the instruments' budgets (see the module docstring); without them
+            the full cost is the fused cost.
+        device: where both models train ("cuda" for the GPU set, core.bench.gpu).
     Returns:
-        plain_s_per_step, instrumented_s_per_step (fused step + probes), ratio
-        (instrumented / plain; target <= 1.25), fused_ratio (without probes),
-        loop_s_per_step and loop_ratio (the loop against plain), probe_s (one probe) and
-        probes_per_step, steps_timed, the sizes, threads and device.
+        plain_s_per_step, fused_s_per_step (Trainer.step), fused_ratio (fused / plain),
+        instrument_s (median cost of each), instrument_runs_per_s, instrument_wall_share,
+        full_s_per_step, ratio (full / plain; target <= 1.25), steps_timed, sizes, threads.
     """
     if kind not in CELL_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CELL_KINDS)}; got {kind!r}")
-    dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = make_recurrent(kind, input_size, hidden).to(dev)
-        plain = torch_reference(net)  # same weights
-        head = nn.Linear(hidden, input_size).to(dev)
-    heads = {name: nn.Linear(hidden, input_size).to(dev) for name in ("plain", "instrumented", "loop")}
-    for h in heads.values():
-        h.load_state_dict(head.state_dict())
-    x = torch.randn(T, batch, input_size, generator=gen).to(dev)
-    y = torch.randn(T, batch, input_size, generator=gen).to(dev)
-    x_probe = torch.randn(T, 1, input_size, generator=gen).to(dev)
-    opt_plain = torch.optim.Adam([*plain.parameters(), *heads["plain"].parameters()], lr=1e-3)
-    opt_inst = torch.optim.Adam([*net.parameters(), *heads["instrumented"].parameters()], lr=1e-3)
-    # The loop trains a copy, so both instrumented paths start from the same weights.
-    loop_net = make_recurrent(kind, input_size, hidden).to(dev)
-    loop_net.load_state_dict(net.state_dict())
-    opt_loop = torch.optim.Adam([*loop_net.parameters(), *heads["loop"].parameters()], lr=1e-3)
-
-    def take_probe() -> None:
-        trace = net.probe(x_probe)
-        _ = [h[:, 0].cpu().numpy().copy() for h in trace.hidden]
-        _ = [{k: v[:, 0].cpu().numpy().copy() for k, v in g.items()} for g in trace.gates]
-
-    steps = {
-        "plain": lambda: _trainer_step(plain, heads["plain"], opt_plain, x, y),
-        "instrumented": lambda: _trainer_step(lambda v: net(v, trace=False), heads["instrumented"],
-                                              opt_inst, x, y),
-        "loop": lambda: _trainer_step(loop_net, heads["loop"], opt_loop, x, y),
-        "probe": take_probe,
-    }
+    exp = Experiment(task="adding", cell=kind, hidden_size=hidden, seq_len=T, batch_size=batch,
+                     lr=1e-3, seed=seed, steps=1_000_000, device=device)
+    trainer = Trainer(exp)
+    sync = torch.cuda.synchronize if trainer.device.startswith("cuda") else (lambda: None)
+    calls = {"plain": _plain_step(trainer, seed), "fused": trainer.step,
+             **{name: getattr(trainer, name) for name in INSTRUMENTS}}
 
     def timed(name: str) -> float:
         sync()
         start = time.perf_counter()
-        steps[name]()
+        calls[name]()
         sync()
         return time.perf_counter() - start
 
-    for name in steps:  # warm-up
+    for name in calls:  # warm-up
         timed(name)
         timed(name)
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    since_probe, i = 0.0, 0
-    deadline = time.perf_counter() + seconds
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    i, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline or i < 3:
-        # Interleaved (and in alternating order), so load on the machine hits both alike.
-        for name in ("plain", "instrumented") if i % 2 == 0 else ("instrumented", "plain"):
+        for name in ("plain", "fused") if i % 2 == 0 else ("fused", "plain"):
             times[name].append(timed(name))
-        # The probe clock runs on the instrumented run's own time, as if it ran alone.
-        since_probe += times["instrumented"][-1]
-        if since_probe >= 1.0 / probe_hz:
-            times["probe"].append(timed("probe"))
-            since_probe = 0.0
-        if i % 4 == 0:
-            times["loop"].append(timed("loop"))
+        if i % 4 == 0:  # one instrument every fourth step, in turn
+            name = INSTRUMENTS[(i // 4) % len(INSTRUMENTS)]
+            times[name].append(timed(name))
         i += 1
-    med = {name: statistics.median(v) if v else 0.0 for name, v in times.items()}
-    probes_per_step = len(times["probe"]) / len(times["instrumented"])
-    instrumented = med["instrumented"] + probes_per_step * med["probe"]
+    med = {name: statistics.median(v) for name, v in times.items() if v}
+    costs = {name: med[name] for name in INSTRUMENTS if name in med}
+    runs, wall_share = instrument_share(costs, rates or {}, shares or {})
+    full = med["fused"] / (1.0 - min(wall_share, 0.99))
     return {
-        "kind": kind, "hidden": hidden, "T": T, "batch": batch, "input_size": input_size,
-        "probe_hz": probe_hz, "device": str(dev), "threads": torch.get_num_threads(),
+        "kind": kind, "hidden": hidden, "T": T, "batch": batch, "threads": torch.get_num_threads(),
+        "device": trainer.device,
         "plain_s_per_step": med["plain"],
-        "instrumented_s_per_step": instrumented,
-        "ratio": instrumented / med["plain"],
-        "fused_ratio": med["instrumented"] / med["plain"],
-        "loop_s_per_step": med["loop"],
-        "loop_ratio": med["loop"] / med["plain"],
-        "probe_s": med["probe"],
-        "probes_per_step": probes_per_step,
+        "fused_s_per_step": med["fused"],
+        "fused_ratio": med["fused"] / med["plain"],
+        "instrument_s": costs,
+        "instrument_runs_per_s": runs,
+        "instrument_wall_share": wall_share,
+        "full_s_per_step": full,
+        "ratio": full / med["plain"],
         "steps_timed": len(times["plain"]),
     }
 
 
 if __name__ == "__main__":
-    kinds = sys.argv[1:] or ["lstm"]
-    for k in kinds:
+    for k in sys.argv[1:] or ["lstm"]:
         print(json.dumps(bench_training(k), indent=1))

@@ -5,8 +5,9 @@ input with greedy decoding and beam search.
 
 Progress goes to stderr; stdout gets a readable summary or, with --json, ONE JSON object:
 ``source``, ``source_tokens``, ``notice``, ``hypotheses`` (best first: ``tokens``, ``text``,
-``score``), ``greedy`` (one such object), ``tree`` (nodes: id, parent, token, text, log_prob,
-score, step, status), ``attention`` (rows = tokens of the best hypothesis, columns = source
+``score`` = sum of log-probs / len ** length_penalty), ``greedy`` (one such object), ``tree``
+(nodes: id, parent, token, text, log_prob, cum_log_prob = the unnormalised sum of log-probs
+from the root, step, status), ``attention`` (rows = tokens of the best hypothesis, columns = source
 positions; null without attention), and ``steps``, ``evaluation``, ``beam``,
 ``length_penalty``, ``max_len``. Exit codes as for ``train`` (core.cli.common).
 """
@@ -22,13 +23,16 @@ from core.cli.common import EXIT_DIVERGED, add_overrides, load_trainer, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("decode", help="train a translation preset, then decode text (greedy and beam search)")
+    p = sub.add_parser("decode", help="train a translation preset or your pairs, then decode text "
+                       "(greedy and beam search)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--preset", metavar="NAME",
                         help="a translation preset, e.g. dates-attention (see 'presets')")
     source.add_argument("--session", metavar="FILE",
                         help="decode with a saved session's model (trains only with --steps)")
+    source.add_argument("--data", metavar="FILE.tsv", help="train on your own 'source TAB target' pairs")
     add_overrides(p)
+    p.add_argument("--tokens", metavar="KIND", help="with --data: char (default) or word")
     p.add_argument("--input", metavar="TEXT", help="text to translate (default: the task's probe example)")
     p.add_argument("--beam", type=int, default=4, metavar="K", help="beam width (default 4)")
     p.add_argument("--length-penalty", type=float, default=1.0, metavar="A",
@@ -58,6 +62,8 @@ def build_trainer(args: argparse.Namespace):
     from core.errors import UserError
     from core.presets import load_preset, translation_presets
 
+    if args.data is not None:
+        args = argparse.Namespace(**{**vars(args), "task": "pairs", "preset": None})
     if args.preset is not None:
         exp = load_preset(args.preset).experiment
         if not exp.is_seq2seq:
@@ -67,7 +73,7 @@ def build_trainer(args: argparse.Namespace):
     trainer, steps = load_trainer(argparse.Namespace(**{**vars(args), "steps": None if zero else args.steps}))
     if not trainer.experiment.is_seq2seq:
         raise UserError(f"{args.session}: the session's task {trainer.experiment.task!r} is not a "
-                        "translation task; decode needs reverse, sort or dates")
+                        "translation task; decode needs reverse, sort, dates or pairs")
     if zero or (args.session and args.steps is None):
         steps = 0
     return trainer, steps
@@ -89,7 +95,7 @@ def result_json(result, trainer, evaluation: dict) -> dict:
         "hypotheses": [_hypothesis(h) for h in result.hypotheses],
         "greedy": _hypothesis(result.greedy),
         "tree": [{"id": n.id, "parent": n.parent, "token": n.token, "text": texts[n.token],
-                  "log_prob": _number(n.log_prob), "score": _number(n.score), "step": n.step,
+                  "log_prob": _number(n.log_prob), "cum_log_prob": _number(n.cum_log_prob), "step": n.step,
                   "status": n.status} for n in result.tree],
         "attention": None if result.attention is None else [[float(w) for w in row] for row in result.attention],
         "steps": trainer.step_count, "evaluation": evaluation, "beam": result.beam,

@@ -8,6 +8,8 @@ import sys
 
 from core.cli.common import (
     EXIT_DIVERGED,
+    add_data_flags,
+    add_model_flags,
     add_overrides,
     check_save_path,
     load_trainer,
@@ -22,11 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_presets)
 
     p = sub.add_parser("train", help="train without a display")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--preset", metavar="NAME", help="preset to train (see 'presets')")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", metavar="NAME", help="preset to train (see 'presets'); with --data, "
+                        "its settings on your file")
     source.add_argument("--session", metavar="FILE", help="continue a saved session")
     add_overrides(p)
+    add_data_flags(p)
+    add_model_flags(p)
     p.add_argument("--save", metavar="FILE", help="save the session here when done")
+    p.add_argument("--export-model", metavar="FILE", help="write the trained weights under torch.nn's names "
+                   "(.safetensors or .pt; a vocab.json beside it for text)")
     p.add_argument("--json", action="store_true", help="one JSON object a line, then a summary")
     p.set_defaults(run=run_train)
 
@@ -52,6 +59,7 @@ def run_presets(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     check_save_path(args.save)
+    check_save_path(args.export_model, "--export-model")
     trainer, steps = load_trainer(args)
     if steps < 1:
         raise ValueError(f"--steps must be >= 1; got {steps}")
@@ -88,16 +96,33 @@ def run_train(args: argparse.Namespace) -> int:
         summary["message"] = (f"loss or gradient became non-finite; the update was not applied{back}. "
                               "Lower the learning rate or enable clipping (--clip); with --save, continue "
                               "from there with --session.")
+    from core.tasks.user import describe_task
+
+    if describe_task(trainer.task):
+        summary["data"] = describe_task(trainer.task)
     if args.save:
         from core.session.format import save_session
 
         save_session(trainer, args.save)
         summary["saved"] = args.save
+    if args.export_model:
+        from core.models.io import export_model
+        from core.tasks.typed import task_vocabulary
+
+        summary["exported"] = export_model(trainer.model, args.export_model, task_vocabulary(trainer.task))
     if args.json:
         print(strict_json({"summary": summary}))
     else:
         print(f"{status}: {summary['steps']} steps, final loss {summary['final_loss']:.4g}"
               + (f" (baseline {summary['baseline']:.4g})" if summary["baseline"] is not None else ""))
+        held = {k: v for k, v in trainer.evaluate().items()}
+        if held:
+            print("held out: " + ", ".join(f"{k.removeprefix('heldout_').replace('_', ' ')} {v:.3g}"
+                                           for k, v in held.items()))
+        for key, value in summary.get("data", {}).items():
+            print(f"{key.replace('_', ' ')}: {value}")
+        for path in summary.get("exported", []):
+            print(f"exported {path}")
         if last.diverged:
             print(f"diverged at step {summary['diverged_at_step']}: {summary['message']}", file=sys.stderr)
     return EXIT_DIVERGED if last.diverged else 0

@@ -35,7 +35,8 @@ class TreeNode:
         parent: id of the hypothesis this node extends; -1 for the root.
         token: the token appended (bos for the root).
         log_prob: ``log p(token | prefix)``; 0.0 for the root.
-        score: cumulative sum of log-probs from the root (not length-normalised).
+        cum_log_prob: cumulative sum of log-probs from the root (not length-normalised; a
+            hypothesis's ``score`` is this over ``len ** length_penalty``).
         step: depth, i.e. number of generated tokens; the root is at step 0.
         status: ``"root"``; ``"kept"`` (in the beam for the next step); ``"finished"`` (ended at
             eos or max_len and entered the finished list; a better one may displace it later, so
@@ -47,7 +48,7 @@ class TreeNode:
     parent: int
     token: int
     log_prob: float
-    score: float
+    cum_log_prob: float
     step: int
     status: NodeStatus
 

@@ -58,6 +58,7 @@ class Trace:
     gates[l]:  dict gate name -> [T, B, H] (empty for rnn).
     steps[l]:  the T graph nodes h_t used by the recurrence (loop mode only), so that
                ``torch.autograd.grad(loss, steps[l])`` is the total derivative dL/dh_t.
+    cell_steps[l]: likewise the T nodes c_t (lstm, loop mode only): dL/dc_t.
     reverse:   bidirectional stacks only: the backward direction, a Trace of the same shapes
                whose h_t (indexed by input position t, not by the order it was computed in)
                has read x_{T-1} down to x_t. None for a unidirectional stack, whose one
@@ -70,6 +71,7 @@ class Trace:
     cell: list[Tensor] | None
     gates: list[dict[str, Tensor]]
     steps: list[list[Tensor]] = field(default_factory=list)
+    cell_steps: list[list[Tensor]] = field(default_factory=list)
     reverse: Trace | None = None
 
 
@@ -79,6 +81,7 @@ def make_recurrent(
     hidden_size: int,
     num_layers: int = 1,
     nonlinearity: str = "tanh",
+    bias: bool = True,
     bidirectional: bool = False,
 ) -> RNN | LSTM | GRU:
     """Build an instrumented recurrent stack whose state_dict equals torch.nn's
@@ -93,10 +96,10 @@ def make_recurrent(
     if kind == "rnn":
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of tanh, relu; got {nonlinearity!r}")
-        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bidirectional=bidirectional)
+        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias, bidirectional=bidirectional)
     if nonlinearity != "tanh":
         raise ValueError(f"nonlinearity applies to kind 'rnn' only; {kind} uses fixed gate functions")
-    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bidirectional=bidirectional)
+    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bias=bias, bidirectional=bidirectional)
 
 
 def mask_from(lengths: Tensor | None, mask: Tensor | None, T: int, B: int, device) -> Tensor | None:
@@ -222,6 +225,7 @@ class _Instrumented:
                 tr.hidden.append(torch.stack(hs))
                 if c is not None:
                     tr.cell.append(torch.stack(cs))
+                    tr.cell_steps.append(cs)
                     c_last.append(c)
                 tr.gates.append(gs)
                 h_last.append(h)
@@ -255,9 +259,11 @@ class _Instrumented:
             h_new, c_new, g = self._cell(xi[t], h, c, w_hh, b_hh)
             mt = steps_m[t]
             if mt is not None:
-                h_new = torch.where(mt, h_new, h)
                 if c is not None:
                     c_new = torch.where(mt, c_new, c)
+                    # h_t read from the c_t node, so that dL/dc_t includes the h_t path
+                    h_new = g["output"] * torch.tanh(c_new)
+                h_new = torch.where(mt, h_new, h)
             h, c = h_new, c_new
             hs.append(h)
             if c is not None:
@@ -331,7 +337,7 @@ class RNN(_Instrumented, nn.RNN):
 
     kind = "rnn"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         pre = xi + F.linear(h, w_hh, b_hh)
         return (torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)), None, {}
 
@@ -341,21 +347,20 @@ class LSTM(_Instrumented, nn.LSTM):
 
     kind = "lstm"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         i, f, g, o = (xi + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        if edit is not None:  # interventions: an edited gate feeds the rest of the step
+            i, f, g, o = edit("input", i), edit("forget", f), edit("cell", g), edit("output", o)
         c_new = f * c + i * g
+        if edit is not None:
+            c_new = edit("c", c_new)
         return o * torch.tanh(c_new), c_new, {"input": i, "forget": f, "cell": g, "output": o}
 
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):
         i, f, g, o = (F.linear(x, w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)).chunk(4, dim=-1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        ig = i * g
-        cs, c = [], c0
-        for t in range(x.shape[0]):  # short elementwise recurrence
-            c = f[t] * c + ig[t]
-            cs.append(c)
-        return {"input": i, "forget": f, "cell": g, "output": o}, torch.stack(cs)
+        return {"input": i, "forget": f, "cell": g, "output": o}, linear_scan(f, i * g, c0)
 
 
 class GRU(_Instrumented, nn.GRU):
@@ -363,12 +368,16 @@ class GRU(_Instrumented, nn.GRU):
 
     kind = "gru"
 
-    def _cell(self, xi, h, c, w_hh, b_hh):
+    def _cell(self, xi, h, c, w_hh, b_hh, edit=None):
         xr, xz, xn = xi.chunk(3, dim=-1)
         hr, hz, hn = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
+        if edit is not None:  # interventions: an edited gate feeds the rest of the step
+            r, z = edit("reset", r), edit("update", z)
         n = torch.tanh(xn + r * hn)
+        if edit is not None:
+            n = edit("new", n)
         return (1 - z) * n + z * h, None, {"reset": r, "update": z, "new": n}
 
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):
@@ -377,6 +386,22 @@ class GRU(_Instrumented, nn.GRU):
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
         return {"reset": r, "update": z, "new": torch.tanh(xn + r * hn)}, None
+
+
+def linear_scan(a: Tensor, b: Tensor, c0: Tensor) -> Tensor:
+    """c_t = a_t * c_{t-1} + b_t for all t (a, b [T, ...], c0 [...]), in ceil(log2 T) rounds
+    of batched elementwise products (a Hillis-Steele scan over the affine maps), not T small
+    kernels: on a GPU the per-step loop was most of a probe's cost. The same terms summed in
+    another order: equal to the loop within float rounding."""
+    b = torch.cat([(a[:1] * c0 + b[:1]), b[1:]])  # fold c_{-1} into the first step
+    a = torch.cat([torch.zeros_like(a[:1]), a[1:]])
+    d = 1
+    while d < a.shape[0]:
+        # (a_t, b_t) o (a_{t-d}, b_{t-d}): c -> a_t (a_{t-d} c + b_{t-d}) + b_t
+        b = torch.cat([b[:d], torch.addcmul(b[d:], a[d:], b[:-d])])
+        a = torch.cat([a[:d], a[d:] * a[:-d]])
+        d *= 2
+    return b
 
 
 def torch_reference(net: RNN | LSTM | GRU) -> nn.RNN | nn.LSTM | nn.GRU:

@@ -5,12 +5,15 @@ A session is a zip (schema 1)::
     session.json           format "rnn-explorer-session", schema, app_version, torch_version,
                            saved_at, config (Experiment.to_dict()), step_count, param_names,
                            optimizer {param_groups, state: non-tensor entries}, history
-                           (StepRecord columns, see history_columns), traces (array names)
+                           (StepRecord columns, see history_columns), traces (array names),
+                           interventions and lesion (core.interventions; optional)
     model.safetensors      model.state_dict(), named as in torch.nn (recurrent.weight_ih_l0 ...)
     optimizer.safetensors  optimizer tensors as "<parameter index>/<key>" (exp_avg, step ...)
     rng.safetensors        "data": the trainer's batch generator, "torch_cpu": torch's global
                            CPU generator, both uint8 state tensors
     traces.npz             optional: named numpy arrays (no object dtypes; read without pickle)
+    data.safetensors       optional: the user's data files, stored whole up to a size limit
+                           (session.json "data_files" lists them; core.session.data)
 
 Opening never runs code from the file: JSON, safetensors and .npy headers are parsed and
 every value is checked against the experiment the config describes. Anything wrong raises
@@ -42,6 +45,8 @@ from core.config import ConfigError, Experiment
 from core.errors import SessionError, UserError
 from core.logs import LOGGER
 from core.session.checks import Invalid, need, one_line, short
+from core.session.data import MEMBER as DATA_MEMBER
+from core.session.data import read_files
 from core.session.readers import (
     MAX_JSON_BYTES,
     MAX_TRACE_BYTES,
@@ -61,6 +66,7 @@ SCHEMA = 1
 SUFFIX = ".rnnx"
 TENSOR_FILES = {"model.safetensors": "model/", "optimizer.safetensors": "optimizer/",
                 "rng.safetensors": "rng/"}
+MAX_INPUTS_MODEL = 2 * 1024 * MiB  # model.safetensors of an opened model, read before its trainer exists
 _log = logging.getLogger(LOGGER)
 
 
@@ -110,6 +116,9 @@ def write_session(path: str | os.PathLike, tensors: dict[str, torch.Tensor], met
     for member, prefix in TENSOR_FILES.items():
         part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         members[member] = safetensors.torch.save(part, metadata={"format": FORMAT})
+    stored = {k: v for k, v in tensors.items() if k.startswith("data/")}
+    if stored:  # the user's data files (core.session.data)
+        members[DATA_MEMBER] = safetensors.torch.save(stored, metadata={"format": FORMAT})
     try:
         with atomic_write(path) as f, zipfile.ZipFile(f, "w") as zf:
             for name, data in members.items():
@@ -162,8 +171,12 @@ def open_session(path: str | os.PathLike, *, global_rng: bool = True) -> Trainer
             if experiment.device == "cuda" and not torch.cuda.is_available():
                 _log.warning("%s was saved on cuda; opening it on cpu", source)
                 experiment = experiment.replace(device="cpu")
+            files = read_files(zf, header)
+            weights = None
+            if experiment.task == "inputs":  # an opened model: its sizes come from its weights
+                weights = {k: v for k, v in read_safetensors(zf, "model.safetensors", MAX_INPUTS_MODEL).items()}
             try:
-                trainer = Trainer(experiment)
+                trainer = Trainer(experiment, files=files, weights=weights)
             except UserError as err:
                 raise Invalid(str(err)) from None
             limits = member_limits(trainer.model)

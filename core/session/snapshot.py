@@ -17,8 +17,11 @@ import torch
 
 from core.config import FIELDS, ConfigError, Experiment
 from core.errors import SessionError
+from core.interventions import InterventionError, intervention_from_dict
 from core.records import StepRecord
 from core.session.checks import Invalid, need, one_line, short
+from core.session.data import capture_files
+from core.training.counterfactual import checked
 from core.training.trainer import Trainer
 
 __all__ = ["trainer_state", "restore_trainer_state", "history_columns", "history_from_columns",
@@ -37,7 +40,9 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, 
 
     tensors: "model/<state_dict name>", "optimizer/<parameter index>/<key>",
              "rng/data" (the batch generator), "rng/torch_cpu" (torch's global generator).
-    meta:    config, step_count, param_names, optimizer {param_groups, state}, history.
+             "data/<index>" (the user's data files, core.session.data).
+    meta:    config, step_count, data_files, param_names, optimizer {param_groups, state}, history,
+             interventions (Intervention.to_dict() each) and lesion (they apply in training).
     """
     copy = (lambda t: t.detach().to("cpu", copy=True).contiguous())  # noqa: E731
     tensors = {f"model/{k}": copy(v) for k, v in trainer.model.state_dict().items()}
@@ -52,10 +57,14 @@ def trainer_state(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, 
     groups = [{k: _plain(v, f"optimizer setting {k!r}") for k, v in g.items()} for g in saved["param_groups"]]
     tensors["rng/data"] = trainer.generator.get_state()
     tensors["rng/torch_cpu"] = torch.get_rng_state()
+    data_tensors, data_files = capture_files(getattr(trainer, "files", {}))
+    tensors.update(data_tensors)
     meta = {"config": trainer.experiment.to_dict(), "step_count": trainer.step_count,
+            "data_files": data_files,
             "param_names": [name for name, _ in trainer.model.named_parameters()],
             "optimizer": {"param_groups": groups, "state": extra},
-            "history": history_columns(trainer.history)}
+            "history": history_columns(trainer.history),
+            "interventions": [e.to_dict() for e in trainer.interventions], "lesion": trainer.lesion}
     return tensors, meta
 
 
@@ -102,9 +111,10 @@ def _restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, global_rn
     data_rng = _checked_rng(tensors.get("rng/data"), "rng/data")
     global_state = _checked_rng(tensors.get("rng/torch_cpu"), "rng/torch_cpu")
     known = {f"model/{k}" for k in model_state} | {"rng/data", "rng/torch_cpu"}
-    stray = sorted(k for k in tensors if k not in known and not k.startswith("optimizer/"))
+    stray = sorted(k for k in tensors if k not in known and not k.startswith(("optimizer/", "data/")))
     need(not stray, f"unexpected tensor {short(stray[0]) if stray else ''}")
     history = history_from_columns(meta.get("history"), trainer.history)
+    interventions, lesion = _checked_interventions(trainer, meta)
     try:
         trainer.optimizer.load_state_dict(optimizer_state)
     except (ValueError, KeyError, TypeError, RuntimeError) as err:
@@ -115,8 +125,21 @@ def _restore(trainer, tensors: dict[str, torch.Tensor], meta: dict, *, global_rn
     trainer.step_count = step_count
     trainer.history = history
     trainer.experiment = experiment.replace(device=mine.device)
+    trainer.interventions, trainer.lesion = interventions, lesion
     if global_rng:
         torch.set_rng_state(global_state)
+
+
+def _checked_interventions(trainer, meta: dict) -> tuple[tuple, bool]:
+    """The saved interventions (none in sessions from before them), checked against the model."""
+    saved, lesion = meta.get("interventions", []), meta.get("lesion", False)
+    need(isinstance(saved, list) and len(saved) <= 256, "interventions must be a list (at most 256)")
+    need(type(lesion) is bool, "lesion must be true or false")
+    try:
+        edits = checked(trainer.model, trainer.probe_batch(), [intervention_from_dict(d) for d in saved]) if saved else ()
+    except InterventionError as err:
+        raise Invalid(str(err)) from None
+    return edits, lesion and any(e.enabled for e in edits)
 
 
 def _checked_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

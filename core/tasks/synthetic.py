@@ -228,15 +228,28 @@ class CharLMTask(_VariableLength):
 
     def __init__(self, exp):
         super().__init__(exp)
-        text = (RESOURCES / "corpora" / self.corpus_file).read_text(encoding="utf-8")
-        self.text = " ".join(text.split())
-        self.vocab = sorted(set(self.text))
-        index = {c: i for i, c in enumerate(self.vocab)}
-        self.ids = torch.tensor([index[c] for c in self.text])
+        self.text = " ".join(self.corpus().split())
+        self.vocab = self.make_vocab(self.text)
+        self.ids = torch.tensor(self.encode_corpus(self.text))
         counts = torch.bincount(self.ids, minlength=len(self.vocab)).double()
         p = counts / counts.sum()
         self._entropy = float(-(p[p > 0] * p[p > 0].log()).sum())
         self.input_size = self.output_size = len(self.vocab)
+        self.split()
+
+    # The steps a text task on the user's file (core.tasks.user.TextTask) changes.
+    def corpus(self) -> str:
+        return (RESOURCES / "corpora" / self.corpus_file).read_text(encoding="utf-8")
+
+    def make_vocab(self, text: str) -> list[str]:
+        return sorted(set(text))
+
+    def encode_corpus(self, text: str) -> list[int]:
+        index = {c: i for i, c in enumerate(self.vocab)}
+        return [index[c] for c in text]
+
+    def split(self) -> None:
+        """Set aside held-out text (the bundled corpus trains on all of it)."""
 
     @property
     def baseline(self) -> float:

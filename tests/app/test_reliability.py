@@ -9,7 +9,7 @@ from core.config import FIELDS, Experiment
 from core.logs import LOG_FILE, data_dir, setup_logging
 from tests.app.conftest import ask
 
-NUMERIC_FIELDS = sorted(name for name, spec in FIELDS.items() if spec.choices is None)
+NUMERIC_FIELDS = sorted(name for name, spec in FIELDS.items() if spec.choices is None and not spec.text)
 
 
 def wait_paused_at(qtbot, window, step: int, timeout: int = 30_000) -> None:

@@ -1,5 +1,5 @@
-"""Soak: 20,000 steps with every panel live. Memory stays bounded and redraws do not slow
-down as the history grows (slow; CI runs it)."""
+"""Soak: 20,000 steps with every panel live. Memory stays bounded, in the window's process and
+in the training process, and redraws do not slow down as the history grows (slow; CI runs it)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ MEMORY_GROWTH_LIMIT = 32 * 2**20  # RSS growth allowed after the first 2,000 ste
 REDRAW_RATIO_LIMIT = 0.5  # redraws/s in the last thousand steps over the first thousand, at least
 
 
-def rss() -> int:
-    """Resident set size of this process in bytes (Linux)."""
-    with open("/proc/self/statm") as f:
+def rss(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default) in bytes (Linux)."""
+    with open(f"/proc/{pid or 'self'}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -56,7 +56,7 @@ def test_20000_steps_with_every_panel_live_keep_memory_bounded_and_redraws_stead
         step = window.last_step.step if window.last_step is not None else 0
         frames.append((time.perf_counter(), step))
         if step >= 2_000 and not memory:
-            memory[step] = rss()
+            memory[step] = rss(), rss(window.controller.process.pid)
 
     window.frame_drawn.connect(on_frame)
     try:
@@ -64,16 +64,18 @@ def test_20000_steps_with_every_panel_live_keep_memory_bounded_and_redraws_stead
         qtbot.waitUntil(lambda: window.last_step is not None and window.last_step.step >= STEPS, timeout=840_000)
         window.toggle_run()
         qtbot.waitUntil(lambda: window.state == "paused", timeout=30_000)
-        end = rss()
+        end, end_training = rss(), rss(window.controller.process.pid)
     finally:
         torch.set_num_threads(threads)
-    (start_step, start), = memory.items()
-    growth = end - start
+    (start_step, (start, start_training)), = memory.items()
+    growth, training_growth = end - start, end_training - start_training
     early, late = rate(frames, 1_000, 2_000), rate(frames, STEPS - 1_000, STEPS)
     seconds = frames[-1][0] - frames[0][0]
     print(f"\n{STEPS} steps in {seconds:.0f} s; RSS {start / 2**20:.0f} MiB at step {start_step} -> "
-          f"{end / 2**20:.0f} MiB; redraws/s {early:.1f} (steps 1000-2000) -> {late:.1f} (last 1000)")
+          f"{end / 2**20:.0f} MiB; training process {start_training / 2**20:.0f} -> {end_training / 2**20:.0f} "
+          f"MiB; redraws/s {early:.1f} (steps 1000-2000) -> {late:.1f} (last 1000)")
     assert growth < MEMORY_GROWTH_LIMIT, f"RSS grew by {growth / 2**20:.0f} MiB"
+    assert training_growth < MEMORY_GROWTH_LIMIT, f"the training process grew by {training_growth / 2**20:.0f} MiB"
     assert late >= REDRAW_RATIO_LIMIT * early, f"redraws/s fell from {early:.1f} to {late:.1f}"
     training = window.panels["training"]
     assert len(training.series) >= STEPS and all(p.run is window.run_info for p in window.panels.values())

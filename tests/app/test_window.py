@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from PySide6.QtCore import Qt
 
 from tests.app.conftest import tiny
@@ -30,7 +31,7 @@ def test_run_then_pause(qtbot, window):
     qtbot.waitUntil(lambda: window.state == "running", timeout=10_000)
     assert window.transport.run_action.text() == "Pause"
     qtbot.waitUntil(lambda: window.last_step is not None and window.last_step.step >= 5, timeout=30_000)
-    qtbot.waitUntil(lambda: window.panels["training"].refresh(force=True) or True)
+    qtbot.waitUntil(lambda: len(window.panels["training"].series) >= 5, timeout=10_000)  # drawn, too
     window.transport.run_action.trigger()
     qtbot.waitUntil(lambda: window.state == "paused", timeout=10_000)
     assert window.transport.run_action.text() == "Run"
@@ -78,7 +79,9 @@ def test_closing_during_a_run_stops_the_worker_quickly(qtbot, window):
     start = time.perf_counter()
     window.close()
     elapsed = time.perf_counter() - start
-    assert elapsed < 2.0
+    # The window waits 2 s for the process to end, then stops it: on a loaded machine the
+    # stopping itself took 0.17 s more (measured at load 13), so 2 s plus a margin for it.
+    assert elapsed < 2.0 + 0.5
     assert not process.is_alive() and not reader.isRunning()
     assert window.controller is None
 
@@ -102,15 +105,33 @@ def test_invalid_input_is_flagged_at_the_field_and_not_applied(qtbot, window):
     assert field.editor.styleSheet() == ""
 
 
-def test_a_refused_experiment_is_reported_and_the_old_run_kept(qtbot, window):
-    info = window.run_info
-    window.form.fields["device"].editor.setCurrentText("cuda")
+def _ask_for_cuda(form) -> str:
+    form.fields["device"].editor.setCurrentText("cuda")
+    return "cuda"
+
+
+def _ask_for_petabytes(form) -> str:
+    """Sizes no machine has memory for (about 3.7 PB of activations): refused anywhere."""
+    for name, value in (("hidden_size", "4096"), ("num_layers", "8"), ("batch_size", "1024"), ("seq_len", "2000")):
+        form.fields[name].editor.setText(value)
+    return "this configuration needs about"
+
+
+def _cuda_is_available() -> bool:
     import torch
 
-    if torch.cuda.is_available():
-        return  # nothing to refuse on a machine with CUDA
-    window.form.apply()
-    qtbot.waitUntil(lambda: "cuda" in window.form.message.text(), timeout=30_000)
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("refusal", [
+    pytest.param(_ask_for_cuda, marks=pytest.mark.skipif(_cuda_is_available(), reason="CUDA is available here")),
+    _ask_for_petabytes,
+])
+def test_a_refused_experiment_is_reported_and_the_old_run_kept(qtbot, window, refusal):
+    info = window.run_info
+    expected = refusal(window.form)
+    assert window.form.apply()  # valid fields: sent to the training process, which refuses it
+    qtbot.waitUntil(lambda: expected in window.form.message.text(), timeout=30_000)
     assert window.run_info is info
     window.step(1)
     qtbot.waitUntil(lambda: window.last_step is not None, timeout=30_000)

@@ -26,7 +26,11 @@ def test_json_is_one_object_with_the_documented_keys(capsys):
     for h in [*data["hypotheses"], data["greedy"]]:
         assert set(h) == {"tokens", "text", "score"}
     node = data["tree"][1]
-    assert set(node) == {"id", "parent", "token", "text", "log_prob", "score", "step", "status"}
+    # the tree's sum of log-probs is not a (length-normalised) score: its own name (issue 15)
+    assert set(node) == {"id", "parent", "token", "text", "log_prob", "cum_log_prob", "step", "status"}
+    best = data["hypotheses"][0]
+    end = [n for n in data["tree"] if n["status"] == "finished" and n["step"] == len(best["tokens"])]
+    assert any(abs(n["cum_log_prob"] / n["step"] ** data["length_penalty"] - best["score"]) < 1e-6 for n in end)
     assert data["tree"][0]["status"] == "root" and data["tree"][0]["text"] == "<bos>"
     assert len(data["attention"]) == len(data["hypotheses"][0]["tokens"])
     assert all(len(row) == 4 for row in data["attention"])

@@ -99,7 +99,7 @@ def check_tree(result, width, max_len):
         parent = tree[node.parent]
         assert node.id == i and 0 <= node.parent < i
         assert parent.status in ("root", "kept") and node.step == parent.step + 1
-        assert node.score == parent.score + node.log_prob
+        assert node.cum_log_prob == parent.cum_log_prob + node.log_prob
         assert node.status in ("kept", "pruned", "finished")
         per_step[node.step, node.status] += 1
         per_step[node.step] += 1
@@ -124,7 +124,7 @@ def check_hypotheses(result, eos, width, max_len, length_penalty, reference):
         assert tree[hyp.node_id].status == "finished"
         assert tuple(n.token for n in path) == hyp.tokens
         assert tuple(n.log_prob for n in path) == hyp.log_probs
-        assert path[-1].score / len(path) ** length_penalty == pytest.approx(hyp.score, abs=1e-12)
+        assert path[-1].cum_log_prob / len(path) ** length_penalty == pytest.approx(hyp.score, abs=1e-12)
     assert hyps[0].score <= reference[0].score + 1e-9
 
 

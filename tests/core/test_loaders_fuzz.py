@@ -235,3 +235,85 @@ def test_mutated_trace_arrays_are_refused_or_read_as_plain_arrays(work, saved, d
         assert str(path) in str(err)
     else:
         assert all(isinstance(a, np.ndarray) and not a.dtype.hasobject for a in traces.values())
+
+
+# ------------------------------------------------------------------ the user's own files
+# Every reader of a user's file ends in its one-line error (DataError, ModelFileError) naming
+# the file, or in a good result; never another exception.
+GOOD_FILES = {
+    "series.csv": b"time,a,b\n0,1.5,2\n1,-3,4e-2\n2,5,6\n",
+    "pairs.tsv": "abc\tcba\nd\u00e9j\u00e0\t\u00e0j\u00e9d\n".encode(),
+    "labels.tsv": b"good film\tpos\nbad film\tneg\n",
+    "labels.csv": b'text,label\n"a, b",x\nc,y\n',
+    "vocab.json": b'{"a": 0, "b": 1, "<unk>": 2}',
+}
+
+
+def read_user_file(work: Path, name: str, data: bytes) -> None:
+    from core.datafiles import DataError, parse_vocab, read_file, text_of
+    from core.tasks.files import parse_labelled, parse_pairs, parse_series
+
+    path = work / name
+    path.write_bytes(data)
+    readers = {"series.csv": parse_series, "pairs.tsv": parse_pairs, "labels.tsv": parse_labelled,
+               "labels.csv": parse_labelled, "vocab.json": parse_vocab}
+    for reader in (text_of, readers[name]):
+        try:
+            result = reader(read_file(str(path)))
+        except DataError as err:
+            assert str(err).startswith(str(path)) and "\n" not in str(err), str(err)
+        else:
+            assert result is not None
+
+
+@FUZZ
+@given(st.sampled_from(sorted(GOOD_FILES)), st.binary(max_size=1024) | st.text(max_size=256).map(str.encode))
+def test_random_bytes_as_a_data_file_are_a_data_error(work, name, data):
+    read_user_file(work, name, data)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(GOOD_FILES)), st.data())
+def test_mutated_data_files_are_a_data_error_or_read(work, name, data):
+    original = GOOD_FILES[name]
+    read_user_file(work, name, mutate(original, data.draw(mutations(len(original)))))
+
+
+@pytest.fixture(scope="module")
+def model_files(work) -> dict[str, bytes]:
+    """A real torch.nn GRU with an embedding and a head, saved with safetensors and torch."""
+    import safetensors.torch
+
+    torch.manual_seed(0)
+    state = {**{f"rnn.{k}": v for k, v in torch.nn.GRU(3, 4).state_dict().items()},
+             "emb.weight": torch.randn(5, 3), "fc.weight": torch.randn(2, 4), "fc.bias": torch.randn(2)}
+    torch.save(state, work / "good.pt")
+    return {"model.safetensors": safetensors.torch.save(state), "model.pt": (work / "good.pt").read_bytes()}
+
+
+def load_user_model(work: Path, name: str, data: bytes) -> None:
+    from core.models.io import LoadedModel, ModelFileError, load_model
+
+    path = work / name
+    path.write_bytes(data)
+    try:
+        result = load_model(path)
+    except ModelFileError as err:
+        assert str(err).startswith(str(path)) and "\n" not in str(err), str(err)
+    else:
+        assert isinstance(result, LoadedModel)
+        result.trace(torch.zeros(2, 1, result.input_size))  # what opens also runs
+
+
+@FUZZ
+@given(st.sampled_from(["model.safetensors", "model.pt"]), st.binary(max_size=2048))
+def test_random_bytes_as_a_model_file_are_a_model_file_error(work, name, data):
+    load_user_model(work, name, data)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_model_files_are_a_model_file_error_or_load(work, model_files, data):
+    name = data.draw(st.sampled_from(sorted(model_files)))
+    original = model_files[name]
+    load_user_model(work, name, mutate(original, data.draw(mutations(len(original)))))

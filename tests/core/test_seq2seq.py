@@ -186,12 +186,12 @@ def test_decode_text_tree_and_hypotheses_are_consistent(trainer):
         path = path_to(tree, hyp.node_id)
         assert tuple(tree[i].token for i in path[1:]) == hyp.ids
         assert tree[hyp.node_id].status == "finished"
-        assert tree[hyp.node_id].score == pytest.approx(sum(hyp.log_probs))
+        assert tree[hyp.node_id].cum_log_prob == pytest.approx(sum(hyp.log_probs))
         assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.ids))
         assert hyp.tokens == tuple(result.token_texts[i] for i in hyp.ids)
         assert hyp.text == trainer.task.tgt_vocab.decode(hyp.ids)
     for node in tree[1:]:
-        assert node.score == pytest.approx(tree[node.parent].score + node.log_prob)
+        assert node.cum_log_prob == pytest.approx(tree[node.parent].cum_log_prob + node.log_prob)
     best = result.hypotheses[0]
     assert result.attention.shape == (len(best.ids), 5)
     assert np.allclose(result.attention.sum(1), 1.0, atol=1e-5)
@@ -241,17 +241,25 @@ def test_trainer_records_and_evaluation_for_seq2seq():
     assert probe.unmasked_hidden is not None  # the probe is padded to T
     assert len(record.spectrum.singular_values) == 2
     ev = tr.evaluate()
-    assert set(ev) == {"exact_match", "token_accuracy", "token_accuracy_teacher_forced"}
-    assert 0 <= ev["exact_match"] <= 1 and 0 <= ev["token_accuracy_teacher_forced"] <= 1
+    assert set(ev) == {"exact_match", "token_accuracy", "token_accuracy_teacher_forced"}  # values: test_evaluate_*
     again = Trainer(exp)
     again.step()
     assert again.history.column("loss")[0] == tr.history.column("loss")[0]
 
 
-def test_a_perfect_model_scores_exact_match_one():
-    """evaluate() against a model that answers from the held-out table (its own reference)."""
+@pytest.mark.parametrize("wrong_every", [0, 3])
+def test_evaluate_scores_an_oracle_that_answers_from_the_held_out_table(wrong_every):
+    """evaluate() against a model that answers from the held-out table (its own reference),
+    perfect or with the first token of every ``wrong_every``-th answer changed."""
     task = Trainer(small("none", "gru")).task
     answers = {src: tgt for src, tgt in task.heldout}
+    order = {src: i for i, (src, _) in enumerate(task.heldout)}
+
+    def answer(text: str) -> list[int]:
+        ids = [*task.tgt_vocab.encode(answers[text]), EOS]
+        if wrong_every and order[text] % wrong_every == 0:
+            ids[0] = task.tgt_vocab.encode("0" if answers[text][0] != "0" else "1")[0]
+        return ids
 
     class Oracle(torch.nn.Module):
         def __init__(self):
@@ -261,17 +269,20 @@ def test_a_perfect_model_scores_exact_match_one():
         def greedy_batch(self, src, lengths, max_len):
             rows = []
             for b in range(src.shape[1]):
-                text = "".join(task.src_vocab.itos[i] for i in src[:lengths[b], b])
-                ids = [*task.tgt_vocab.encode(answers[text]), EOS]
+                ids = answer("".join(task.src_vocab.itos[i] for i in src[:lengths[b], b]))
                 rows.append(ids + [PAD] * (max_len - len(ids)))
             return torch.tensor(rows)
 
-        def teacher_forced_batch(self, src, lengths, tgt_in):
-            rows = [[*task.tgt_vocab.encode(answers["".join(task.src_vocab.itos[i] for i in src[:lengths[b], b])]),
-                     EOS] for b in range(src.shape[1])]
+        def teacher_forced_batch(self, src, lengths, tgt_in):  # its own answer whatever the prefix
+            rows = [answer("".join(task.src_vocab.itos[i] for i in src[:lengths[b], b])) for b in range(src.shape[1])]
             return torch.tensor([row + [PAD] * (tgt_in.shape[0] - len(row)) for row in rows]).T
 
-    assert task.evaluate(Oracle()) == {"exact_match": 1.0, "token_accuracy": 1.0, "token_accuracy_teacher_forced": 1.0}
+    n = len(task.heldout)
+    wrong = len(range(0, n, wrong_every)) if wrong_every else 0
+    tokens = sum(len(tgt) + 1 for _, tgt in task.heldout)  # eos counts
+    assert task.evaluate(Oracle()) == pytest.approx({"exact_match": (n - wrong) / n,
+                                                     "token_accuracy": (tokens - wrong) / tokens,
+                                                     "token_accuracy_teacher_forced": (tokens - wrong) / tokens})
 
 
 # ------------------------------------------------------------------ presets (slow: training)

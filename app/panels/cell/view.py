@@ -80,6 +80,16 @@ class CellView(QGraphicsView):
         """The gate boxes on show, by gate name (torch.nn's order), e.g. input, forget, ..."""
         return {g: self.nodes[g] for g in GATES.get(self.kind, ()) if isinstance(self.nodes.get(g), GateBox)}
 
+    def key_at(self, pos) -> str | None:
+        """The key of the gate box or state under widget position ``pos`` (None: nothing)."""
+        for item in self.items(pos):
+            while item is not None:
+                key = getattr(item, "key", None)
+                if isinstance(key, str):
+                    return key
+                item = item.parentItem()
+        return None
+
     def set_kind(self, kind: str, nonlinearity: str = "tanh", sizes: tuple[int, int] | None = None) -> None:
         """Draw the diagram of ``kind``; ``sizes`` = (r, s), input and hidden size, for the notation."""
         self._animation.stop()

@@ -82,7 +82,11 @@ class DecodingPanel(Panel):
         self.penalty.setSingleStep(0.1)
         self.penalty.setValue(1.0)
         self.penalty.setPrefix("length penalty ")
-        self.penalty.setToolTip("Scores are sum(log p) / length ** penalty (0: raw sum, favours short outputs)")
+        self.penalty.setToolTip(
+            "Length penalty α: here a hypothesis scores sum(log p) / len^α, len counting eos "
+            "(Hugging Face's convention). α = 0 is the raw sum, which favours short outputs; a "
+            "larger α favours longer ones. GNMT (Wu et al. 2016) divides by ((5 + len) / 6)^α, "
+            "typically α = 0.6-0.7.")
         self.max_len = QSpinBox()
         self.max_len.setRange(0, 500)
         self.max_len.setSpecialValueText("max length auto")
@@ -200,6 +204,19 @@ class DecodingPanel(Panel):
         if self.available:
             self.decode_now(trainer)
 
+    # -- frames (export --frames, and animations over expansions) ------------------------------
+    def frame_count(self) -> int:
+        """One frame per expansion of the decode shown (0 before a decode)."""
+        return self.view.result.tree[-1].step if self.view is not None else 0
+
+    def show_frame(self, i: int) -> None:
+        """Frame ``i``: the tree after ``i + 1`` expansions of the same decode."""
+        if self.view is not None:
+            self._show(self.view, i + 1)
+
+    def current_frame(self) -> int | None:
+        return self.shown_steps - 1 if self.view is not None else None
+
     # -- showing --------------------------------------------------------------------------------
     def _say(self, text: str, error: bool = False) -> None:
         color = self.theme.invalid if error else self.theme.muted
@@ -249,7 +266,7 @@ class DecodingPanel(Panel):
             path = self._path(node_id)[1:]
             tokens = [texts[tree[i].token] for i in path]
             text = "".join(t for t in tokens if not t.startswith("<"))
-            rows.append((f"beam {rank}", text, node.score / node.step ** lp, " ".join(tokens), None))
+            rows.append((f"beam {rank}", text, node.cum_log_prob / node.step ** lp, " ".join(tokens), None))
         self.table.setRowCount(len(rows))
         for i, (name, text, score, tokens, color) in enumerate(rows):
             for j, value in enumerate((name, text, signed(score), tokens)):
@@ -361,7 +378,7 @@ class DecodingPanel(Panel):
         if self.view is None:
             return {}
         tree = self.view.result.tree[: self.tree.count]
-        out = {name: np.array([getattr(n, name) for n in tree]) for name in ("id", "parent", "token", "score")}
+        out = {name: np.array([getattr(n, name) for n in tree]) for name in ("id", "parent", "token", "cum_log_prob")}
         out["x"], out["y"] = self.view.positions[: self.tree.count].T.copy()
         if self.attention.weights.size:
             out["attention"] = self.attention.weights.copy()

@@ -97,7 +97,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         self.view = view
         self.selected = None
         tree = view.result.tree
-        scores = np.array([n.score for n in tree])
+        scores = np.array([n.cum_log_prob for n in tree])
         lo = float(scores.min()) if len(scores) > 1 else -1.0
         self.levels = (min(lo, -1e-3), 0.0)
         self.bar.setLevels(self.levels)
@@ -130,7 +130,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         status = [node.status for node in shown]
         cmap = colormap(self.theme.sequential_map)
         lo = self.levels[0]
-        colors = cmap.map(np.clip([(node.score - lo) / -lo for node in shown], 0, 1), mode="qcolor")
+        colors = cmap.map(np.clip([(node.cum_log_prob - lo) / -lo for node in shown], 0, 1), mode="qcolor")
         brushes, sizes, symbols, pens = [], [], [], []
         outline, faint = pen(self.theme.foreground, 1.2), pen(self.theme.muted, 0.8)
         scale = self.scale = self._scale()
@@ -191,7 +191,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
                 continue
             text = token_text(texts, node.token)
             if node.status == "finished":
-                score = f"{text}  {node.score / node.step ** lp:+.2f}".replace("-", "−")
+                score = f"{text}  {node.cum_log_prob / node.step ** lp:+.2f}".replace("-", "−")
                 wanted.append((pos[i, 0], pos[i, 1], score, QColor(self.theme.foreground), 2, (-0.16, 0.5)))
                 continue
             if text == "eos" or self.scale < 0.45:
@@ -243,10 +243,10 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
             return "bos: where decoding starts"
         token = token_text(view.result.token_texts, node.token)
         lines = [f"token {token!r} at step {node.step}  ({node.status})",
-                 f"log p(token | prefix) = {node.log_prob:.3f}", f"cumulative log p = {node.score:.3f}"]
+                 f"log p(token | prefix) = {node.log_prob:.3f}", f"cumulative log p = {node.cum_log_prob:.3f}"]
         if node.status == "finished":
-            lines.append(f"score = {node.score:.3f} / {node.step}^{view.result.length_penalty:g} = "
-                         f"{node.score / node.step ** view.result.length_penalty:.3f}")
+            lines.append(f"score = {node.cum_log_prob:.3f} / {node.step}^{view.result.length_penalty:g} = "
+                         f"{node.cum_log_prob / node.step ** view.result.length_penalty:.3f}")
         return "\n".join(lines)
 
     def apply_theme(self, theme: Theme) -> None:
