@@ -102,6 +102,13 @@ def make_recurrent(
     return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bias=bias, bidirectional=bidirectional)
 
 
+def one_direction(net, what: str) -> None:
+    """ValueError, one line, when ``net`` is bidirectional: ``what`` follows a single
+    recurrence (its Jacobians, edits or fixed points), which such a layer does not have."""
+    if getattr(net, "bidirectional", False):
+        raise ValueError(f"{what} is not available for bidirectional layers")
+
+
 def mask_from(lengths: Tensor | None, mask: Tensor | None, T: int, B: int, device) -> Tensor | None:
     """[T, B, 1] bool mask of real (not padded) steps, or None when every step is real."""
     if mask is not None:

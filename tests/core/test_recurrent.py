@@ -286,3 +286,30 @@ def test_bidirectional_refuses_truncated_bptt_and_bad_flags():
         make_recurrent("rnn", I, H, bidirectional="yes")
     with pytest.raises(ValueError, match=r"h_0 must have shape \[2, 4, 6\]"):
         net(torch.randn(T, B, I), torch.zeros(1, B, H))
+
+
+def test_one_direction_instruments_refuse_a_bidirectional_stack_in_one_line():
+    """Gradients through time, Jacobian products, interventions and fixed points follow one
+    recurrence; a bidirectional stack gets a one-line refusal (the same calls on the
+    unidirectional stack of the same size run)."""
+    from core.instruments.bptt import jacobian_norms, through_time
+    from core.instruments.dynamics_record import dynamics_record
+    from core.models.interventions import compile_plan, run_edited
+
+    x = torch.randn(5, 2, 3)
+    for bidirectional in (False, True):
+        net = make_recurrent("lstm", 3, 4, bidirectional=bidirectional)
+        calls = {
+            "gradients through time": lambda net=net: through_time(net, x, lambda out, st: out[-1].sum()),
+            "the Jacobian product": lambda net=net: jacobian_norms(net, x),
+            "interventions": lambda net=net: run_edited(net, x, compile_plan((), 4, 5, x.device)),
+        }
+        for what, call in calls.items():
+            if bidirectional:
+                with pytest.raises(ValueError, match=f"^{what} is not available for bidirectional layers$"):
+                    call()
+            else:
+                call()
+        if bidirectional:
+            with pytest.raises(ValueError, match="^fixed points is not available for bidirectional layers$"):
+                dynamics_record(net, torch.zeros(5, 2, 8), None, x, ("a",) * 5, 0, "zero", {})
