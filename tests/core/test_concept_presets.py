@@ -72,7 +72,7 @@ def test_forget_bias_one_starts_the_gates_at_sigma_one_and_the_gradient_reaches_
 def test_irnn_solves_the_adding_problem_where_the_tanh_rnn_stays_at_the_baseline():
     """About 30 s. T = 100: seeds 0-4 measured the IRNN's loss passing the target (0.01) at
     step 658-1220, its mean over steps 900-1000 0.019-0.033; the tanh RNN with torch's
-    initialisation, the same otherwise, a mean of 0.166-0.168 over steps 800-1000 (seeds 0-1)."""
+    initialisation, the same otherwise, a mean of 0.164-0.169 over steps 800-1000."""
     exp = load_preset("irnn-adding").experiment
     _, losses, _ = train(exp, 1000)
     assert losses[900:].mean() < 0.06, losses[900:].mean()
@@ -123,14 +123,14 @@ def attention_offsets(trainer, strings: int = 100) -> dict[int, float]:
 @pytest.mark.slow
 @pytest.mark.trained
 def test_bidirectional_encoder_attends_to_the_letter_itself():
-    """About 40 s. Seeds 0-4 measured, at the end of the 1000 steps: the most attended source
-    position is the copied letter for 98.9-99.7% of the outputs (seeds 0-2; 3 and 4 not measured), one to its right for at most
-    0.5% (reverse-attention's one-way encoder: one to the right for about 9 in 10); held-out
-    exact match 0.74-0.98."""
-    trainer, _, _ = train(load_preset("bidirectional-encoder").experiment, 1000)
+    """About 25 s. Seeds 0-4 measured, at step 500: the most attended source position is the
+    copied letter for 98.4-99.1% of the outputs, one to its right for 0.2-1.0%
+    (reverse-attention's one-way encoder: one to the right for about 9 in 10); held-out exact
+    match 0.92-0.95."""
+    trainer, _, _ = train(load_preset("bidirectional-encoder").experiment, 500)
     offsets = attention_offsets(trainer)
     assert offsets.get(0, 0) >= 0.95 and offsets.get(1, 0) <= 0.03, offsets
-    assert trainer.evaluate()["exact_match"] >= 0.6
+    assert trainer.evaluate()["exact_match"] >= 0.8
     probe = trainer.probe()
     assert probe.bidirectional and probe.hidden[0].shape[1] == probe.backward.hidden[0].shape[1] == 32
 
@@ -138,10 +138,10 @@ def test_bidirectional_encoder_attends_to_the_letter_itself():
 @pytest.mark.slow
 @pytest.mark.trained
 def test_scheduled_sampling_narrows_the_gap_between_teacher_forced_and_free_running():
-    """About 40 s. Reversal without attention, held-out token accuracy at step 1000: seeds 0-1
-    measured (3 more not, for lack of time) a gap (teacher-forced minus free running) of 19-20
-    points trained teacher-forced and 9-10 with the preset's schedule, whose teacher-forced
-    accuracy is lower too (0.54-0.56 against 0.76-0.77)."""
+    """About 60 s. Reversal without attention, held-out token accuracy at step 1000: seeds 0-4
+    measured a gap (teacher-forced minus free running) of 19-22 points trained teacher-forced
+    and 9-13 with the preset's schedule (8.7-10.9 points narrower), whose teacher-forced
+    accuracy is lower too (0.54-0.56 against 0.75-0.77)."""
     exp = load_preset("scheduled-sampling").experiment
     forced, free, _ = HELDOUT_METRICS
     gaps = {}
@@ -149,5 +149,5 @@ def test_scheduled_sampling_narrows_the_gap_between_teacher_forced_and_free_runn
         _, _, records = train(exp.replace(**changes), 1000)
         metrics = records[-1].metrics
         gaps[name] = metrics[forced] - metrics[free]
-    assert gaps["teacher forcing"] >= 0.15 and gaps["scheduled"] <= 0.13, gaps
+    assert gaps["teacher forcing"] >= 0.15 and gaps["scheduled"] <= 0.16, gaps
     assert gaps["scheduled"] <= gaps["teacher forcing"] - 0.05, gaps
