@@ -161,12 +161,15 @@ class AblationRecord:
 
     base_loss: the probe loss as it is.
     effects:   [H], the probe loss with unit v zeroed minus base_loss (> 0: the unit helps).
+    method:    "exact" (the batched sweep) or "first-order" (core.models.interventions.
+               ablation_estimates: one forward and one backward, a ranking, not a measurement).
     """
 
     step: int
     layer: int
     base_loss: float
     effects: np.ndarray
+    method: str = "exact"
 
     @property
     def order(self) -> np.ndarray:

@@ -17,7 +17,7 @@ import platform
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 
 def _training(kind: str) -> dict:
@@ -40,10 +40,12 @@ def _beam() -> dict:
     return bench_beam()
 
 
+@cache  # one measurement for both ablation rows
 def _ablation() -> dict:
     from core.bench.ablation import bench_ablation
 
     return bench_ablation()
+
 def _dynamics() -> dict:
     from core.bench.dynamics import bench_dynamics
 
@@ -99,7 +101,11 @@ BENCHMARKS = {
                       "per-hypothesis loop / batched beam search time (width 8, vocab 40, max_len 30)"),
     "ablation": Benchmark(_ablation, "ratio", "<=", 3.0,
                           "ablation sweep (every unit zeroed in turn, one batched forward) / one probe forward "
-                          "(LSTM, hidden 256, T 200)"),
+                          "(LSTM, hidden 256, T 200)", ("estimate_ratio",)),
+    "ablation-first-order": Benchmark(_ablation, "estimate_ratio", "<=", 3.0,
+                                      "first-order ablation estimate (one forward and backward) / one probe "
+                                      "forward (LSTM, hidden 256, T 200); rho: its rank agreement with the sweep",
+                                      ("estimate_rank_rho",)),
     # 2 s (the target) is ~118 probe forwards of 32 sequences at H = 128: 17 ms, the fastest
     # measured on our 2-core machine (always busy then, so idle is not slower than that)
     "dynamics": Benchmark(_dynamics, "ratio", "<=", 118.0,

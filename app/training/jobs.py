@@ -118,9 +118,10 @@ def set_interventions(trainer: Any, edits: tuple, lesion: bool) -> Any:
     return trainer.counterfactual()
 
 
-def rank_units(trainer: Any, layer: int) -> Any:
-    """The ablation sweep of ``layer`` (a core.records.AblationRecord)."""
-    return trainer.ablation((layer,))[0]
+def rank_units(trainer: Any, layer: int, method: str = "exact") -> Any:
+    """The ablation sweep of ``layer`` (a core.records.AblationRecord), exact or first-order."""
+    return trainer.ablation((layer,), method)[0]
+
 def dynamics_under(trainer: Any, input_name: str) -> Any:
     """The trainer's dynamics (core.records.DynamicsRecord, or None for encoder-decoders) with
     fixed points under ``input_name``, which live updates keep using from now on; a name

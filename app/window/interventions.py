@@ -9,7 +9,9 @@ instrument keeps it fresh. Nothing is applied here: when the training process re
 the dock keeps the last one it accepted and the status bar says why.
 
 "Rank units" runs the ablation sweep (app.training.jobs.rank_units) and draws the change in
-probe loss when each unit is zeroed; clicking a bar selects that unit in every panel.
+probe loss when each unit is zeroed, exactly (H + 1 runs in one batched forward) or, with
+"first-order" ticked, its linear estimate from one forward and backward (for big models; the
+chart's title says which); clicking a bar selects that unit in every panel.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class WhatIfDock(QWidget):
     removed = Signal(int)
     cleared = Signal()
     lesion_changed = Signal(bool)
-    rank_requested = Signal(int)  # layer
+    rank_requested = Signal(int, str)  # layer, method (core.training.counterfactual.ABLATION_METHODS)
     unit_chosen = Signal(int, int)  # layer, unit
 
     def __init__(self, theme: Theme, parent: QWidget | None = None):
@@ -93,9 +95,15 @@ class WhatIfDock(QWidget):
         self.rank.setToolTip("Zero each hidden unit in turn over the whole probe: how much the probe loss rises")
         self.layer = QSpinBox()
         self.layer.setPrefix("layer ")
-        self.rank.clicked.connect(lambda: self.rank_requested.emit(self.layer.value()))
+        self.first_order = QCheckBox("first-order")
+        self.first_order.setToolTip("Estimate every unit's effect from one forward and one backward pass "
+                                    "(-sum over t of dL/dh_t x h_t) instead of running the model once per "
+                                    "unit: ranks units fast on big models, but is only the linear part")
+        self.rank.clicked.connect(lambda: self.rank_requested.emit(
+            self.layer.value(), "first-order" if self.first_order.isChecked() else "exact"))
         rank.addWidget(self.rank)
         rank.addWidget(self.layer)
+        rank.addWidget(self.first_order)
         rank.addStretch(1)
         layout.addLayout(rank)
         self.chart = pg.GraphicsLayoutWidget()
@@ -158,7 +166,9 @@ class WhatIfDock(QWidget):
             name.setPos(float(unit), max(float(effects[unit]), 0.0))
             self.plot.addItem(name)
             self.names.append(name)
-        self.plot.setTitle(f"step {record.step}, probe loss {record.base_loss:.3g}", color=self.theme.foreground)
+        how = "first-order estimate" if record.method == "first-order" else "exact"
+        self.plot.setTitle(f"step {record.step}, probe loss {record.base_loss:.3g} ({how})",
+                           color=self.theme.foreground)
 
     def _brushes(self, effects: np.ndarray) -> list:
         up, down = pg.mkBrush(self.theme.accent), pg.mkBrush(self.theme.muted)
@@ -324,12 +334,12 @@ class Interventions(QObject):
             self.dock.raise_()
         self._show(result.value)
 
-    def rank(self, layer: int) -> None:
+    def rank(self, layer: int, method: str = "exact") -> None:
         controller = self.window.controller
         if controller is None:
             return
         self.widget.rank.setEnabled(False)
-        controller.call(partial(jobs.rank_units, layer=layer), self._ranked)
+        controller.call(partial(jobs.rank_units, layer=layer, method=method), self._ranked)
 
     def _ranked(self, result: JobResult) -> None:
         self.widget.rank.setEnabled(True)

@@ -3,10 +3,13 @@
     python main.py ablate --preset adding-lstm --steps 1500 --json
 
 Each unit of each layer is zeroed in turn over the whole probe (all of a layer's units in
-one batched forward) and the task's loss on the probe compared with the unedited one.
-``--json`` prints ONE object: ``steps``, ``layers`` (per layer: ``layer``, ``base_loss``,
-``effects`` [H] = loss with the unit zeroed minus base_loss, ``ranking``: units by effect,
-largest first). Without it, the top units of each layer. Exit codes as for ``train``.
+one batched forward) and the task's loss on the probe compared with the unedited one;
+``--first-order`` estimates every unit's effect from one forward and backward instead
+(-sum_t dL/dh_t[v] h_t[v]: fast on big models, only the linear part of the change).
+``--json`` prints ONE object: ``steps``, ``method`` ("exact" or "first-order"), ``layers``
+(per layer: ``layer``, ``base_loss``, ``effects`` [H] = loss with the unit zeroed minus
+base_loss, ``ranking``: units by effect, largest first). Without it, the top units of each
+layer. Exit codes as for ``train``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_overrides(p)
     p.add_argument("--layer", type=int, metavar="K", help="one layer (default: every layer)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="units listed per layer without --json (default 10)")
+    p.add_argument("--first-order", action="store_true",
+                   help="estimate the effects from one forward and backward (fast, linear part only)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run_ablate)
 
@@ -50,14 +55,16 @@ def run_ablate(args: argparse.Namespace) -> int:
             progress(min(record.step - first, steps), steps, record.loss)
     if steps:
         sys.stderr.write("\n")
-    records = trainer.ablation(layers)
+    method = "first-order" if args.first_order else "exact"
+    records = trainer.ablation(layers, method)
     if args.json:
-        print(json.dumps({"steps": trainer.step_count, "layers": [
+        print(json.dumps({"steps": trainer.step_count, "method": method, "layers": [
             {"layer": r.layer, "base_loss": r.base_loss, "effects": r.effects.tolist(),
              "ranking": r.order.tolist()} for r in records]}))
     else:
         for r in records:
-            print(f"layer {r.layer}: probe loss {r.base_loss:.4g} as it is; zeroing a unit changes it by")
+            how = "by about (first order)" if args.first_order else "by"
+            print(f"layer {r.layer}: probe loss {r.base_loss:.4g} as it is; zeroing a unit changes it {how}")
             for rank, unit in enumerate(r.order[:args.top], 1):
                 print(f"  {rank:>3}. unit {int(unit):<5} {r.effects[unit]:+.4g}")
             print(f"  median unit {float(sorted(r.effects)[len(r.effects) // 2]):+.4g}")

@@ -11,7 +11,11 @@ sequence of operations as ``net(x)``'s, so its results are bit-identical.
 The ablation sweep zeroes each hidden unit in turn over the whole sequence, all units in
 one forward: the state carries a leading variant dimension, [V, B, H], where variant 0 is
 the unedited run and variant v + 1 has unit v zeroed (the input projection of the first
-edited layer is computed once and broadcast over the variants).
+edited layer is computed once and broadcast over the variants). It does H + 1 times the
+probe's arithmetic; ``ablation_estimates`` gives the first-order effects of all units from
+one forward and one backward (attribution patching): the change in loss when unit v is
+zeroed is about -sum_t dL/dh_t[v] * h_t[v], where dL/dh_t is the gradient with respect to
+the hidden state at the point where the edit would act (the same point as the sweep's).
 """
 
 from __future__ import annotations
@@ -246,3 +250,32 @@ def ablation_losses(model, batch: Batch, layer: int) -> Tensor:
     plan = ablation_plan(net.hidden_size, batch.x.shape[0], layer, weight.device, weight.dtype)
     out, state, _ = run_edited(net, batch.x, plan, trace=False, **model.recurrent_kwargs(batch))
     return variant_losses(model, out, state, batch)
+
+
+def ablation_estimates(model, batch: Batch, layer: int) -> tuple[float, Tensor]:
+    """(probe loss, [H] first-order effects): for each unit v of ``layer``'s hidden state,
+    -sum_{t, b} dL/dh_t[b, v] * h_t[b, v], the linear estimate of ``ablation_losses``'s
+    loss with v zeroed minus the unedited loss, from one forward and one backward.
+
+    Exact where the loss is linear in the zeroed unit's values; for a unit that saturates
+    a gate, or with large effects, it can be far from the sweep's, so it ranks units rather
+    than measuring them (tests compare it with the sweep and with a finite difference).
+    """
+    net = model.recurrent
+    if not 0 <= layer < net.num_layers:
+        raise ValueError(f"layer must lie in 0..{net.num_layers - 1}; got {layer}")
+    weight = next(model.parameters())
+    T, B = batch.x.shape[0], batch.x.shape[1]
+    with torch.enable_grad():
+        # a zero offset added to h_t where the sweep's edit acts: its gradient is dL/dh_t there
+        offsets = [torch.zeros(B, net.hidden_size, device=weight.device, dtype=weight.dtype, requires_grad=True)
+                   for _ in range(T)]
+        plan = Plan({(layer, "h"): [(None, b) for b in offsets]})
+        out, state, tr = run_edited(net, batch.x, plan, **model.recurrent_kwargs(batch))
+        loss, _ = model.loss_from_outputs(out, state, batch)
+        grads = torch.autograd.grad(loss, offsets, allow_unused=True)
+    # padded steps hold the state (their edits act on nothing: grad None or 0), so the
+    # traced h_t, which holds the last valid state there, is multiplied by zero
+    g = torch.stack([torch.zeros_like(o) if d is None else d for d, o in zip(grads, offsets)])  # [T, B, H]
+    h = tr.hidden[layer].detach()  # [T, B, H]
+    return float(loss.detach()), -(g * h).sum(dim=(0, 1))

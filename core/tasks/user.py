@@ -24,7 +24,6 @@ from core.batch import Batch
 from core.config import Experiment
 from core.datafiles import DataError, DataFile, data_file, parse_vocab, text_of
 from core.errors import UserError
-from core.names import EOS, UNK
 from core.tasks.base import PROBE_SEED, Task
 from core.tasks.files import parse_labelled, parse_pairs, parse_series
 from core.tasks.synthetic import CharLMTask, pad_sequences
@@ -235,20 +234,10 @@ class SeriesTask(Task):
 class WordVocab(Vocab):
     """A Vocab of words: text is split at whitespace and joined with spaces."""
 
-    def encode(self, text: str) -> list[int]:
-        return [self.stoi.get(w, UNK) for w in text.split()]
+    SEP = " "
 
-    def decode(self, ids: Sequence[int]) -> str:
-        out = []
-        for i in ids:
-            if i == EOS:
-                break
-            if i > UNK:
-                out.append(self.itos[i])
-        return " ".join(out)
-
-    def unknown(self, text: str) -> list[str]:
-        return list(dict.fromkeys(w for w in text.split() if w not in self.stoi))
+    def tokens(self, text: str) -> list[str]:
+        return text.split()
 
 
 class PairsTask(TranslationTask):

@@ -19,6 +19,7 @@ from core.interventions import Intervention, InterventionError, check_interventi
 from core.models.interventions import (
     EditedStack,
     Plan,
+    ablation_estimates,
     ablation_losses,
     edited_loss,
     edited_trace,
@@ -104,18 +105,29 @@ def ablation_layers(model, layers: tuple[int, ...] | None = None) -> tuple[int, 
     return layers
 
 
-def ablation_records(model, batch: Batch, step: int, layers: tuple[int, ...] | None = None
-                     ) -> tuple[AblationRecord, ...]:
-    """One AblationRecord per layer (default: every layer), each from one batched forward."""
+ABLATION_METHODS = ("exact", "first-order")
+
+
+def ablation_records(model, batch: Batch, step: int, layers: tuple[int, ...] | None = None,
+                     method: str = "exact") -> tuple[AblationRecord, ...]:
+    """One AblationRecord per layer (default: every layer), each from one batched forward
+    ("exact") or from one forward and backward ("first-order", see ablation_estimates)."""
+    if method not in ABLATION_METHODS:
+        raise InterventionError("method", f"unknown ablation method {method!r}; allowed "
+                                f"{', '.join(ABLATION_METHODS)}")
     layers = ablation_layers(model, layers)
     was_training = model.training
     model.eval()
     try:
         out = []
         for layer in layers:
-            losses = ablation_losses(model, batch, layer).double().cpu().numpy()
-            out.append(AblationRecord(step=step, layer=layer, base_loss=float(losses[0]),
-                                      effects=(losses[1:] - losses[0]).copy()))
+            if method == "exact":
+                losses = ablation_losses(model, batch, layer).double().cpu().numpy()
+                base, effects = float(losses[0]), (losses[1:] - losses[0]).copy()
+            else:
+                base, estimate = ablation_estimates(model, batch, layer)
+                effects = estimate.double().cpu().numpy()
+            out.append(AblationRecord(step=step, layer=layer, base_loss=base, effects=effects, method=method))
     finally:
         model.train(was_training)
     return tuple(out)

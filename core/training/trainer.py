@@ -384,6 +384,7 @@ class Trainer:
         return counterfactual_record(self.model, self.probe_batch(), self.interventions, self.step_count,
                                      lesion=self.lesion, truncate=self.experiment.tbptt)
 
-    def ablation(self, layers: tuple[int, ...] | None = None) -> tuple[AblationRecord, ...]:
-        """Each hidden unit zeroed in turn over the probe: the change in probe loss, per layer."""
-        return ablation_records(self.model, self.probe_batch(), self.step_count, layers)
+    def ablation(self, layers: tuple[int, ...] | None = None, method: str = "exact") -> tuple[AblationRecord, ...]:
+        """Each hidden unit zeroed in turn over the probe: the change in probe loss, per layer
+        (``method`` "first-order": its linear estimate, from one forward and backward)."""
+        return ablation_records(self.model, self.probe_batch(), self.step_count, layers, method)

@@ -185,6 +185,10 @@ def test_ranking_units_and_choosing_a_bar_selects_the_unit_everywhere(qtbot, win
     heights = dock.bars.opts["height"]
     np.testing.assert_array_equal(heights, record.effects)
     unit = int(record.order[0])
+    window.interventions.dock.raise_()  # the chart is on screen and the bars' auto-range has run
+    vb = dock.plot.vb
+    qtbot.waitUntil(lambda: dock.chart.isVisible() and vb.viewRange()[0][0] <= 0 and vb.viewRange()[0][1] >= 7,
+                    timeout=10_000)
     with qtbot.waitSignal(dock.unit_chosen) as got:
         qtbot.mouseClick(dock.chart.viewport(), Qt.LeftButton,
                          pos=dock.chart.mapFromScene(dock.plot.vb.mapViewToScene(QPointF(unit, 0))))
@@ -192,6 +196,13 @@ def test_ranking_units_and_choosing_a_bar_selects_the_unit_everywhere(qtbot, win
     assert window.panels["hidden"].units == [unit]
     assert window.panels["cell"].unit.value() == unit
     assert window.panels["gates"].shown_unit == unit
+    assert dock.plot.titleLabel.text.endswith("(exact)")
+    # first-order: the estimate replaces the bars, and the title says so
+    dock.first_order.setChecked(True)
+    dock.rank.click()
+    qtbot.waitUntil(lambda: dock.ablation is not record, timeout=30_000)
+    assert dock.ablation.method == "first-order" and "(first-order estimate)" in dock.plot.titleLabel.text
+    np.testing.assert_array_equal(dock.bars.opts["height"], dock.ablation.effects)
 
 
 def test_a_shot_or_export_shows_a_sessions_interventions(qtbot, what_if_run):

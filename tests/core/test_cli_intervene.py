@@ -84,5 +84,13 @@ def test_ablate_json_ranks_the_units(capsys):
     assert layer["ranking"] == record.order.tolist()
     effects = np.array(layer["effects"])
     assert np.all(np.diff(effects[layer["ranking"]]) <= 0)
+    assert data["method"] == "exact"
+    code, out, err = run(capsys, "ablate", "--preset", "adding-gru", "--steps", "3", "--seed", "2", "--json",
+                         "--first-order")
+    assert code == 0, err
+    data = json.loads(out)
+    estimate = trainer.ablation(method="first-order")[0]
+    assert data["method"] == "first-order"
+    np.testing.assert_allclose(data["layers"][0]["effects"], estimate.effects, atol=1e-9)
     code, out, err = run(capsys, "ablate", "--preset", "adding-gru", "--steps", "100000", "--layer", "1")
     assert code == 2 and "layer 1 is out of range; allowed 0 to 0" in err and "/100000" not in err
