@@ -85,9 +85,9 @@ def test_irnn_solves_the_adding_problem_where_the_tanh_rnn_stays_at_the_baseline
 @pytest.mark.slow
 @pytest.mark.trained
 def test_exploding_rnn_clips_at_a_fifth_of_the_median_and_a_larger_threshold_blows_up():
-    """About 15 s. Seeds 0-2 measured, with clip 1: median ||grad|| over steps 500-1000 of
-    4.0-4.7 and 968-975 of 1000 steps clipped; with clip 100: mean loss over steps 200-300 of
-    1,010-2,475 (clip 20: 55-65)."""
+    """About 30 s. Seeds 0-4 measured, with clip 1: median ||grad|| over steps 500-1000 of
+    4.0-6.5 and 966-986 of 1000 steps clipped; with clip 100: mean loss over steps 200-300 of
+    1,010-2,475 (clip 20: 55-72)."""
     exp = load_preset("exploding-rnn").experiment
     _, _, records = train(exp, 1000)
     median = float(np.median([r.grad_norm for r in records[500:]]))
@@ -95,7 +95,7 @@ def test_exploding_rnn_clips_at_a_fifth_of_the_median_and_a_larger_threshold_blo
     assert sum(r.clipped for r in records) >= 900
     _, losses, _ = train(exp.replace(clip=100.0), 300)
     assert losses[200:].mean() > 100, losses[200:].mean()
-    assert "then 4 to 5 (steps 500-1000" in " ".join(load_preset("exploding-rnn").description.split())
+    assert "then 4 to 6.5 (steps 500-1000" in " ".join(load_preset("exploding-rnn").description.split())
 
 
 def attention_offsets(trainer, strings: int = 100) -> dict[int, float]:
