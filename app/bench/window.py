@@ -10,6 +10,9 @@ Each returns a dict whose headline key the bench command compares with its targe
   the frame timer's ticks, each visible panel's paints per second and both processes' memory.
 
 Paints are counted per panel (app.bench.paints): a timer tick is not a redraw.
+* ``bench_time_to_interactive``: time from launch to the first trained frame drawn (Run
+  pressed as soon as the model is built), over the time to ``import torch``, each in a fresh
+  interpreter (``ratio``; target <= 1.5).
 """
 
 from __future__ import annotations
@@ -138,3 +141,44 @@ def _run_event_loop(seconds: float) -> None:
     loop = QEventLoop()
     QTimer.singleShot(int(seconds * 1000), loop.quit)
     loop.exec()
+
+
+# Launch to the first trained frame: a user who presses Run the moment the model is built.
+INTERACTIVE_SCRIPT = """
+import os, sys
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6.QtWidgets import QApplication
+from app.window.main_window import MainWindow
+app = QApplication(sys.argv[:1])
+window = MainWindow()
+window.run_built.connect(lambda info: window.toggle_run())
+def drawn():
+    if window.last_step is not None:  # a frame drawn after the first training step arrived
+        window.controller.process.kill()
+        sys.stdout.write("interactive\\n"); sys.stdout.flush(); os._exit(0)
+window.frame_drawn.connect(drawn)
+window.show()
+app.exec()
+"""
+
+
+def bench_time_to_interactive(repeats: int = 3) -> dict[str, float]:
+    """Median launch-to-first-trained-frame over median launch-to-``import torch``.
+
+    The window builds its first model while it is made and painted (the training process
+    starts first), and the first optimizer step does not import torch._dynamo
+    (core.training.optimizers), so this is about one torch import plus a build and a step.
+    """
+    import statistics
+
+    from app.bench.startup import _launch
+
+    _launch("import torch")  # warm the file cache for both
+    _launch(INTERACTIVE_SCRIPT)
+    torch_s, ready_s = [], []
+    for _ in range(repeats):  # interleaved, so load changes hit both alike
+        torch_s.append(_launch("import torch")[0])
+        ready_s.append(_launch(INTERACTIVE_SCRIPT)[0])
+    torch_median, ready_median = statistics.median(torch_s), statistics.median(ready_s)
+    return {"ratio": ready_median / torch_median, "interactive_s": ready_median,
+            "import_torch_s": torch_median}

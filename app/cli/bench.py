@@ -76,6 +76,12 @@ def _startup() -> dict:
     return bench_startup()
 
 
+def _time_to_interactive() -> dict:
+    from app.bench.window import bench_time_to_interactive
+
+    return bench_time_to_interactive()
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """One target: ``run()`` returns a dict whose ``key`` entry is compared with ``target``;
@@ -122,6 +128,8 @@ BENCHMARKS = {
     "gradients-lens": Benchmark(_lens, "ratio", "<=", 3.0,
                                 "gradients lens (||dL/dh_t|| + Jacobian norms and rate) / plain training "
                                 "step (LSTM, hidden 256, T 200)"),
+    "time-to-interactive": Benchmark(_time_to_interactive, "ratio", "<=", 1.5,
+                                     "launch to the first trained frame drawn / time to import torch"),
 }
 
 

@@ -19,7 +19,6 @@ leaves no files.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 DEFAULT_FORMATS = "png,svg,csv,npz,json"
@@ -62,14 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class ProgressBar:
-    """``[#####.....] 12/40 training`` on stderr, redrawn in place when it changes."""
+    """``[#####.....] 12/40 training`` on stderr, redrawn in place when it changes; only on a
+    terminal (in a log file or a pipe the redraws would be one enormous line)."""
 
     def __init__(self, stream=None, minimum: int = 2):
+        from core.cli.common import to_terminal
+
         self.stream, self.minimum = stream or sys.stderr, minimum
         self.shown: tuple | None = None
+        self.enabled = to_terminal(self.stream)
 
     def __call__(self, done: int, total: int, what: str = "") -> None:
-        if total < self.minimum:
+        if total < self.minimum or not self.enabled:
             return
         filled = int(30 * done / max(total, 1))
         state = (filled, what) if what != "training" else (filled, int(1000 * done / total), done == total)
@@ -84,25 +87,6 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self.shown = None
-
-
-# Harmless notes of Qt's offscreen platform (shown top-level widgets), kept off the terminal.
-QUIET = ("This plugin does not support propagateSizeHints()", "This plugin does not support raise()")
-
-
-@contextlib.contextmanager
-def quiet_offscreen_notes():
-    from PySide6.QtCore import qInstallMessageHandler
-
-    def handler(mode, context, message):
-        if message not in QUIET:
-            print(message, file=sys.stderr)
-
-    previous = qInstallMessageHandler(handler)
-    try:
-        yield
-    finally:
-        qInstallMessageHandler(previous)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -129,7 +113,7 @@ def run_export(args: argparse.Namespace) -> int:
         names = _animated(names, animation, args.panels in (None, "all"), args.theme, run_info(trainer), notes)
     out = check_out_dir(args.out)
 
-    from app.window.offscreen import build_window, ensure_app, train_records
+    from app.window.offscreen import build_window, ensure_app, quiet_offscreen_notes, train_records
 
     steps = args.steps if args.steps is not None else (0 if args.session else 100)
     bar = ProgressBar()

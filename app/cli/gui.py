@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core.cli.intervene import add_intervention_flags
 from core.presets import DEFAULT_PRESET
@@ -17,10 +18,11 @@ THEMES = ("light", "dark")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     gui = subparsers.add_parser("gui", help="open the desktop app (the default command)",
-                                description="Open the RNN Explorer window.")
-    gui.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
-                     help=f"preset to open with (default {DEFAULT_PRESET})")
-    gui.add_argument("--theme", default="light", choices=THEMES, help="colour theme (default light)")
+                                description="Open the RNN Explorer window, on a saved session if one is given.")
+    gui.add_argument("session", nargs="?", metavar="FILE.rnnx", help="a saved session to open")
+    gui.add_argument("--preset", metavar="NAME",
+                     help=f"preset to open with (default: the last one used, at first {DEFAULT_PRESET})")
+    gui.add_argument("--theme", choices=THEMES, help="colour theme (default: the last one used, at first light)")
     gui.set_defaults(run=run_gui)
 
     shot = subparsers.add_parser(
@@ -47,7 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_gui(args: argparse.Namespace) -> int:
     from core.presets import load_preset
 
-    load_preset(args.preset)  # an unknown name fails here, with the known names, before Qt starts
+    if args.preset is not None:
+        load_preset(args.preset)  # an unknown name fails here, with the known names, before Qt starts
+    session = getattr(args, "session", None)
+    if session is not None and not Path(session).is_file():  # (a damaged one is refused in the window)
+        raise ValueError(f"no session file {session!r}; give the path of a saved .rnnx session")
     import signal
 
     from PySide6.QtCore import QTimer
@@ -58,7 +64,7 @@ def run_gui(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RNN Explorer")
     app.setOrganizationName("rnn-explorer")
-    window = MainWindow(preset=args.preset, theme=args.theme)
+    window = MainWindow(preset=args.preset, theme=args.theme, session=session)
     window.show()
     # Ctrl+C in the terminal, or a plain kill, closes the window cleanly, training process
     # included (the timer lets Python see the signal).

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.export.data import (
     DATA_FORMATS,
     choose_format,
@@ -84,6 +86,12 @@ def check_out_dir(out: str | Path) -> Path:
     return out
 
 
+def has_content(panel: Panel) -> bool:
+    """Whether ``panel`` has anything to show: some non-empty array among what it plots
+    (an empty Compare figure, before any comparison ran, is no figure)."""
+    return any(np.size(value) for value in panel.export_data().values())
+
+
 def frame_count(panel: Panel) -> int:
     """How many animation frames ``panel`` offers: its own ``frame_count()`` (e.g. beam
     expansions), else one per time step of the probe when it follows the time cursor."""
@@ -148,6 +156,10 @@ def export_all(panels: Sequence[Panel], out: str | Path, run: Any, step: int, *,
             progress(done, total, what)
 
     for panel in panels:
+        if not has_content(panel):  # nothing drawn yet: no empty figure, and say so
+            warn(f"{panel.name}: nothing to show yet, skipped")
+            done += len(figures) + (1 if data_formats else 0) + (1 if frames else 0)
+            continue
         lines = caption_lines(panel, step)
         for fmt in figures:
             path = out / f"{panel.name}.{fmt}"

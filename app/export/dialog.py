@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.export.animate_dialog import AnimationActions
-from app.export.batch import FORMATS, export_all
+from app.export.batch import FORMATS, export_all, has_content
 from app.export.data import choose_format, write_data
 from app.export.figure import (
     SIZE_PRESETS,
@@ -40,6 +40,7 @@ from app.export.figure import (
     save_figure,
 )
 from app.panels.base import Panel
+from app.settings import folder, remember_folder
 from core.errors import UserError
 
 KINDS = (("png", "PNG image"), ("svg", "SVG vector image (Inkscape, PowerPoint)"), ("data", "Data (CSV, NPZ or JSON)"))
@@ -147,11 +148,10 @@ class ExportDialog(QDialog):
     def export_to(self, path: str | Path, step: int | None = None) -> Path:
         """Write the chosen panel to ``path`` (figure or data, by the chosen format)."""
         panel = self.current_panel
+        if not has_content(panel):
+            raise ValueError(f"{panel.title} has nothing to show yet")
         if self.kind.currentData() == "data":
-            data = panel.export_data()
-            if not data:
-                raise ValueError(f"{panel.title} has no data yet")
-            return write_data(data, path)
+            return write_data(panel.export_data(), path)
         return save_figure(panel, path, self.figure(), caption_lines(panel, step))
 
     def copy(self) -> None:
@@ -163,8 +163,10 @@ class ExportDialog(QDialog):
     def choose_file(self) -> None:
         kind = self.kind.currentData()
         filters = "CSV (*.csv);;NPZ (*.npz);;JSON (*.json)" if kind == "data" else f"{kind.upper()} (*.{kind})"
-        path, _ = QFileDialog.getSaveFileName(self, "Export", self.suggested_name(), filters)
+        path, _ = QFileDialog.getSaveFileName(self, "Export", str(Path(folder("export")) / self.suggested_name()),
+                                              filters)
         if path:
+            remember_folder("export", path)
             self.path = path
             self.accept()
 
@@ -176,7 +178,6 @@ class ExportActions(QObject):
         super().__init__(window)
         self.window = window
         self.figure = Figure()  # the last settings used, for Copy Figure and Export All
-        self.last_folder = str(Path.home())
         file_menu = window.menus["file"]
         first = file_menu.actions()[0] if file_menu.actions() else None
         menu = file_menu.addMenu("Export")
@@ -235,10 +236,11 @@ class ExportActions(QObject):
             QMessageBox.information(self.window, "Export Data", f"{panel.title} has no data yet.")
             return
         fmt = choose_format(data, ("csv", "npz", "json"), getattr(panel, "data_format", None))
-        suggested = str(Path(self.last_folder) / f"{panel.name}.{fmt}")
+        suggested = str(Path(folder("export")) / f"{panel.name}.{fmt}")
         path, _ = QFileDialog.getSaveFileName(self.window, "Export Data", suggested,
                                               "CSV (*.csv);;NPZ (*.npz);;JSON (*.json)")
         if path:
+            remember_folder("export", path)
             self._guarded(lambda: write_data(data, path), "Cannot export the data")
 
     def copy(self, panel: Panel) -> None:
@@ -248,16 +250,16 @@ class ExportActions(QObject):
             self.window.status.showMessage(f"Copied {panel.title} ({image.width()}×{image.height()})", 4000)
 
     def export_all_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self.window, "Export All Panels Into", self.last_folder)
-        if folder:
-            self._guarded(lambda: self.export_all(folder), "Cannot export")
+        chosen = QFileDialog.getExistingDirectory(self.window, "Export All Panels Into", folder("export"))
+        if chosen:
+            self._guarded(lambda: self.export_all(chosen), "Cannot export")
 
     def export_all(self, folder: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
         """Every visible panel (figures and data) and experiment.json into ``folder``."""
         window = self.window
         if window.run_info is None:
             raise ValueError("nothing to export yet: the experiment is still being built")
-        self.last_folder = str(folder)
+        remember_folder("export", folder)
         notes: list[str] = []
         written = export_all(window.visible_panels(), folder, window.run_info, self.step() or 0,
                              formats=formats, figure=self.figure, source=self.source(), warn=notes.append)

@@ -221,7 +221,11 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
     controls = [] if figure.controls else _visible_controls(panel)
     for widget in controls:
         widget.hide()
-    if parent is not None:
+    stand_in = None
+    if isinstance(parent, QDockWidget):  # a stand-in that sizes like the panel keeps the window's layout
+        stand_in = StandIn(panel)
+        parent.setWidget(stand_in)
+    elif parent is not None:
         panel.setParent(None)
     panel.setAttribute(Qt.WA_DontShowOnScreen, True)
     palette = qt_palette(theme)
@@ -243,12 +247,20 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
     finally:
         panel.hide()
         panel.setAttribute(Qt.WA_DontShowOnScreen, False)
-        panel.setPalette(old_palette if palette_set else QPalette())
+        if palette_set:
+            panel.setPalette(old_palette)
+        else:  # inherit the window's again (QPalette() alone left the staged palette's colours)
+            panel.setPalette(QPalette())
+            panel.setAttribute(Qt.WA_SetPalette, False)
+            if panel.parentWidget() is not None:
+                panel.setPalette(panel.parentWidget().palette().resolve(QPalette()))
+                panel.setAttribute(Qt.WA_SetPalette, False)
         panel.apply_theme(old_theme)
         for widget in controls:
             widget.show()
         if isinstance(parent, QDockWidget):
             parent.setWidget(panel)
+            stand_in.deleteLater()
         elif box is not None and index >= 0:
             box.insertWidget(index, panel, stretch)
         elif parent is not None:
@@ -257,6 +269,26 @@ def staged(panel: Panel, figure: Figure, lines: tuple[str, str] | None = None) -
         panel.resize(old_size)
         panel.setVisible(was_visible)
         panel.refresh(force=True)
+
+
+class StandIn(QWidget):
+    """Holds a panel's place in its dock while the panel is staged: the same size hints,
+    policy and limits, so the window lays its docks out exactly as before (a dock emptied
+    for a moment came back a pixel shorter, or much wider when it was a tab)."""
+
+    def __init__(self, panel: QWidget):
+        super().__init__()
+        self._hint, self._minimum = panel.sizeHint(), panel.minimumSizeHint()
+        self.setSizePolicy(panel.sizePolicy())
+        self.setMinimumSize(panel.minimumSize())
+        self.setMaximumSize(panel.maximumSize())
+        self.resize(panel.size())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return self._hint
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return self._minimum
 
 
 def _visible_controls(panel: Panel) -> list[QWidget]:

@@ -15,7 +15,8 @@ A panel is a QWidget that shows part of a run. The window owns the data flow:
 Also: ``set_time_cursor(t)`` moves this panel's time cursors (the scrubber is linked across
 panels); ``export_data()`` returns the plotted arrays by name (for CSV/NPZ export);
 ``plot_widgets()`` lists the pyqtgraph views (for PNG/SVG export and theming);
-``apply_theme(theme)`` restyles in place.
+``apply_theme(theme)`` restyles in place; ``histories()`` and ``restore_histories(arrays)``
+save and give back what the panel drew over training (a session keeps it).
 
 To add a panel: subclass, set ``name`` (lower-case, used in the CLI and settings),
 ``title``, ``draws`` (the record types it takes; each has its hook, see ``HOOKS``) and
@@ -33,11 +34,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from app.panels.header import HeaderLayout
 from app.panels.plots import Heatmap, cursor, style_plot
 from app.theme import LIGHT, Theme
-from app.training.messages import RunInfo
+from app.training.messages import RunInfo, Unavailable
 from core.records import (
     CounterfactualRecord,
     DynamicsRecord,
@@ -50,6 +52,9 @@ from core.records import (
 # The hook that takes each kind of record (a panel declares the kinds it takes in ``draws``).
 HOOKS = {StepRecord: "on_step", ProbeRecord: "on_probe", GradientRecord: "on_gradients",
          SpectrumRecord: "on_spectrum", CounterfactualRecord: "on_counterfactual", DynamicsRecord: "on_dynamics"}
+INSTRUMENT_OF = {ProbeRecord: "probe", GradientRecord: "gradients", SpectrumRecord: "spectrum",
+                 CounterfactualRecord: "counterfactual", DynamicsRecord: "dynamics"}
+SEPARATOR = "  ·  "  # between the parts of a note
 
 
 class Panel(QWidget):
@@ -59,6 +64,9 @@ class Panel(QWidget):
     title: ClassVar[str] = ""
     draws: ClassVar[frozenset[type]] = frozenset()  # record types taken (keys of HOOKS)
     instruments: ClassVar[frozenset[str]] = frozenset()
+    # The least height (pixels) at which the panel is legible; the window's layout stacks a
+    # panel under another only when both get this much (app.window.layouts), else tabs it.
+    min_height: ClassVar[int] = 240
     what_if_caption = ""  # the interventions on show, for figure captions (app.window.interventions sets it)
 
     def __init__(self, theme: Theme = LIGHT, parent: QWidget | None = None):
@@ -68,32 +76,51 @@ class Panel(QWidget):
         self.run: RunInfo | None = None
         self.time_cursor = 0
         self._dirty = False
+        self._unavailable: dict[str, Unavailable] = {}  # instrument -> why its latest is missing
+        self._note_suffix = ""  # what _say_unavailable appended to the note
         self._cursors: list[pg.InfiniteLine] = []
         self._heatmaps: list[Heatmap] = []
         self._views: list[pg.GraphicsView] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 2, 4, 4)
         layout.setSpacing(2)
-        # The options row lives in a bar that never sets the panel's minimum width (a wide
-        # row would otherwise stop the window from fitting a 1280-pixel screen): when the
-        # panel is narrower than the row, the row is clipped at the right.
+        # The header: option widgets that wrap onto more lines when the panel is narrow, and
+        # the note, at their right or on a line of its own (app.panels.header): nothing in
+        # it is ever cut off, and it asks for no more width than its widest widget.
         self.options_bar = QWidget()
         self.options_bar.setObjectName("panel-options")
-        self.options_bar.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
-        self.options = QHBoxLayout(self.options_bar)
+        policy = QSizePolicy(QSizePolicy.Preferred, QSizePolicy.Preferred)
+        policy.setHeightForWidth(True)
+        self.options_bar.setSizePolicy(policy)
+        self.options = HeaderLayout(self.options_bar)
         self.options.setContentsMargins(4, 0, 4, 0)
-        self.options.setSpacing(12)
         layout.addWidget(self.options_bar)
-        self.note = QLabel("")  # one line of context at the right of the options row
+        self.note = QLabel("")  # a line of context: the step shown, what the lines mean
         self.note.setObjectName("panel-note")
         self.build()
-        self.options.addStretch(1)
-        self.options.addWidget(self.note)
+        self.options.set_note(self.note)
+        # Styled as a change of theme styles it, so restyling (an export does, to the slide
+        # theme and back) leaves the panel exactly as it was: the note was drawn in the
+        # palette's text colour until the first restyle turned it grey.
+        self.apply_theme(theme)
+        self._dirty = False
 
     # -- contract --------------------------------------------------------------------------
     def reset(self, run: RunInfo) -> None:
-        """A new trainer was built: drop old data and adapt to ``run``."""
+        """A new trainer was built: drop old data and adapt to ``run``.
+
+        Every curve and image of the old run is emptied and the note cleared here, for every
+        panel, so none goes on showing the previous preset's data until its redraw."""
         self.run = run
+        self._unavailable.clear()
+        self._note_suffix = ""
+        self.note.setText("")
+        for view in self._views:
+            for item in view.scene().items():
+                if isinstance(item, pg.PlotDataItem):
+                    item.setData([], [])
+                elif isinstance(item, pg.ImageItem) and item.image is not None:
+                    item.clear()
         self.clear()
         self._dirty = True
 
@@ -103,6 +130,11 @@ class Panel(QWidget):
         Only the kinds of record the panel ``draws`` reach its hooks and mark it dirty, so
         e.g. the hidden-state panel does not redraw the same probe on every training step.
         """
+        if isinstance(record, Unavailable):  # said in the note (see _say_unavailable)
+            if record.instrument in self.instruments:
+                self._unavailable[record.instrument] = record
+                self._dirty = True
+            return
         if isinstance(record, StepRecord):
             items = (record, record.probe, record.gradients, record.spectrum, record.counterfactual,
                      record.dynamics)
@@ -111,6 +143,7 @@ class Panel(QWidget):
         for item in items:
             if type(item) in self.draws:
                 getattr(self, HOOKS[type(item)])(item)
+                self._unavailable.pop(INSTRUMENT_OF.get(type(item), ""), None)
                 self._dirty = True
 
     def connect_engine(self, controller: Any) -> None:
@@ -126,7 +159,21 @@ class Panel(QWidget):
             return False
         self._dirty = False
         self.redraw()
+        self._say_unavailable()
         return True
+
+    def _say_unavailable(self) -> None:
+        """End the note with what could not be computed, and at which step: a panel whose
+        instrument failed (or does not apply to the task) says so instead of passing its
+        older data off as current."""
+        text = self.note.text()
+        own = text[: -len(self._note_suffix)] if self._note_suffix and text.endswith(self._note_suffix) else text
+        parts = [own] if own else []
+        parts += [f"{u.instrument} not available at step {u.step}: {u.reason}" for u in self._unavailable.values()]
+        shown = SEPARATOR.join(parts)
+        self._note_suffix = shown[len(own):]
+        if shown != text:
+            self.note.setText(shown)
 
     def invalidate(self) -> None:
         """Redraw at the next ``refresh`` even if no new record arrived."""
@@ -142,6 +189,17 @@ class Panel(QWidget):
     def export_data(self) -> dict[str, np.ndarray]:
         """The arrays this panel plots, by name (copies)."""
         return {}
+
+    def histories(self) -> dict[str, np.ndarray]:
+        """What this panel has drawn over training that its records cannot give back (e.g.
+        the gradient heatmap's snapshots, the spectral radius over steps), by name, as plain
+        numeric arrays. A saved session keeps them (traces.npz) and ``restore_histories`` takes
+        them back when it is reopened. Panels that keep no such history return {}."""
+        return {}
+
+    def restore_histories(self, arrays: dict[str, np.ndarray]) -> None:
+        """Take back what ``histories()`` gave, after ``reset`` for the reopened run (entries
+        after ``self.run.step`` are left out); ValueError when the arrays do not fit."""
 
     def plot_widgets(self) -> list[pg.GraphicsView]:
         """The pyqtgraph views of this panel, for image export and theming."""

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QComboBox, QLabel
 from app.panels.analysis import false_runs, saturation
 from app.panels.axes import LabelAxis
 from app.panels.base import Panel
-from app.panels.plots import Heatmap, Shading, new_plot
+from app.panels.plots import Heatmap, Shading, fit_label, new_plot
 from app.panels.what_if import Outlines, Target, WhatIfActions, edited_boxes, loss_text
 from app.theme import FONT_POINTS, LEVELS, OKABE_ITO, Theme, ui_font
 from core.names import GATE_SYMBOLS, GATES, TANH_GATES
@@ -81,6 +81,7 @@ class _Row:
         self.bars.setToolTip(SATURATION_NOTE)
         if bars_axis:
             self.bars.setLabel("bottom", "shut ◀ saturated ▶ open")
+            fit_label(self.bars.getAxis("bottom"), ["shut ◀ saturated ▶ open", "shut ◀ ▶ open"])
         else:
             self.bars.getAxis("bottom").setStyle(showValues=False)
             self.bars.getAxis("bottom").setHeight(4)
@@ -123,6 +124,7 @@ class GatesPanel(Panel):
     title = "Gates"
     draws = frozenset({ProbeRecord, CounterfactualRecord})
     instruments = frozenset({"probe", "counterfactual"})
+    min_height = 440  # five rows of gates, each tall enough for its colour bar's labels
 
     def build(self) -> None:
         self.make_layer_selector()
@@ -252,7 +254,7 @@ class GatesPanel(Panel):
         if cf is not None:
             summaries.insert(0, f"showing {show}" + (" (what if − factual)" if show == "difference" else ""))
             summaries.append(loss_text(cf))
-        self.note.setText("  ·  ".join(s for s in summaries if s))
+        self.note.setText("  ·  ".join([f"step {p.step}", *(s for s in summaries if s)]))
 
     def _hovered(self, scene_pos) -> None:
         """Name the gate, unit and step under the pointer for the right-click What if actions."""

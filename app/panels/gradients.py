@@ -159,6 +159,22 @@ class GradientsPanel(Panel):
         out["mean_field_estimate"] = _number(r.mean_field)
         return out
 
+    def histories(self) -> dict[str, np.ndarray]:
+        out = {"steps": self.snapshots.steps(), "log10_norms": self.snapshots.image()}
+        if len(self.cell_snapshots.steps()):
+            out.update(cell_steps=self.cell_snapshots.steps(), log10_cell_norms=self.cell_snapshots.image())
+        return out
+
+    def restore_histories(self, arrays: dict[str, np.ndarray]) -> None:
+        up_to = self.run.step if self.run else None
+        if "steps" in arrays:
+            self.snapshots.load(arrays["steps"], arrays.get("log10_norms", np.zeros((0, 0))), up_to=up_to)
+        if "cell_steps" in arrays:
+            self.cell_snapshots.load(arrays["cell_steps"], arrays.get("log10_cell_norms", np.zeros((0, 0))),
+                                     up_to=up_to)
+        if "steps" in arrays or "cell_steps" in arrays:
+            self.invalidate()
+
     @staticmethod
     def _drawn_rates(r: GradientRecord) -> dict[str, float | None]:
         """The rates drawn as geometric lines (None where not drawn)."""

@@ -40,6 +40,7 @@ class HiddenPanel(Panel):
     title = "Hidden state"
     draws = frozenset({ProbeRecord, CounterfactualRecord})
     instruments = frozenset({"probe", "counterfactual"})
+    min_height = 300  # the heatmap and the traces below it
 
     def build(self) -> None:
         self.layer_label = QLabel("Layer")
@@ -114,6 +115,10 @@ class HiddenPanel(Panel):
         self.counterfactual = None
         self.units = [0]
         self._legend_units = ()  # a new run may name its units differently (bidirectional)
+        # A view option of the old run: a new one starts masked, as its experiment says.
+        self.unmasked.blockSignals(True)
+        self.unmasked.setChecked(False)
+        self.unmasked.blockSignals(False)
         self.heatmap.clear()
         self.what_if_map.clear()
         for shading in self.shading:
@@ -212,6 +217,10 @@ class HiddenPanel(Panel):
     def _show_what_if(self, on: bool) -> None:
         if self.what_if_plot.isVisible() != on:
             self.what_if_plot.setVisible(on)
+        # Collapsed when hidden: a hidden plot kept its row, a blank band between the two plots.
+        self.what_if_plot.setMaximumHeight(1e6 if on else 0)
+        self.what_if_plot.setMinimumHeight(0)
+        self.map_plot.parentItem().layout.setRowStretchFactor(1, 3 if on else 0)
         self.view_label.setVisible(on)
         self.what_if_view.setVisible(on)
         self.map_plot.setLabel("left", "factual" if on else "unit")
@@ -256,6 +265,12 @@ class HiddenPanel(Panel):
             row.setVisible(shown)
             cell_trace.setVisible(shown and show_cell)
             what_if.setVisible(shown and cf_h is not None)
+        # h (tanh) stays in [-1, 1]; an LSTM's cell state does not: the range grows to show it.
+        drawn = [h[:, self.units]] + ([cell[:, self.units]] if show_cell else []) \
+            + ([cf_h[:, self.units]] if cf_h is not None else [])
+        reach = max(1.0, *(float(np.nanmax(np.abs(d), initial=0.0)) for d in drawn))
+        if self.trace_plot.vb.viewRange()[1] != [-1.05 * reach, 1.05 * reach]:
+            self.trace_plot.setYRange(-1.05 * reach, 1.05 * reach, padding=0)
         self._legend()
         padded = false_runs(p.valid)
         for shading in self.shading:

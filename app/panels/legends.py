@@ -1,5 +1,7 @@
-"""Legends for the panels' plots: one that hides while empty and follows theme changes, and
-one laid out in a row of its own above the plots, so it covers no data."""
+"""Legends for the panels' plots, none of which covers data: ``add_legend`` puts a plot's
+legend in the plot's own title row, above its data, its entries wrapping into more rows
+when the plot is narrow; ``legend_row`` lays one out in a row of its own above several
+plots. Both hide while empty and follow theme changes."""
 
 from __future__ import annotations
 
@@ -45,11 +47,16 @@ class Legend(pg.LegendItem):
             label.setText(label.text)
 
 
-def add_legend(plot: pg.PlotItem, offset: tuple[float, float] = (30, 30), **kwargs) -> Legend:
-    """``plot.addLegend`` with a ``Legend``: curves added with ``name=`` enter it as usual."""
+def add_legend(plot: pg.PlotItem, offset: tuple[float, float] | None = None, **kwargs) -> Legend:
+    """``plot.addLegend`` with a ``TopLegend``: curves added with ``name=`` enter it as usual.
+
+    Inside the data area a legend covered curves, points and reference-line labels as soon
+    as the plot was small (the Spectrum legend hid most of its plot at 1280x720); above the
+    data it covers nothing at any size. ``offset`` (where an inside legend went) is ignored;
+    ``colCount`` is the most entries a row holds."""
     if plot.legend is None:
-        plot.legend = Legend(offset=offset, **kwargs)
-        plot.legend.setParentItem(plot.vb)
+        kwargs.pop("brush", None), kwargs.pop("pen", None)  # no frame: it sits on the plot's margin
+        plot.legend = TopLegend(plot, **kwargs)
     return plot.legend
 
 
@@ -66,6 +73,63 @@ class RowLegend(Legend):
 
     def updateSize(self) -> None:  # noqa: N802 (pyqtgraph naming)
         self.updateGeometry()  # the layout places it; LegendItem would set its geometry itself
+
+
+class TopLegend(RowLegend):
+    """A frameless legend in its plot's title row (above the view box, beside nothing):
+    as many entries a row as fit the plot's width (at most ``colCount``), and the row as
+    tall as its lines. Empty, it takes no height at all."""
+
+    def __init__(self, plot: pg.PlotItem, colCount: int = 4, **kwargs):  # noqa: N803 (pyqtgraph naming)
+        kwargs.setdefault("labelTextSize", f"{FONT_POINTS}pt")
+        super().__init__(colCount=1, frame=False, **kwargs)
+        self.plot = plot
+        self.max_columns = max(int(colCount), 1)
+        self.layout.setContentsMargins(0, 0, 0, 0)
+        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+        plot.titleLabel.setVisible(False)  # the row is the legend's (no panel titles these plots)
+        plot.layout.removeItem(plot.titleLabel)
+        plot.layout.addItem(self, 0, 1)
+        plot.layout.setAlignment(self, Qt.AlignRight | Qt.AlignVCenter)
+        plot.vb.sigResized.connect(self.fit)
+        self.fit()
+
+    def addItem(self, item, name) -> None:  # noqa: N802 (pyqtgraph naming)
+        super().addItem(item, name)
+        self.fit()
+
+    def removeItem(self, item) -> None:  # noqa: N802 (pyqtgraph naming)
+        super().removeItem(item)
+        self.fit()
+
+    def clear(self) -> None:
+        super().clear()
+        self.fit()
+
+    def fit(self, *_) -> None:
+        """As many columns as the view box's width holds, and the title row as tall as the rows."""
+        if not self.items:
+            self.plot.layout.setRowFixedHeight(0, 0)
+            return
+        entries = [sample.boundingRect().width() + label.boundingRect().width() + self.ENTRY_SPACING
+                   for sample, label in self.items]
+        room = max(self.plot.vb.width(), 1.0)
+        columns = self.max_columns
+        while columns > 1 and self._width(entries, columns) > room:
+            columns -= 1
+        if columns != self.columnCount:
+            self.setColumnCount(columns)
+        line = max(max(label.boundingRect().height(), sample.boundingRect().height()) for sample, label in self.items)
+        rows = -(-len(self.items) // columns)
+        height = rows * line + 2
+        if self.plot.layout.rowMinimumHeight(0) != height:
+            self.plot.layout.setRowFixedHeight(0, height)
+
+    @staticmethod
+    def _width(entries: list[float], columns: int) -> float:
+        """The widest row's width when ``entries`` fill rows of ``columns`` (column by column widest)."""
+        widths = [max(entries[c::columns]) for c in range(min(columns, len(entries)))]
+        return sum(widths)
 
 
 def legend_row(layout: pg.GraphicsLayout, plot: pg.PlotItem, theme: Theme, *, row: int, col: int = 0,

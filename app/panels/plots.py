@@ -7,9 +7,12 @@ Each block creates its pyqtgraph items once and then only updates them (``setDat
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QGraphicsItem
 from shiboken6 import isValid
 
@@ -72,7 +75,97 @@ def new_plot(layout: pg.GraphicsLayout, theme: Theme, *, row: int | None = None,
     if y:
         plot.setLabel("left", y)
     style_plot(plot, theme)
+    for side in ("left", "bottom"):
+        fit_label(plot.getAxis(side))
     return plot
+
+
+# -- axis labels that fit their axis -----------------------------------------------------------
+PLAIN_WORD = re.compile(r"^[A-Za-z]+$")
+
+
+def label_variants(text: str) -> list[str]:
+    """``text`` and shorter forms of it, longest first: "‖∇‖ (before clipping)" -> "‖∇‖";
+    "singular value σ<sub>k</sub>" -> "σ<sub>k</sub>" (the symbol after plain words);
+    "log₁₀ ‖∂L/∂h<sub>t</sub>‖" -> "log₁₀" (else the first word)."""
+    variants = [text]
+    short = re.sub(r"\s*\([^()]*\)\s*$", "", text)
+    if short and short != text:
+        variants.append(short)
+    words = short.split(" ")
+    if len(words) > 1:
+        variants.append(words[-1] if all(PLAIN_WORD.match(w) for w in words[:-1]) else words[0])
+    return list(dict.fromkeys(variants))
+
+
+def label_length(axis: pg.AxisItem, text: str) -> float:
+    """Pixels ``text`` takes along ``axis`` in the axis label's font."""
+    doc = QTextDocument()
+    doc.setDefaultFont(axis.label.font())
+    doc.setDocumentMargin(axis.label.document().documentMargin())
+    shown, axis.labelText = axis.labelText, text
+    try:
+        doc.setHtml(axis.labelString())  # with the axis's style (size, colour), as it draws it
+    finally:
+        axis.labelText = shown
+    return doc.size().width()  # with its margins, as the label item's bounding box
+
+
+def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
+    """Keep ``axis``'s label no longer than the axis: when its text does not fit, the
+    longest of its ``variants`` (default: ``label_variants``) that does is shown (the full
+    text on a larger plot), so "‖∇‖ (before clipping)" never runs into the next plot's
+    "loss". A label the panel sets later with ``axis.setLabel`` is fitted from then on."""
+    state = getattr(axis, "label_fit", None)
+    if state is not None:  # fitted already: new variants for its label
+        state["variants"] = variants
+        state["full"] = variants[0] if variants else state["full"]
+        state["shown"] = None
+        axis.fit_label()
+        return
+    state = axis.label_fit = {"full": axis.labelText, "shown": axis.labelText, "busy": False, "variants": variants}
+
+    def refit() -> None:
+        if state["busy"] or not axis.labelText or not (axis.label.isVisible() or state.get("dropped")):
+            return
+        if state["shown"] is not None and axis.labelText != state["shown"]:  # the panel set a new label
+            state["full"], state["variants"] = axis.labelText, None
+        vertical = axis.orientation in ("left", "right")
+        length = axis.geometry().height() if vertical else axis.geometry().width()
+        if length <= 0:
+            return
+        options = state["variants"] or label_variants(state["full"])
+        chosen = next((v for v in options if label_length(axis, v) <= length), None)
+        # None fits (a heatmap row squeezed to a few pixels): no label rather than one cut
+        # off or over the next plot's; the full text stays in the axis's tooltip.
+        dropped = chosen is None
+        chosen = options[-1] if dropped else chosen
+        state["shown"] = chosen
+        if chosen != axis.labelText or dropped != bool(state.get("dropped")):
+            state["busy"] = True
+            try:
+                axis.setLabel(chosen)  # (shows the label again)
+                if dropped:
+                    axis.showLabel(False)
+                axis.setToolTip(state["full"] if dropped else "")
+                state["dropped"] = dropped
+                axis.resizeEvent(None)  # centre the new text (pyqtgraph places a label only on a resize)
+            finally:
+                state["busy"] = False
+
+    axis.geometryChanged.connect(refit)
+    axis.fit_label = refit
+    set_label = axis.setLabel
+
+    def set_and_fit(*args, **kwargs) -> None:  # a label set later (a preset's own) fits at once too
+        text = args[0] if args else kwargs.get("text")
+        plain_call = len(args) <= 1 and all(v is None for k, v in kwargs.items() if k != "text")
+        if plain_call and not state["busy"] and text is not None and text in (state["full"], state["shown"]):
+            return  # the label it has (fitted): a panel sets it on every redraw
+        set_label(*args, **kwargs)
+        refit()
+
+    axis.setLabel = set_and_fit
 
 
 def fit_left_axes(*plots: pg.PlotItem) -> None:
@@ -138,12 +231,35 @@ class Heatmap:
             self.bar = pg.ColorBarItem(values=levels, colorMap=colormap(cmap), interactive=False,
                                        width=12, label=bar_label or None, colorMapMenu=False)
             self.bar.setImageItem(self.image, insert_in=plot)
+            if bar_label:  # (the label is on the bar's left axis, the values on its right)
+                fit_label(self.bar.getAxis("left"))
             self._ticks = ticks
             self._set_ticks()
+            if ticks:
+                self.bar.axis.geometryChanged.connect(self._set_ticks)
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
         self._partners: list[pg.PlotItem] = []
+
+    def _set_ticks(self) -> None:
+        """``ticks`` labels from low to high, as many as the bar's height holds (at least
+        the two ends): three labels in a 38-pixel bar ran into each other. No ``ticks``:
+        pyqtgraph's own."""
+        from PySide6.QtGui import QFontMetricsF
+
+        if not self._ticks:
+            return
+        axis = self.bar.axis
+        line = QFontMetricsF(axis.style["tickFont"] or axis.font()).height()
+        height = axis.geometry().height()
+        count = self._ticks if height <= 0 else max(2, min(self._ticks, int(height // line)))
+        lo, hi = self.levels
+        values = np.linspace(lo, hi, count)
+        ticks = [[(float(v), f"{v:g}") for v in values], []]
+        if getattr(self, "_shown_ticks", None) != ticks:
+            self._shown_ticks = ticks
+            axis.setTicks(ticks)
 
     def share_width(self, *plots: pg.PlotItem) -> None:
         """Keep room on the right of ``plots`` as wide as the colour bar beside the image.
@@ -165,11 +281,6 @@ class Heatmap:
         for plot in self._partners:  # the columns ColorBarItem.setImageItem(insert_in=plot) uses
             plot.layout.setColumnFixedWidth(4, 5)
             plot.layout.setColumnFixedWidth(5, width)
-
-    def _set_ticks(self) -> None:
-        if self._ticks:  # a few fixed labels: small rows cannot fit pyqtgraph's default ticks
-            values = np.linspace(*self.levels, self._ticks)
-            self.bar.axis.setTicks([[(float(v), f"{v:g}") for v in values], []])
 
     def set(self, image: np.ndarray, levels: tuple[float, float] | None = None) -> None:
         if levels is not None and levels != self.levels:
@@ -256,9 +367,35 @@ def hline(plot: pg.PlotItem, color: str, label: str = "", style: Qt.PenStyle = Q
 
 
 def message(plot: pg.PlotItem, theme: Theme) -> pg.TextItem:
-    """A centred text item for 'nothing to show here' explanations."""
+    """A text item for 'nothing to show here' explanations, kept in the middle of whatever
+    the plot's view shows and wrapped to its width (at a corner of the last run's range, or
+    wider than a small plot, it was cut off: "…ce to sequence tasks")."""
+    from PySide6.QtGui import QTextOption
+
     item = pg.TextItem("", color=theme.muted, anchor=(0.5, 0.5))
     item.setFont(ui_font(FONT_POINTS + 1))
+    item.textItem.document().setDefaultTextOption(QTextOption(Qt.AlignCenter))
     plot.addItem(item, ignoreBounds=True)
     item.hide()
+
+    def centre(*_) -> None:
+        (x0, x1), (y0, y1) = plot.vb.viewRange()
+        item.setTextWidth(max(plot.vb.width() - 16, 60))
+        for points in (FONT_POINTS + 1, FONT_POINTS, FONT_POINTS - 1):  # smaller in a short plot, not cut
+            item.setFont(ui_font(points))
+            if item.textItem.boundingRect().height() <= plot.vb.height() - 4:
+                break
+        item.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+
+    set_text = item.setText
+
+    def set_and_centre(*args, **kwargs) -> None:
+        set_text(*args, **kwargs)
+        centre()
+
+    item.setText = set_and_centre
+    plot.vb.sigRangeChanged.connect(centre)
+    plot.vb.sigResized.connect(centre)
+    item.centre = centre
+    centre()
     return item

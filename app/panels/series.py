@@ -39,8 +39,21 @@ class Series:
         self._n = 0
 
     def to_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every column, for export."""
+        """Copies of every column, for export (and ``load``)."""
         return {name: self.column(name).copy() for name in self.names}
+
+    def load(self, columns: dict[str, np.ndarray], key: str = "step", up_to: float | None = None) -> None:
+        """Replace the rows with ``columns`` (as ``to_dict`` gives them), keeping rows whose
+        ``key`` is at most ``up_to``; ValueError when a column is missing or they differ in length."""
+        missing = [name for name in self.names if name not in columns]
+        if missing:
+            raise ValueError(f"history lacks {', '.join(missing)}")
+        data = np.column_stack([np.asarray(columns[name], dtype=np.float64).ravel() for name in self.names])
+        if up_to is not None and len(data):
+            data = data[data[:, self.names.index(key)] <= up_to]
+        self._data = np.full((max(len(data), 1024), len(self.names)), np.nan)
+        self._data[: len(data)] = data
+        self._n = len(data)
 
 
 class Snapshots:
@@ -71,6 +84,17 @@ class Snapshots:
 
     def steps(self) -> np.ndarray:
         return np.fromiter(self._steps, dtype=np.int64, count=len(self._steps))
+
+    def load(self, steps: np.ndarray, image: np.ndarray, up_to: int | None = None) -> None:
+        """Replace the snapshots with ``image`` [T, n] taken at ``steps`` [n] (as ``image()``
+        and ``steps()`` give them), those after ``up_to`` left out; ValueError when they disagree."""
+        steps, image = np.asarray(steps).ravel(), np.asarray(image, dtype=np.float64)
+        if image.size and (image.ndim != 2 or image.shape[1] != len(steps)):
+            raise ValueError(f"history: {len(steps)} steps but an image of shape {image.shape}")
+        self.clear()
+        for i, step in enumerate(steps):
+            if up_to is None or step <= up_to:
+                self.append(int(step), image[:, i])
 
     def clear(self) -> None:
         self._columns.clear()

@@ -67,6 +67,14 @@ class SpectrumPanel(Panel):
             return
         self.radius.append(record.step, *radii)
 
+    def histories(self) -> dict[str, np.ndarray]:
+        return self.radius.to_dict()
+
+    def restore_histories(self, arrays: dict[str, np.ndarray]) -> None:
+        if arrays:
+            self.radius.load(arrays, up_to=self.run.step if self.run else None)
+            self.invalidate()
+
     def export_data(self) -> dict[str, np.ndarray]:
         r = self.record
         if r is None:

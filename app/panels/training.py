@@ -29,7 +29,7 @@ from app.panels.axes import LogAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
 from app.panels.median import MEDIAN_WINDOW, RunningMedian
-from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.series import Series
 from app.theme import SERIES, Theme
 from core.names import HELDOUT_METRICS
@@ -91,9 +91,9 @@ class TrainingPanel(Panel):
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about
         # two points a pixel column, so a long run draws as fast as a short one.
-        # Top right: a falling loss leaves that corner empty (on a log axis it stays low).
-        add_legend(self.loss_plot, offset=(-10, 10))
-        self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), name="training loss", antialias=False)
+        # No legend: one curve, named by its axis ("loss"); a legend box covered the curve
+        # and the baseline's label on a small plot.
+        self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
         add_legend(self.grad_plot, offset=(-10, 5), colCount=2)
@@ -107,6 +107,9 @@ class TrainingPanel(Panel):
         self._clip_key: tuple[int, bool] = (0, False)
         self.clip_line = hline(self.grad_plot, t.clipped)
         self.divergence: list[pg.InfiniteLine] = []
+        self.waiting = message(self.loss_plot, t)  # before the first step: say so, not an empty plot
+        self.waiting.setText("No training steps yet: press Step or Run")
+        self.waiting.show()
         self._axes_changed()
 
     # -- data -----------------------------------------------------------------------------------
@@ -169,6 +172,7 @@ class TrainingPanel(Panel):
         self._follow_steps(steps)
         self._draw_reference_lines(log_loss, log_grad)
         self._draw_divergence(steps[s.column("diverged") > 0])
+        self.waiting.setVisible(not len(steps))
         self._draw_note()
 
     def _stop_following(self, *_) -> None:
@@ -238,6 +242,7 @@ class TrainingPanel(Panel):
         self.note.setText("  ·  ".join(parts))
 
     def on_theme(self, theme: Theme) -> None:
+        self.waiting.setColor(theme.muted)
         self.loss_curve.setPen(pen(theme.loss))
         self.grad_curve.setPen(pen(theme.grad_norm, 1.5))
         self.median_curve.setPen(pen(theme.foreground, 1.5, Qt.DashLine))

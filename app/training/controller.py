@@ -41,6 +41,7 @@ from app.training.messages import (
     Failure,
     JobDone,
     JobResult,
+    Measure,
     Pause,
     Records,
     Request,
@@ -279,6 +280,10 @@ class TrainingController(ProcessLink):
     def request(self, instruments: Iterable[str]) -> None:
         """Attach these instruments to the next step."""
         self.send(Request(tuple(instruments)))
+
+    def measure(self, instruments: Iterable[str]) -> None:
+        """Compute these instruments now, between steps, for the model as it is (lone records)."""
+        self.send(Measure(tuple(instruments)))
 
     def attach_always(self, instruments: Iterable[str]) -> None:
         """Attach these to every step, whatever their cost (stress tests and benchmarks)."""

@@ -39,12 +39,14 @@ from app.training.messages import (
     Failure,
     JobDone,
     JobResult,
+    Measure,
     Pause,
     Request,
     Run,
     SetSpeed,
     StateChanged,
     Step,
+    Unavailable,
 )
 
 log = logging.getLogger("rnn_explorer.app")
@@ -52,6 +54,7 @@ log = logging.getLogger("rnn_explorer.app")
 TICK_SECONDS = 1 / 30  # at full speed, send at most this often (the window redraws at ~30 Hz)
 # Most of the wall time an instrument may take while training runs (see _attachments).
 INSTRUMENT_SHARE = {"probe": 0.05, "gradients": 0.05, "spectrum": 0.03, "counterfactual": 0.05, "dynamics": 0.03}
+NOT_FOR_THIS_TASK = "not computed for this task"
 
 
 def leave_a_core_for_the_gui() -> None:
@@ -89,8 +92,8 @@ class TrainingLoop(ChildLoop):
 
     def handlers(self) -> dict[type, Callable[[Any], None]]:
         return {Build: self._on_build, Step: self._on_step, Run: self._on_run, Pause: self._on_pause,
-                SetSpeed: self._on_speed, Request: self._on_request, AttachAlways: self._on_attach_always,
-                Call: self._on_call}
+                SetSpeed: self._on_speed, Request: self._on_request, Measure: self._on_measure,
+                AttachAlways: self._on_attach_always, Call: self._on_call}
 
     # -- commands -------------------------------------------------------------------------------
     def _on_build(self, command: Build) -> None:
@@ -142,6 +145,13 @@ class TrainingLoop(ChildLoop):
         """Attach these instruments to the next step (or the last of a queued batch)."""
         self._wanted.update(command.instruments)
 
+    def _on_measure(self, command: Measure) -> None:
+        """The asked instruments for the model as it is now, as lone records."""
+        if self._trainer is None:
+            return
+        records = [self._measure(name) for name in INSTRUMENTS if name in command.instruments]
+        self.emit_records([r for r in records if r is not None])
+
     def _on_attach_always(self, command: AttachAlways) -> None:
         self._attach_always = frozenset(command.instruments)
 
@@ -186,8 +196,9 @@ class TrainingLoop(ChildLoop):
         diverged = failed = False
         try:
             while not self._stop.is_set() and (self._running or self._pending):
-                record = self._instrumented_step()
-                records.append(record)
+                made = self._instrumented_step()
+                records.extend(made)
+                record = made[0]
                 self._pending = max(self._pending - 1, 0)
                 if record.diverged:
                     self._halt()
@@ -238,23 +249,39 @@ class TrainingLoop(ChildLoop):
             chosen.append(name)
         return chosen
 
-    def _instrumented_step(self) -> Any:
-        """One training step, then the chosen instruments, each timed for its budget."""
+    def _instrumented_step(self) -> list[Any]:
+        """One training step, then the chosen instruments, each timed for its budget: the
+        StepRecord carries them, followed by an Unavailable for each that failed."""
         chosen = self._attachments()
         record = self._trainer.step()
-        extras = {}
+        extras, missing = {}, []
         for name in chosen:
             if self._stop.is_set():
                 break
-            extras[name] = self._measure(name)
-        return dataclasses.replace(record, **extras) if extras else record
+            value = self._measure(name)
+            if isinstance(value, Unavailable):
+                missing.append(value)
+            elif value is not None:
+                extras[name] = value
+        return [dataclasses.replace(record, **extras) if extras else record, *missing]
 
     def _measure(self, name: str) -> Any:
-        """``trainer.probe()`` / ``gradients()`` / ``spectrum()`` / ``dynamics()``, remembering its cost."""
+        """``trainer.probe()`` / ``gradients()`` / ``spectrum()`` / ``dynamics()`` / ...,
+        remembering its cost; an Unavailable when the task has none of probe, gradients or
+        spectrum, or when it fails (None: an optional instrument with nothing to show, e.g. no
+        what-if set). An instrument looks at the model and must never stop its training: a
+        failure is logged, said in the panel, and the run goes on."""
         start = time.perf_counter()
-        value = getattr(self._trainer, name)()
+        step = self._trainer.step_count
+        try:
+            value = getattr(self._trainer, name)()
+        except Exception as err:
+            log.exception("%s failed at step %d; training goes on", name, step)
+            value = Unavailable(step, name, f"{type(err).__name__}: {err}")
         self._done[name] = time.perf_counter()
         self._cost[name] = self._done[name] - start
+        if value is None and name in ("probe", "gradients", "spectrum"):
+            return Unavailable(step, name, NOT_FOR_THIS_TASK)
         return value
 
     def _snapshot(self) -> None:
@@ -263,9 +290,7 @@ class TrainingLoop(ChildLoop):
         first = [self._measure("probe"), self._measure("spectrum"), self._measure("counterfactual")]
         self.emit_records([r for r in first if r is not None])
         if not self._stop.is_set():
-            gradients = self._measure("gradients")
-            if gradients is not None:
-                self.emit_records([gradients])
+            self.emit_records([self._measure("gradients")])
 
     def _set_state(self, state: str) -> None:
         self.send(StateChanged(state))

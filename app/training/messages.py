@@ -8,7 +8,7 @@ Everything here is plain data that pickles (spawned processes share nothing else
 Training process (app.training.loop)::
 
     window -> Build(source: Experiment | SessionFile | ModelFile) Step(count) Run() Pause() SetSpeed(steps_per_second)
-              Request(instruments) AttachAlways(instruments) Call(job_id, fn)
+              Request(instruments) Measure(instruments) AttachAlways(instruments) Call(job_id, fn)
               Delivered() Shutdown()
     window <- Built(info, past) Records(records) StateChanged(state) Failed(failure)
               JobDone(job_id, value, failure)
@@ -100,6 +100,17 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Unavailable:
+    """A record in place of an instrument's record that could not be made at ``step``:
+    ``reason`` says why, in a few words ("not computed for sequence-to-sequence tasks", or
+    the error). The panels that show the instrument say so instead of showing old data."""
+
+    step: int
+    instrument: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class JobResult:
     """What a job returned (``value``), or why it failed (``failure``)."""
 
@@ -142,6 +153,15 @@ class SetSpeed:
 @dataclass(frozen=True)
 class Request:
     """Attach these instruments (names from INSTRUMENTS) to the next step."""
+
+    instruments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Compute these instruments now, for the model as it is between two steps, and send
+    them as lone records (an ``Unavailable`` for each that cannot be made). The window asks
+    after a pause, so every panel shows the step the run stopped at."""
 
     instruments: tuple[str, ...]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QVBoxLayout,
     QWidget,
 )
@@ -132,6 +135,33 @@ class Field:
         return value
 
 
+class PresetCombo(QComboBox):
+    """The preset picker: the list shows each preset's title, the closed box its name
+    ("vanishing-rnn", as the command line spells it): a title ran past a laptop-sized dock,
+    and the title opens the description under the box anyway."""
+
+    def shown_text(self) -> str:
+        """What the closed box draws."""
+        return str(self.currentData(Qt.UserRole) or self.currentText().strip())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = self.shown_text()
+        painter.drawComplexControl(QStyle.CC_ComboBox, option)
+        painter.drawControl(QStyle.CE_ComboBoxLabel, option)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        hint = super().minimumSizeHint()
+        names = [str(self.itemData(i, Qt.UserRole)) for i in range(self.count()) if self.itemData(i, Qt.UserRole)]
+        width = max((self.fontMetrics().horizontalAdvance(n) for n in names), default=0) + 40
+        return QSize(min(hint.width(), width), hint.height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        return self.minimumSizeHint()
+
+
 class ExperimentForm(QWidget):
     """Preset picker + fields + Apply. Emits ``applied(Experiment)`` with valid input only."""
 
@@ -151,6 +181,7 @@ class ExperimentForm(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # rows wrap instead (see _section)
         body = QWidget()
         body_layout = QVBoxLayout(body)
         body_layout.setContentsMargins(0, 0, 4, 0)
@@ -188,7 +219,7 @@ class ExperimentForm(QWidget):
     def _preset_box(self) -> QWidget:
         box = QGroupBox("Preset")
         layout = QVBoxLayout(box)
-        self.preset_combo = QComboBox()
+        self.preset_combo = PresetCombo()
         self.preset_combo.setObjectName("preset")
         self.preset_combo.setModel(QStandardItemModel(self.preset_combo))
         self.preset_combo.activated.connect(self._preset_activated)
@@ -254,6 +285,7 @@ class ExperimentForm(QWidget):
         box = QGroupBox(title)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.setRowWrapPolicy(QFormLayout.WrapLongRows)  # a narrow dock puts the label above its field
         form.setVerticalSpacing(4)
         for name in names:
             f = Field(name, self._changed)
@@ -360,7 +392,8 @@ class ExperimentForm(QWidget):
             if self.preset_combo.itemData(row, Qt.UserRole) == name:
                 self.preset_combo.setCurrentIndex(row)
         preset = self.presets.get(name)
-        self.description.setText(" ".join(preset.description.split()) if preset else "")
+        self.description.setText(f"<b>{html.escape(preset.title)}</b><br>{html.escape(' '.join(preset.description.split()))}"
+                                 if preset else "")
 
     def _preset_activated(self, row: int) -> None:
         name = self.preset_combo.itemData(row, Qt.UserRole)

@@ -16,24 +16,28 @@ from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
 from app.export.dialog import ExportActions
-from app.panels import COLUMN_WIDTHS, LAYOUT, PANELS, Panel
+from app.panels import PANELS, Panel
 from app.panels.series import RateMeter
 from app.theme import Theme, apply_theme, get_theme
 from app.training.controller import TrainingController
 from app.training.engine import live_changes, probe_records, retune
 from app.training.messages import Failure, JobResult, RunInfo
+from app.window import prefs
 from app.window.experiment_form import ExperimentForm
 from app.window.help import HelpDialog
 from app.window.interventions import Interventions
-from app.window.menus import build_menus
+from app.window.layouts import PanelLayout
+from app.window.menus import build_menus, error_box, export_window_image
 from app.window.open_data import OpenActions
-from app.window.schedule import InstrumentSchedule
+from app.window.schedule import CatchUp, InstrumentSchedule
 from app.window.sessions import SessionManager
 from app.window.status import DIVERGED, StatusBar
 from app.window.transport import TransportBar
+from app.window.undo import DiscardGuard
+from app.window.wheel import guard_wheel
 from core.config import Experiment
 from core.errors import UserError
 from core.presets import DEFAULT_PRESET, list_presets, load_preset
@@ -48,26 +52,40 @@ class MainWindow(QMainWindow):
     frame_drawn = Signal()  # after each redraw tick (tests and benchmarks wait on it)
     run_built = Signal(object)  # RunInfo, after the panels were reset for it
 
-    def __init__(self, preset: str = DEFAULT_PRESET, theme: str = "light",
-                 make_trainer=None, autostart: bool = True, experiment: Any = None):
-        """``experiment``, when given, replaces the preset's experiment at start."""
+    def __init__(self, preset: str | None = None, theme: str | None = None,
+                 make_trainer=None, autostart: bool = True, experiment: Any = None,
+                 session: str | None = None):
+        """``experiment``, when given, replaces the preset's experiment at start; ``session``
+        (a .rnnx path) is opened instead of either. With ``autostart`` the training process
+        starts and builds the first model at once, while the window is made and painted, and
+        the window remembers its size, docks, theme and preset (app.window.prefs): a preset
+        or theme not given is the one last used."""
         super().__init__()
+        self.remembers = autostart  # the interactive app (not an offscreen window of shot or export)
+        preset = preset or (prefs.remembered("preset") if autostart else None) or DEFAULT_PRESET
+        theme = theme or (prefs.remembered("theme") if autostart else None) or "light"
+        self.preset_name = preset
+        self.initial_experiment = experiment
+        self.initial_session = session
+        self.make_trainer = make_trainer
+        self.autostart = autostart
+        self.controller: TrainingController | None = None
+        self._notice = ""  # a problem met before the status bar existed
+        if autostart:  # first: torch loads and the model builds in the other process meanwhile
+            self._spawn_engine()
         self.theme: Theme = get_theme(theme)
         apply_theme(self.theme)
         self.setWindowTitle("RNN Explorer")
         self.setObjectName("main-window")
         self.resize(1600, 900)
         self.setDockNestingEnabled(True)
-        self.preset_name = preset
-        self.initial_experiment = experiment
-        self.make_trainer = make_trainer
-        self.autostart = autostart
-        self.controller: TrainingController | None = None
         self.run_info: RunInfo | None = None
         self.last_step: StepRecord | None = None
         self.state = "starting"
         self.rate = RateMeter()
         self.schedule = InstrumentSchedule()
+        self.catch_up = CatchUp()  # once stopped, every visible panel's instruments for the last step
+        self.engine_busy = False  # steps or a build were asked for and have not ended yet
         self._painted = False
         self.error_box: QMessageBox | None = None  # the last unexpected error shown
 
@@ -78,17 +96,26 @@ class MainWindow(QMainWindow):
         self.form = ExperimentForm(self.theme)
         self.experiment_dock = self._dock("experiment", "Experiment", self.form)
         self.addDockWidget(Qt.LeftDockWidgetArea, self.experiment_dock)
+        toggle = self.experiment_dock.toggleViewAction()  # one click gives a laptop screen to the panels
+        toggle.setToolTip("Show or hide the Experiment dock (F2)")
+        toggle.setShortcut("F2")
+        self.transport.insertAction(self.transport.actions()[0], toggle)
+        self.transport.insertSeparator(self.transport.actions()[1])
         self.panels: dict[str, Panel] = {cls.name: cls(self.theme) for cls in PANELS}
         self.docks: dict[str, QDockWidget] = {n: self._dock(n, p.title, p) for n, p in self.panels.items()}
-        self.arrange_panels()
         self.status = StatusBar(self.theme)
         self.setStatusBar(self.status)
+        self.layout_manager = PanelLayout(self)
+        self.arrange_panels()
         self._build_menus()
         self.exports = ExportActions(self)  # File > Export, and every panel's right-click menu
         self.sessions = SessionManager(self)  # File > Open/Save/Recent sessions, autosave, recovery
         self.opened_model: str | None = None  # the model file the run was built from, if any
         self.open_files = OpenActions(self)  # File > Open Data/Open Model/Export Model, dropped files
         self.interventions = Interventions(self)  # the What if dock, and the panels' right-click edits
+        self.discard_guard = DiscardGuard(self)  # a replaced trained run can come back (Undo)
+        self.trained_seconds = 0.0  # training steps' time since the run was built or opened
+        guard_wheel(self)  # scrolling over a field must not change it
 
         self.transport.run_toggled.connect(self.toggle_run)
         self.transport.step_requested.connect(self.step)
@@ -97,10 +124,20 @@ class MainWindow(QMainWindow):
         self.transport.speed_changed.connect(lambda v: self.controller and self.controller.set_speed(v))
         self.form.applied.connect(self.apply_experiment)
         self.form.retuned.connect(self.retune)
-        self.form.preset_chosen.connect(lambda p: setattr(self, "preset_name", p.name))
+        self.form.preset_chosen.connect(self._preset_chosen)
         self.frame_timer = QTimer(self)
         self.frame_timer.setInterval(FRAME_MS)
         self.frame_timer.timeout.connect(self.draw_frame)
+        if self.controller is not None:
+            self._connect_engine()
+        if self.remembers:
+            prefs.restore_window(self)
+        self.layout_manager.fit_tabs()  # the docks added since the arrangement (What if) too
+
+    def _preset_chosen(self, preset: Any) -> None:
+        self.preset_name = preset.name
+        if self.remembers:
+            prefs.remember("preset", preset.name)
 
     # -- assembly ---------------------------------------------------------------------------------
     def _dock(self, name: str, title: str, widget: QWidget) -> QDockWidget:
@@ -112,43 +149,16 @@ class MainWindow(QMainWindow):
         return dock
 
     def arrange_panels(self) -> None:
-        """Put every panel dock in its default place (``app.panels.LAYOUT``)."""
-        columns = [[n for n, _ in column if n in self.docks] for column in LAYOUT]
-        columns = [c for c in columns if c]
-        for dock in self.docks.values():
-            dock.setFloating(False)
-            dock.show()
-        tops = [c[0] for c in columns]
-        for i, name in enumerate(tops):  # first the columns, side by side ...
-            if i == 0:
-                self.addDockWidget(Qt.RightDockWidgetArea, self.docks[name])
-            else:
-                self.splitDockWidget(self.docks[tops[i - 1]], self.docks[name], Qt.Horizontal)
-        for column in columns:  # ... then each column's panels, top to bottom
-            for above, below in zip(column, column[1:], strict=False):
-                self.splitDockWidget(self.docks[above], self.docks[below], Qt.Vertical)
-        placed = [n for c in columns for n in c]
-        for name, dock in self.docks.items():
-            if name not in placed and placed:
-                self.tabifyDockWidget(self.docks[placed[-1]], dock)
-        if placed:
-            self.docks[placed[-1]].raise_()  # the laid-out panel stays in front of panels tabbed onto it
-        self.size_docks()
+        """Put every panel dock in its default place for the window's size (View > Reset Layout)."""
+        self.layout_manager.arrange()
 
     def size_docks(self) -> None:
-        """Default proportions: experiment dock narrow, panel columns and rows per LAYOUT."""
-        width = max(self.width(), 800)
-        form_width = min(340, width // 5)
-        self.resizeDocks([self.experiment_dock], [form_width], Qt.Horizontal)
-        tops = [self.docks[col[0][0]] for col in LAYOUT if col and col[0][0] in self.docks]
-        total = sum(COLUMN_WIDTHS[: len(tops)])
-        rest = width - form_width
-        self.resizeDocks(tops, [rest * w // total for w in COLUMN_WIDTHS[: len(tops)]], Qt.Horizontal)
-        height = max(self.height() - 120, 400)
-        for column in LAYOUT:
-            docks = [(self.docks[n], h) for n, h in column if n in self.docks]
-            weight = sum(h for _, h in docks) or 1
-            self.resizeDocks([d for d, _ in docks], [height * h // weight for _, h in docks], Qt.Vertical)
+        """Default proportions of the docks (app.window.layouts)."""
+        self.layout_manager.size_docks()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        self.layout_manager.resized()  # a size that stacks more or fewer panels arranges them again
 
     def _build_menus(self) -> None:
         self._dialogs: dict[str, HelpDialog] = {}
@@ -168,15 +178,25 @@ class MainWindow(QMainWindow):
         if not self._painted:
             self._painted = True
             self.first_painted.emit()
-            if self.autostart:
-                QTimer.singleShot(0, self.start)
 
     def start(self) -> None:
-        """Load the presets, start the training process and build the first experiment."""
+        """Start the training process and build the first experiment (a no-op once started)."""
         if self.controller is not None:
             return
-        self.load_presets()
+        self._spawn_engine()
+        self._connect_engine()
+
+    def _spawn_engine(self) -> None:
+        """Start the training process and send it the first experiment to build (nothing
+        here waits for it: the replies are handled once the event loop runs)."""
         self.controller = TrainingController(self.make_trainer, parent=self)
+        if self.initial_session is None:
+            self._first_experiment = self._preset_experiment()
+            self.controller.build(self._first_experiment)
+
+    def _connect_engine(self) -> None:
+        """Hand the training process's replies to the window and the panels."""
+        self.load_presets()
         self.controller.built.connect(self._on_built)
         self.controller.records_ready.connect(self._on_records)
         self.controller.state_changed.connect(self._on_state)
@@ -184,33 +204,39 @@ class MainWindow(QMainWindow):
         self.controller.set_speed(float(self.transport.speed.currentData()))
         for panel in self.panels.values():  # e.g. decoding asks the training process itself
             panel.connect_engine(self.controller)
-        experiment = self.initial_experiment
-        if experiment is None:
-            experiment = self._preset_experiment()
-        self.form.set_experiment(experiment)
-        self.apply_experiment(experiment)
+        if self._notice:
+            self.status.showMessage(self._notice, 15000)
+        if self.initial_session is not None:
+            path, self.initial_session = self.initial_session, None
+            QTimer.singleShot(0, lambda: self.sessions.open(path))
+        else:
+            self.form.set_experiment(self._first_experiment)
+            self.status.set_state("building")
+            self.status.showMessage("Building the model…", 3000)
         self.frame_timer.start()
 
     def _preset_experiment(self) -> Any:
-        """The experiment of the chosen preset (the defaults, reported, if it cannot be read)."""
-        preset = self.form.presets.get(self.preset_name)
-        if preset is None:
-            try:
-                preset = load_preset(self.preset_name)
-            except UserError as err:
-                self.status.showMessage(str(err), 15000)
-                return Experiment()
-        return preset.experiment
+        """The experiment to start with: the one given, else the chosen preset's (the
+        defaults, reported, if it cannot be read)."""
+        if self.initial_experiment is not None:
+            return self.initial_experiment
+        try:
+            return load_preset(self.preset_name).experiment
+        except UserError as err:
+            self._notice = str(err)
+            return Experiment()
 
     def load_presets(self) -> None:
         try:
             presets = list_presets()
         except UserError as err:  # a broken preset file must not keep the window from starting
-            self.status.showMessage(str(err), 15000)
+            self._notice = str(err)
             return
         self.form.set_presets(presets, current=self.preset_name)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if self.remembers:
+            prefs.save_window(self)  # before hiding: hidden docks would be saved as closed
         self.hide()  # gone at once, even if a long step must finish before the thread ends
         self.shutdown()
         super().closeEvent(event)
@@ -233,8 +259,11 @@ class MainWindow(QMainWindow):
 
     # -- commands ---------------------------------------------------------------------------------
     def apply_experiment(self, experiment: Any) -> None:
+        """Build ``experiment``, replacing the run (kept for Undo when it trained a while)."""
         if self.controller is None:
             return
+        self.discard_guard.before_rebuild()
+        self.engine_busy = True
         self.status.set_state("building")
         self.status.showMessage("Building the model…", 3000)
         self.controller.build(experiment)
@@ -254,10 +283,12 @@ class MainWindow(QMainWindow):
 
     def step(self, count: int = 1) -> None:
         if self.controller is not None:
+            self.engine_busy = True
             self.controller.step(count, self.needed_instruments())
 
     def toggle_run(self) -> None:
         if self.controller is not None:
+            self.engine_busy = True  # until the state it leads to (running, then paused) comes back
             self.controller.toggle()
 
     def set_time_cursor(self, t: int) -> None:
@@ -274,6 +305,8 @@ class MainWindow(QMainWindow):
         self.transport.set_theme(self.theme)
         self.interventions.apply_theme(self.theme)
         self.theme_actions[name].setChecked(True)
+        if self.remembers:
+            prefs.remember("theme", name)
 
     # -- data from the worker ------------------------------------------------------------------------
     def _on_built(self, info: RunInfo) -> None:
@@ -281,6 +314,8 @@ class MainWindow(QMainWindow):
         self.last_step = None
         self.rate.clear()
         self.schedule.reset()
+        self.catch_up.reset()
+        self.trained_seconds = 0.0
         for panel in self.panels.values():
             panel.reset(info)
         self.form.note_run()
@@ -293,19 +328,35 @@ class MainWindow(QMainWindow):
         for record in records:
             for panel in self.panels.values():
                 panel.update_record(record)
+            self.catch_up.note(record)
             self.interventions.take(record)
             probe = record.probe if isinstance(record, StepRecord) else record
             if isinstance(probe, ProbeRecord) and probe.labels != self.transport.labels:
                 self.transport.set_labels(probe.labels)
             if isinstance(record, StepRecord):
+                if self.run_info is not None and record.step > self.run_info.step:  # not a session's past
+                    self.trained_seconds += record.seconds
                 self.last_step = record
                 self.rate.mark(record.step)
                 self.form.note_step(record)
                 if record.diverged:  # from the record, not the state change: that may come first
                     self.status.show_divergence(record)
 
+    def _catch_up(self) -> None:
+        """Stopped (paused, a step done, a run built): ask for every instrument a visible
+        panel shows that is older than the last step, so all panels show the same step.
+        Each (instrument, step) is asked for once; a panel shown later (a tab brought to
+        the front) is caught up at the next frame."""
+        if self.controller is None or self.run_info is None or self.engine_busy or self.state == "running":
+            return
+        step = self.last_step.step if self.last_step is not None else self.run_info.step
+        stale = self.catch_up.stale(self.needed_instruments(), step)
+        if stale:
+            self.controller.measure(stale)
+
     def _on_state(self, state: str) -> None:
         self.state = state
+        self.engine_busy = state == "running"
         self.status.set_state(state)
         self.transport.set_running(state == "running")
         if state == "running" and self.status.currentMessage().startswith(DIVERGED):
@@ -349,21 +400,11 @@ class MainWindow(QMainWindow):
 
     def show_error(self, failure: Failure) -> QMessageBox:
         """A non-modal box (nothing waits for it) with the message and, under Details, the traceback."""
-        from core.logs import LOG_FILE, data_dir
-
         if self.error_box is not None:
             self.error_box.close()
             self.error_box.deleteLater()
-        box = QMessageBox(QMessageBox.Warning, "Something went wrong",
-                          f"{failure.message}\n\nRNN Explorer keeps the model: you can go on training, "
-                          f"change the experiment or save the session. The details are also in the log file, "
-                          f"{data_dir() / LOG_FILE}.", QMessageBox.Ok, self)
-        box.setObjectName("error-box")
-        box.setDetailedText(failure.details or "")
-        box.setModal(False)
-        box.show()
-        self.error_box = box
-        return box
+        self.error_box = error_box(self, failure)
+        return self.error_box
 
     # -- drawing ------------------------------------------------------------------------------------------
     def visible_panels(self) -> list[Panel]:
@@ -379,6 +420,8 @@ class MainWindow(QMainWindow):
             due = self.schedule.due(self.needed_instruments())
             if due:
                 self.controller.request(due)
+        else:
+            self._catch_up()
         for panel in self.visible_panels():
             panel.refresh()
         if self.last_step is not None:
@@ -391,9 +434,7 @@ class MainWindow(QMainWindow):
             panel.refresh(force=True)
 
     def export_window_image(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export Window Image", "rnn-explorer.png", "PNG (*.png)")
-        if path:
-            self.grab().save(path)
+        export_window_image(self)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         if event.mimeData().hasUrls() and len(event.mimeData().urls()) == 1:

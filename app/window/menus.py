@@ -1,4 +1,5 @@
-"""The main window's menu bar: File, View (panels, theme, layout) and Help.
+"""The main window's menu bar: File, View (panels, theme, layout) and Help, and the
+window-level dialogs they open (Export Window Image, the box for an unexpected error).
 
 Other modules add to these menus through ``window.menus["file"]`` etc.; nothing that does
 not exist yet is listed.
@@ -6,11 +7,13 @@ not exist yet is listed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
+from app.settings import folder, remember_folder
 from app.window.help import ABOUT_HTML, EQUATIONS_HTML, TECHNIQUES_HTML, shortcuts_html
 
 
@@ -60,3 +63,27 @@ def build_menus(window: Any) -> tuple[dict[str, QMenu], dict[str, QAction]]:
         help_menu.addAction(action)
 
     return {"file": file_menu, "view": view, "help": help_menu}, theme_actions
+
+
+def export_window_image(window: QWidget) -> None:
+    """File > Export Window Image…: the whole window as a PNG."""
+    path, _ = QFileDialog.getSaveFileName(window, "Export Window Image", str(Path(folder("export")) / "rnn-explorer.png"),
+                                          "PNG (*.png)")
+    if path:
+        remember_folder("export", path)
+        window.grab().save(path)
+
+
+def error_box(window: QWidget, failure: Any) -> QMessageBox:
+    """A non-modal box (nothing waits for it) with ``failure``'s message and, under Details, its traceback."""
+    from core.logs import LOG_FILE, data_dir
+
+    box = QMessageBox(QMessageBox.Warning, "Something went wrong",
+                      f"{failure.message}\n\nRNN Explorer keeps the model: you can go on training, "
+                      f"change the experiment or save the session. The details are also in the log file, "
+                      f"{data_dir() / LOG_FILE}.", QMessageBox.Ok, window)
+    box.setObjectName("error-box")
+    box.setDetailedText(failure.details or "")
+    box.setModal(False)
+    box.show()
+    return box

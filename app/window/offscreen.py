@@ -9,16 +9,38 @@ requested pixel size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 HISTORY_SNAPSHOTS = 40  # gradient/spectrum snapshots spread over the run
 MIN_SIZE = (320, 240)
 MAX_SIZE = (7680, 4320)
+
+
+# Notes Qt's offscreen platform prints for every top-level widget shown or raised: harmless
+# here, and three lines of noise after every ``shot`` or ``export``.
+QUIET = ("This plugin does not support propagateSizeHints()", "This plugin does not support raise()")
+
+
+@contextlib.contextmanager
+def quiet_offscreen_notes() -> Iterator[None]:
+    """Keep the offscreen platform's notes (QUIET) off stderr; any other Qt message passes."""
+    from PySide6.QtCore import qInstallMessageHandler
+
+    def handler(mode, context, message):
+        if message not in QUIET:
+            print(message, file=sys.stderr)
+
+    previous = qInstallMessageHandler(handler)
+    try:
+        yield
+    finally:
+        qInstallMessageHandler(previous)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -107,14 +129,16 @@ def take_shot(preset: str, steps: int, panel: str, out: str | Path, size: str | 
     if rank is not None:
         records.extend(trainer.ablation((rank,)))
     info = run_info(trainer)
-    widget = build_window(info, records, theme, chosen.name) if panel == "all" else _panel(panel, info, records, theme)
-    if panel != "all" and hasattr(widget, "prepare_shot"):
-        widget.prepare_shot(trainer)  # a panel's own work first: decoding decodes the probe, compare compares
-    image = render(widget, width, height, app)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not image.save(str(out), "PNG"):
-        raise OSError(f"could not write {out}")
-    widget.close()
+    with quiet_offscreen_notes():
+        widget = build_window(info, records, theme, chosen.name) if panel == "all" \
+            else _panel(panel, info, records, theme)
+        if panel != "all" and hasattr(widget, "prepare_shot"):
+            widget.prepare_shot(trainer)  # a panel's own work first: decoding decodes the probe, compare compares
+        image = render(widget, width, height, app)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not image.save(str(out), "PNG"):
+            raise OSError(f"could not write {out}")
+        widget.close()
     return out
 
 

@@ -28,10 +28,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, QTimer, Signal, Slot
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
+from app.settings import folder, remember_folder, settings  # settings: tests import it from here
 from app.training.engine import capture
 from app.training.messages import JobResult, SessionFile
 from core.errors import UserError
@@ -40,13 +42,6 @@ log = logging.getLogger("rnn_explorer.app")
 AUTOSAVE_MINUTES = 5.0
 MAX_RECENT = 8
 FILTER = "RNN Explorer sessions (*.rnnx)"
-
-
-def settings() -> QSettings:
-    """The app's settings: an INI file in the data directory (tests get a private one)."""
-    from core.logs import data_dir
-
-    return QSettings(str(data_dir() / "settings.ini"), QSettings.IniFormat)
 
 
 class SessionManager(QObject):
@@ -62,6 +57,7 @@ class SessionManager(QObject):
         self.window = window
         self.path: Path | None = None  # where Save writes (None: Save asks, as Save As)
         self._pending_open: Path | None = None
+        self._pending_transient = False
         self._hooked: Any = None  # the controller whose failures and job results we watch
         self._writer: threading.Thread | None = None
         self._autosaved_step: int | None = None
@@ -111,6 +107,7 @@ class SessionManager(QObject):
         files = [str(path)] + [f for f in self.recent() if f != str(path)]
         store.setValue("sessions/recent", files[:MAX_RECENT])
         store.sync()
+        self._fill_recent()  # a disabled menu never shows, so it cannot refill itself on show
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -122,15 +119,17 @@ class SessionManager(QObject):
 
     # -- open -----------------------------------------------------------------------------------
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open Session", self._folder(), FILTER)
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open Session", folder("sessions"), FILTER)
         if path:
+            remember_folder("sessions", path)
             self.open(path)
 
-    def open(self, path: str | Path) -> bool:
+    def open(self, path: str | Path, transient: bool = False) -> bool:
         """Open ``path``: stop the run, build its trainer in the worker, show its history.
 
         A damaged file is refused with a one-line dialog and the current run is kept. Returns
-        False when refused at once; a failure found later (in the tensors) also emits ``failed``."""
+        False when refused at once; a failure found later (in the tensors) also emits ``failed``.
+        A ``transient`` file (a run kept for Undo) is neither remembered nor saved back to."""
         from core.session.format import read_session_info
 
         path = Path(path)
@@ -144,7 +143,10 @@ class SessionManager(QObject):
             window.start()
         controller = self._controller()
         controller.pause()  # the worker halts before building, between two steps
+        if not transient:
+            window.discard_guard.before_rebuild()  # the run it replaces can come back (Undo)
         self._pending_open = path
+        self._pending_transient = transient
         window.status.showMessage(f"Opening {path.name}…", 3000)
         controller.build(SessionFile(path))
         return True
@@ -163,13 +165,20 @@ class SessionManager(QObject):
             window.setWindowFilePath("")
             return
         window.form.set_experiment(info.experiment)
+        self._restore_histories(path)
         window.refresh_all()
         self._autosaved_step = info.step
-        if path != _autosave_file():
-            self.path = path
-            self._remember(path)
-            window.setWindowFilePath(str(path))
-        window.status.showMessage(f"Opened {path.name} at step {info.step}", 5000)
+        if self._pending_transient:  # a run kept for Undo: back, but not a file of the user's
+            self.path = None
+            window.setWindowFilePath("")
+            window.status.showMessage(f"The previous run is back, at step {info.step:,}.", 5000)
+        else:
+            if path != _autosave_file():
+                self.path = path
+                self._remember(path)
+                window.setWindowFilePath(str(path))
+            window.status.showMessage(f"Opened {path.name} at step {info.step}", 5000)
+        self._pending_transient = False
         self.opened.emit(str(path))
 
     def _on_worker_failed(self, failure: Any) -> None:
@@ -186,21 +195,25 @@ class SessionManager(QObject):
             self.save_to(self.path)
 
     def save_as(self) -> None:
-        suggested = str(Path(self._folder()) / (self.path.name if self.path else "session.rnnx"))
+        suggested = str(Path(folder("sessions")) / (self.path.name if self.path else "session.rnnx"))
         path, _ = QFileDialog.getSaveFileName(self.window, "Save Session", suggested, FILTER)
         if path:
+            remember_folder("sessions", path)
             self.save_to(path if path.endswith(".rnnx") else path + ".rnnx")
 
-    def save_to(self, path: str | Path, autosave: bool = False) -> bool:
+    def save_to(self, path: str | Path, autosave: bool = False, mode: str = "") -> bool:
         """Capture the trainer between two steps (training process) and write ``path`` atomically.
 
-        Returns False when there is nothing to save yet; ``saved`` is emitted when written."""
+        ``mode``: "save" (the default: remembered, the Save target, ``saved`` emitted),
+        "autosave" (written on a thread) or "undo" (a run a rebuild replaces, written on a
+        thread, nothing remembered). Returns False when there is nothing to save yet."""
+        mode = mode or ("autosave" if autosave else "save")
         window = self.window
         if window.controller is None or window.run_info is None or not window.controller.is_alive:
-            if not autosave:
+            if mode == "save":
                 self._fail("Nothing to save yet: the experiment is still being built.", "Cannot save the session")
             return False
-        self._controller().call(capture, partial(self._captured, Path(path), autosave))
+        self._controller().call(capture, partial(self._captured, Path(path), mode))
         return True
 
     def _controller(self) -> Any:
@@ -211,25 +224,27 @@ class SessionManager(QObject):
             self._hooked = controller
         return controller
 
-    def _captured(self, path: Path, autosave: bool, result: JobResult) -> None:
+    def _captured(self, path: Path, mode: str, result: JobResult) -> None:
         """The trainer's state came back from the training process: write it."""
         if result.failure is not None:
             message = f"{path}: {result.failure.message}"
-            if autosave:
-                log.error("autosave failed: %s", message)
-            else:
+            if mode == "save":
                 self._fail(message, "Cannot save the session")
+            else:
+                log.error("%s failed: %s", mode, message)
             return
         tensors, meta = result.value
-        if autosave:
-            self._writer = threading.Thread(target=self._write_autosave, args=(path, tensors, meta),
-                                            name="autosave-writer", daemon=True)
+        traces = self.panel_histories()  # the panels still show the captured run (replies come in order)
+        if mode != "save":
+            self.finish_writing()
+            self._writer = threading.Thread(target=self._write_in_background, args=(path, tensors, meta, traces, mode),
+                                            name=f"{mode}-writer", daemon=True)
             self._writer.start()
             return
         from core.session.format import write_session
 
         try:
-            write_session(path, tensors, meta)
+            write_session(path, tensors, meta, traces)
         except UserError as err:
             self._fail(str(err), "Cannot save the session")
             return
@@ -239,17 +254,57 @@ class SessionManager(QObject):
         self.window.status.showMessage(f"Saved {path.name} at step {meta['step_count']}", 5000)
         self.saved.emit(str(path))
 
-    def _write_autosave(self, path: Path, tensors: dict, meta: dict) -> None:
+    def finish_writing(self) -> None:
+        """Wait for a background write (autosave, a kept run) to end."""
+        if self._writer is not None and self._writer.is_alive():
+            self._writer.join()
+
+    def _write_in_background(self, path: Path, tensors: dict, meta: dict, traces: dict, mode: str) -> None:
         """Runs on the writer thread: compress and fsync without stalling the window."""
         from core.session.format import write_session
 
         try:
-            write_session(path, tensors, meta)
+            write_session(path, tensors, meta, traces)
         except UserError as err:
-            log.error("autosave failed: %s", err)
+            log.error("%s failed: %s", mode, err)
             return
-        self._autosaved_step = meta["step_count"]
-        self.saved.emit(str(path))  # queued to the GUI thread
+        if mode == "autosave":
+            self._autosaved_step = meta["step_count"]
+            self.saved.emit(str(path))  # queued to the GUI thread
+
+    # -- the panels' histories ------------------------------------------------------------------
+    def panel_histories(self) -> dict[str, np.ndarray]:
+        """Every panel's ``histories()``, named "<panel>.<name>" (a session's traces.npz)."""
+        return {f"{name}.{key}": np.array(array) for name, panel in self.window.panels.items()
+                for key, array in panel.histories().items()}
+
+    def restore_panel_histories(self, traces: dict[str, np.ndarray]) -> list[str]:
+        """Give each panel back its part of ``traces``; returns the problems (one line each)."""
+        by_panel: dict[str, dict[str, np.ndarray]] = {}
+        for full, array in traces.items():
+            name, _, key = full.partition(".")
+            by_panel.setdefault(name, {})[key] = array
+        problems = []
+        for name, arrays in by_panel.items():
+            panel = self.window.panels.get(name)
+            if panel is None:
+                continue  # a panel this version does not have: its history is kept in the file only
+            try:
+                panel.restore_histories(arrays)
+            except (ValueError, KeyError, IndexError) as err:
+                problems.append(f"{panel.title}: {err}")
+        return problems
+
+    def _restore_histories(self, path: Path) -> None:
+        from core.session.format import read_traces
+
+        try:
+            problems = self.restore_panel_histories(read_traces(path))
+        except UserError as err:  # the model opened: only the drawn histories are lost
+            problems = [str(err)]
+        if problems:
+            self.window.status.showMessage(f"Opened {path.name}, but not all of what the panels drew over "
+                                           f"training: {'; '.join(problems)}", 15000)
 
     # -- autosave and recovery --------------------------------------------------------------------
     def set_autosave_interval(self, milliseconds: int) -> None:
@@ -302,8 +357,7 @@ class SessionManager(QObject):
         from core.session.autosave import mark_clean_exit
 
         self.autosave_timer.stop()
-        if self._writer is not None:
-            self._writer.join()
+        self.finish_writing()
         if self.recovery_box is not None:
             self.recovery_box.close()
         if not self._active:
@@ -325,9 +379,6 @@ class SessionManager(QObject):
         self.failed.emit(message)
         QMessageBox.warning(self.window, title, message)
 
-    def _folder(self) -> str:
-        recent = self.recent()
-        return str(Path(recent[0]).parent) if recent else str(Path.home())
 
 
 def _autosave_file() -> Path:

@@ -22,6 +22,7 @@ SHORTCUTS = (
     ("Ctrl+R", "Reset: rebuild the model at step 0 (same seed)"),
     ("Left / Right", "Previous / next time step t"),
     ("Home / End", "First / last time step t"),
+    ("F2", "Show or hide the Experiment dock"),
 )
 
 

@@ -124,10 +124,30 @@ def strict_json(data) -> str:
     return json.dumps(clean(data), allow_nan=False)
 
 
+def to_terminal(stream=None) -> bool:
+    """Whether ``stream`` (stderr) is a terminal: a bar redrawn in place with carriage
+    returns is one enormous line in a log file or a pipe, so it is drawn only there."""
+    stream = stream or sys.stderr
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
 def progress(step: int, total: int, loss: float) -> None:
+    """Redraw the training progress bar on stderr (a terminal only)."""
+    if not to_terminal():
+        return
     filled = int(30 * step / total)
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {step}/{total}  loss {loss:.4g}")
     sys.stderr.flush()
+
+
+def end_progress() -> None:
+    """End the progress bar's line (a terminal only)."""
+    if to_terminal():
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 def load_trainer(args: argparse.Namespace):

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 
-from core.cli.common import EXIT_DIVERGED, add_overrides, load_trainer, progress
+from core.cli.common import EXIT_DIVERGED, add_overrides, end_progress, load_trainer, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -143,7 +143,7 @@ def run_decode(args: argparse.Namespace) -> int:
         if (record.step - first) % every == 0 or record.diverged:
             progress(min(record.step - first, steps), steps, record.loss)
     if steps:
-        sys.stderr.write("\n")
+        end_progress()
     diverged = last is not None and last.diverged
     if diverged:
         print("training diverged (non-finite loss or gradient; the update was not applied); "

@@ -12,6 +12,7 @@ from core.cli.common import (
     add_model_flags,
     add_overrides,
     check_save_path,
+    end_progress,
     load_trainer,
     progress,
     strict_json,
@@ -75,7 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
         elif record.step % every == 0 or record.diverged:
             progress(min(record.step - first, steps), steps, record.loss)
     if not args.json:
-        sys.stderr.write("\n")
+        end_progress()
     status = "diverged" if last.diverged else "ok"
     losses = trainer.history.column("loss")[trainer.history.column("diverged") == 0]
     tail = losses[-50:] if len(losses) else [float("nan")]

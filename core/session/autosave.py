@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.logs import data_dir
-from core.session.format import SUFFIX
+from core.session import SUFFIX  # not core.session.format: that loads torch
 
 # The app saves to autosave_path() on a timer and calls mark_clean_exit() when it quits
 # normally. At start, find_recovery() returns the autosave if it is newer than the last

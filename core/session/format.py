@@ -44,6 +44,7 @@ from core.atomic import atomic_write
 from core.config import ConfigError, Experiment
 from core.errors import SessionError, UserError
 from core.logs import LOGGER
+from core.session import SUFFIX  # noqa: F401 (the format's suffix, still importable from here)
 from core.session.checks import Invalid, need, one_line, short
 from core.session.data import MEMBER as DATA_MEMBER
 from core.session.data import read_files
@@ -63,7 +64,6 @@ from core.training.trainer import Trainer
 
 FORMAT = "rnn-explorer-session"
 SCHEMA = 1
-SUFFIX = ".rnnx"
 TENSOR_FILES = {"model.safetensors": "model/", "optimizer.safetensors": "optimizer/",
                 "rng.safetensors": "rng/"}
 MAX_INPUTS_MODEL = 2 * 1024 * MiB  # model.safetensors of an opened model, read before its trainer exists

@@ -43,6 +43,7 @@ from core.training.counterfactual import (
     lesion_loss,
 )
 from core.training.history import History
+from core.training.optimizers import OPTIMIZER_CLASSES  # torch.optim's, without torch._dynamo
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
 from core.training.schedules import coin_generator, teacher_forcing_ratio
@@ -51,8 +52,6 @@ from core.training.schedules import coin_generator, teacher_forcing_ratio
 # the budget's last: it decodes the whole held-out split twice (about 400 sources), which
 # costs a few training steps, so not every step.
 EVAL_EVERY = 50
-
-OPTIMIZER_CLASSES = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
 
 
 def resolve_device(name: str) -> torch.device:

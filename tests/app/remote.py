@@ -85,3 +85,17 @@ def decode_reference(trainer, text: str, beam: int, penalty: float = 1.0):
         expansions.append(search.step())
     attention = {i: model.attention_for(src, len(text), h.tokens) for i, h in enumerate(whole.hypotheses)}
     return whole, expansions, attention
+
+
+def failing_spectrum(source):
+    """A trainer whose spectrum fails from step 2 on, as eigh did on weights Adam with lr 10 made."""
+    trainer = build_trainer(source)
+    real = trainer.spectrum
+
+    def spectrum():
+        if trainer.step_count >= 2:
+            raise RuntimeError("linalg.eigh: the algorithm failed to converge")
+        return real()
+
+    trainer.spectrum = spectrum
+    return trainer

@@ -49,3 +49,40 @@ def test_app_modules_import_neither_torch_nor_the_trainer():
             "bad = [m for m in ('torch', 'core.training.trainer') if m in sys.modules];"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
+
+
+def test_the_window_never_loads_torch_from_launch_to_the_first_trained_frame(tmp_path):
+    """The training process builds the first model while the window is made (it starts
+    first), and the window's own process never imports torch: looking for an autosave to
+    offer back imported the session format, and with it torch, on the GUI thread (seconds
+    of a frozen window right after start-up)."""
+    code = """
+import os, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtWidgets import QApplication
+from app.window.main_window import MainWindow
+
+def main():
+    app = QApplication([])
+    window = MainWindow()
+    assert window.controller is not None and window.controller.is_alive  # started before the widgets
+    window.run_built.connect(lambda info: window.toggle_run())
+    def drawn():
+        if window.last_step is not None:
+            loaded = 'torch' in sys.modules
+            window.close()
+            sys.exit(3 if loaded else 0)
+    window.frame_drawn.connect(drawn)
+    window.show()
+    app.exec()
+
+if __name__ == "__main__":
+    main()
+"""
+    script = tmp_path / "start_up.py"
+    script.write_text(code)
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, timeout=300, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, ("torch was imported in the window's process" if done.returncode == 3
+                                  else done.stderr[-2000:])

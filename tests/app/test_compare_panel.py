@@ -253,3 +253,24 @@ def test_log_tick_labels_do_not_run_into_each_other_in_the_window_or_on_a_slide(
         assert_log_labels_apart(panel)
         loss = tick_label_rects(panel.loss_plot.getAxis("left"))
         assert {"1", "0.1"} <= set(loss), sorted(loss)  # the decades are kept
+
+
+def test_dark_theme_restyles_the_reference_labels_and_headers_fit_a_laptop_panel(qtbot, panel):
+    """After switching to the dark theme the baseline and target labels kept their light
+    boxes, and at a laptop's panel width the table headers were cut off."""
+    from app.theme import DARK
+
+    panel.runner.began.emit([KindInfo(kind, 1000, 0.0123, 0.2) for kind in KINDS])
+    panel.runner.records_ready.emit(fake_comparison(1, 300, lambda step: 0.2 + 1 / step))
+    panel.resize(560, 500)
+    panel.show()
+    panel.apply_theme(DARK)
+    panel.refresh(force=True)
+    for line, color in ((panel.baseline, DARK.baseline), (panel.target, DARK.target)):
+        assert line.isVisible()
+        assert line.label.fill.color().name() == QColor(DARK.surface).name()
+        assert line.label.color.name() == QColor(color).name()
+    qtbot.waitUntil(lambda: assert_headers_and_legend_fit(panel))
+    for plot in (panel.loss_plot, panel.grad_plot):  # titles are not cut either
+        title = plot.titleLabel
+        assert title.item.boundingRect().width() <= plot.vb.width() + plot.getAxis("left").width(), title.text

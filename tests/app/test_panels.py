@@ -220,14 +220,30 @@ def _drawn_color(label) -> str:
 
 
 @pytest.mark.parametrize("theme", ["dark", "slide"])
-def test_the_training_legend_takes_the_theme_colour_of_its_text(qtbot, lstm_run, theme):
+def test_legends_take_the_theme_colour_of_their_text(qtbot, lstm_run, theme):
     from app.theme import get_theme
 
-    panel = fed(qtbot, "training", lstm_run)  # light theme
-    legend = panel.loss_plot.legend
-    assert [label.text for _, label in legend.items] == ["training loss"]
-    panel.apply_theme(get_theme(theme))
-    assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+    for name, plot in (("hidden", "trace_plot"), ("spectrum", "sv_plot")):
+        panel = fed(qtbot, name, lstm_run)  # light theme
+        legend = getattr(panel, plot).legend
+        assert legend.items, name
+        panel.apply_theme(get_theme(theme))
+        assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+
+
+@pytest.mark.parametrize("size", [(380, 300), (900, 600)])
+def test_legends_sit_above_their_plots_and_cover_no_data(qtbot, lstm_run, size):
+    """The Spectrum legend covered most of its plot at 1280x720; a legend above the plot's
+    data area covers nothing at any size, its entries in as many rows as the width needs."""
+    from tests.app.invariants import legend_problems
+
+    panel = fed_panel(qtbot, "spectrum", lstm_run, size=size, show=True)
+    qtbot.waitUntil(lambda: panel.sv_plot.vb.width() > 0)
+    legend = panel.sv_plot.legend
+    assert [label.text for _, label in legend.items] == ["i input", "f forget", "g cell", "o output"]
+    box, data = legend.sceneBoundingRect(), panel.sv_plot.vb.sceneBoundingRect()
+    assert box.bottom() <= data.top() + 1 and legend_problems(panel) == []
+    assert box.width() <= panel.sv_plot.width() + 1  # wrapped into rows rather than wider than the plot
 
 
 def _tick_strings(axis) -> list[str]:
@@ -307,3 +323,46 @@ def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot
         x, y = curve.curve.getData()  # the points the painted line goes through
         assert 100 < len(x) <= 2.1 * plot.vb.width() + 4, len(x)
         assert curve.xData.size == steps and np.nanmax(y) == pytest.approx(np.log10(5.0))
+
+
+def test_masking_off_is_a_view_of_one_run_and_a_new_run_starts_masked(qtbot, gru_padding_run, lstm_run):
+    """Leaving padding-gru with "Masking off" checked left it checked (and the header saying
+    "masking off") on the next preset, whose experiment says masking is on."""
+    panel = fed(qtbot, "hidden", gru_padding_run)
+    panel.unmasked.setChecked(True)
+    panel.refresh(force=True)
+    assert "masking off" in panel.note.text()
+    for run in (lstm_run, gru_padding_run):
+        info, records = run
+        panel.reset(info)
+        for record in records:
+            panel.update_record(record)
+        panel.refresh()
+        assert not panel.unmasked.isChecked()
+        assert "masking off" not in panel.note.text()
+
+
+@pytest.mark.parametrize("name", panel_names())
+def test_every_panel_gives_back_its_histories(qtbot, name, lstm_run):
+    """The contract a session relies on: what ``histories()`` returns, a fresh panel for the
+    same run takes back whole with ``restore_histories``; entries after the run's step are
+    left out (a session saved while training ran on)."""
+    import dataclasses
+
+    info, records = lstm_run
+    panel = fed(qtbot, name, lstm_run)
+    saved = panel.histories()
+    assert all(isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for v in saved.values())
+    reopened = dataclasses.replace(info, step=max(r.step for r in records))  # as a session opens
+    fresh = fed(qtbot, name, (reopened, []))
+    fresh.restore_histories(saved)
+    restored = fresh.histories()
+    assert sorted(restored) == sorted(saved)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(restored[key], value, err_msg=key)
+    if name in ("gradients", "spectrum"):
+        assert saved and len(next(iter(saved.values()))) > 1  # these keep a history over training
+        earlier = fed(qtbot, name, (dataclasses.replace(info, step=2), []))
+        earlier.restore_histories(saved)
+        steps = earlier.histories()["steps" if name == "gradients" else "step"]
+        assert len(steps) and steps.max() <= 2

@@ -75,6 +75,17 @@ def test_the_file_menu_offers_sessions_and_prunes_recent_files(window, tmp_path)
     assert [a.text() for a in s.recent_menu.actions()] == ["kept.rnnx"]
 
 
+def test_open_recent_lists_a_saved_file_at_once(qtbot, window, tmp_path):
+    """Open Recent stayed greyed out after the first save until a restart: a disabled menu
+    never shows, so filling it on show never ran."""
+    s = window.sessions
+    assert not s.recent_menu.menuAction().isEnabled()
+    run_to(qtbot, window, 1)
+    save(qtbot, window, tmp_path / "first.rnnx")
+    assert s.recent_menu.menuAction().isEnabled()
+    assert [a.text() for a in s.recent_menu.actions()] == ["first.rnnx"]
+
+
 def test_save_then_open_restores_the_step_count_and_config(qtbot, window, tmp_path):
     run_to(qtbot, window, 3)
     saved_experiment = window.run_info.experiment
@@ -91,6 +102,32 @@ def test_save_then_open_restores_the_step_count_and_config(qtbot, window, tmp_pa
     assert window.form.experiment == saved_experiment and window.sessions.path == path
     assert list(window.panels["training"].series.column("step")) == [1, 2, 3]  # the saved past is shown
     run_to(qtbot, window, 4)  # and training continues from it
+
+
+def test_a_reopened_session_shows_every_history_the_panels_drew(qtbot, window, tmp_path):
+    """A reopened session lost the gradient heatmap's snapshots and the spectral radius over
+    training: only the loss curve (the trainer's own history) came back."""
+    for step in range(1, 6):  # each step carries the instruments: six snapshots with the build's
+        run_to(qtbot, window, step)
+    before = window.sessions.panel_histories()
+    assert set(before) >= {"gradients.steps", "gradients.log10_norms", "spectrum.step", "spectrum.l0"}
+    assert list(before["gradients.steps"]) == [0, 1, 2, 3, 4, 5]
+    assert list(before["spectrum.step"]) == [0, 1, 2, 3, 4, 5]
+    path = save(qtbot, window, tmp_path / "histories.rnnx")
+    with qtbot.waitSignal(window.run_built, timeout=60_000):
+        window.apply_experiment(tiny(hidden_size=6))
+    assert len(window.panels["spectrum"].radius) <= 1  # a new run: its own history only
+    with qtbot.waitSignal(window.sessions.opened, timeout=60_000):
+        assert window.sessions.open(path)
+    qtbot.waitUntil(lambda: window.panels["spectrum"].record is not None
+                    and window.panels["spectrum"].record.step == 5, timeout=30_000)
+    after = window.sessions.panel_histories()
+    for name, array in before.items():
+        np.testing.assert_array_equal(after[name], array, err_msg=name)
+    gradients = window.panels["gradients"]
+    gradients.refresh(force=True)
+    assert gradients.history.image.image.shape[0] == 6  # six snapshot rows drawn in the heatmap
+    assert list(window.panels["spectrum"].radius_curves[0].xData) == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_damaged_file_is_refused_in_one_line_and_the_run_is_kept(qtbot, window, tmp_path, dialogs):

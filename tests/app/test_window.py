@@ -186,7 +186,10 @@ def test_keyboard_shortcuts_drive_the_transport(qtbot, window):
 
 def test_status_bar_reports_step_loss_rate_device_and_state(qtbot, window):
     window.step(3)
-    qtbot.waitUntil(lambda: window.last_step is not None and window.last_step.step == 3, timeout=30_000)
+    # The training process sends a step's records, then "paused": two messages, so wait for
+    # both (the state label was read between them, and said "idle").
+    qtbot.waitUntil(lambda: window.last_step is not None and window.last_step.step == 3
+                    and window.state == "paused", timeout=30_000)
     window.draw_frame()
     status = window.status
     assert status.step_label.text() == "step 3"

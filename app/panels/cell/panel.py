@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QBoxLayout, QComboBox, QLabel, QSpinBox, QWidget
 
 from app.panels.analysis import most_active_unit
 from app.panels.base import Panel
@@ -34,6 +34,7 @@ NAMES = {"input": "input gate", "forget": "forget gate", "cell": "cell candidate
          "h_prev": "previous hidden state", "c": "cell state", "c_prev": "previous cell state"}
 SYMBOLS = {**GATE_SYMBOLS, "h": "h<sub>t</sub>", "h_prev": "h<sub>t−1</sub>", "c": "c<sub>t</sub>",
            "c_prev": "c<sub>t−1</sub>"}
+WIDE = 900  # pixels: from this width the bar chart goes beside the diagram, else below it
 TIME_KEYS = {Qt.Key_Left: -1, Qt.Key_Right: 1, Qt.Key_Home: -10**9, Qt.Key_End: 10**9}
 
 
@@ -60,7 +61,7 @@ class CellPanel(Panel):
         for w in (self.layer_label, self.layer, self.unit, self.run_label, self.run_choice, self.time_label):
             self.options.addWidget(w)
         body = QWidget()
-        row = QHBoxLayout(body)
+        row = self.body_layout = QBoxLayout(QBoxLayout.LeftToRight, body)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(6)
         self.diagram = CellView(self.theme)
@@ -278,6 +279,17 @@ class CellPanel(Panel):
             t = int(np.argmax(np.abs(np.diff(h)))) + 1 if p.T > 1 else 0
         self.set_time_cursor(t)
         self.refresh(force=True)
+
+    # -- layout -------------------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        # The chart beside the diagram when there is room; below it on a narrow panel (beside
+        # it at 1280x720 the diagram's text was tiny and the chart cut off at the right).
+        direction = QBoxLayout.LeftToRight if self.width() >= WIDE else QBoxLayout.TopToBottom
+        if self.body_layout.direction() != direction:
+            self.body_layout.setDirection(direction)
+            self.body_layout.setStretch(0, 5 if direction == QBoxLayout.LeftToRight else 3)
+            self.body_layout.setStretch(1, 2)
 
     # -- keyboard ----------------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt naming)

@@ -15,7 +15,7 @@ values and states. The equations are listed under the diagram with the same colo
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEasingCurve, Qt, QVariantAnimation, Signal
+from PySide6.QtCore import QEasingCurve, QRectF, Qt, QVariantAnimation, Signal
 from PySide6.QtGui import QBrush, QColor, QLinearGradient, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsScene, QGraphicsView
 
@@ -36,6 +36,7 @@ from app.theme import Theme, colormap
 from core.names import GATE_SYMBOLS, GATES, TANH_GATES
 
 WIDTH = 1100.0
+SMALLEST = 0.6  # the scale below which the equations are left out of view, so the cell is larger
 ANIMATION_MS = 160
 
 
@@ -99,6 +100,7 @@ class CellView(QGraphicsView):
         scene.clear()
         scene.setBackgroundBrush(QBrush(QColor(self.theme.surface)))
         bottom = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[kind](nonlinearity)
+        self.diagram_rect = QRectF(0, 0, WIDTH, bottom + 20)  # the cell alone, without the equations
         bottom = self._equations(kind, nonlinearity, bottom + 36)
         note = text_item(None, notation_html(kind, sizes), font(16), self.theme.muted)
         note.setTextWidth(WIDTH - 40)
@@ -314,8 +316,15 @@ class CellView(QGraphicsView):
 
     # -- view -------------------------------------------------------------------------------
     def _fit(self) -> None:
-        if not self.scene().sceneRect().isEmpty():
-            self.fitInView(self.scene().sceneRect(), Qt.KeepAspectRatio)
+        """The whole scene when it is legible so (at least SMALLEST of its size), else the
+        cell alone, larger: the equations below it are for a roomy panel."""
+        whole = self.scene().sceneRect()
+        if whole.isEmpty():
+            return
+        view = self.viewport().rect()
+        scale = min(view.width() / whole.width(), view.height() / whole.height())
+        part = getattr(self, "diagram_rect", whole)
+        self.fitInView(whole if scale >= SMALLEST or part.isEmpty() else part, Qt.KeepAspectRatio)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         super().resizeEvent(event)

@@ -45,8 +45,9 @@ from core.training.compare import FINAL_WINDOW, CompareRecord, CompareRow, KindI
 
 DEFAULT_STEPS = 300
 TABLE_SECONDS = 0.5  # while running, the table is rebuilt at most this often
-# Headers in two short lines: one long line is cut off once the five columns share a slide's width.
-COLUMNS = ("cell", "parameters", "time / step", f"final loss\n(mean of last {FINAL_WINDOW})", "steps to target")
+# Headers in two short lines: a long line is cut off once the five columns share a laptop
+# panel's width (about 100 px each at 1280x720); the tooltips say the rest.
+COLUMNS = ("cell", "parameters", "time\n/ step", f"final loss\n(last {FINAL_WINDOW})", "steps to\ntarget")
 TIPS = ("", "Trainable parameters of the model", "Median wall time of one optimiser update",
         f"Mean training loss of the last {FINAL_WINDOW} steps",
         f"The first step at which the mean loss of the last {FINAL_WINDOW} steps is at or below the task's target")
@@ -74,10 +75,12 @@ class ComparePanel(Panel):
         self.loss_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="loss", title="Training loss",
                                   left_axis=LogAxis("left"))
         self.grad_plot = new_plot(view.ci, t, row=1, col=1, x="time step t", y="‖∂L/∂h<sub>t</sub>‖",
-                                  title="Gradients through time, after the last step", left_axis=LogAxis("left"))
+                                  title="Gradients through time", left_axis=LogAxis("left"))
         for plot in (self.loss_plot, self.grad_plot):
             plot.setLogMode(y=True)
             fit_left_axes(plot)
+        for column in (0, 1):  # the two plots share the width, whatever their titles
+            view.ci.layout.setColumnStretchFactor(column, 1)
         # One legend for both plots (the colours are the same), in a row above them: inside
         # a plot no corner stays clear of three kinds' curves (a flat loss fills them all).
         legend_row(view.ci, self.loss_plot, t, row=0, col=0, colspan=2, columns=len(CELL_KINDS))
@@ -101,7 +104,9 @@ class ComparePanel(Panel):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.NoSelection)
         self.table.setFocusPolicy(Qt.NoFocus)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Fixed)  # sized by _fit_columns
+        self.table.horizontalHeader().setMinimumSectionSize(24)
+        self.table.viewport().installEventFilter(self)  # a new width: share it out again
         self.table.setFont(ui_font(FONT_POINTS + 2))
         self.table.horizontalHeader().setFont(ui_font(FONT_POINTS + 1, bold=True))
         self.layout().addWidget(self.table)
@@ -294,7 +299,7 @@ class ComparePanel(Panel):
 
     def _fill_table(self) -> None:
         target = self.infos[0].target if self.infos else None
-        header = f"steps to target\n(loss ≤ {target:.3g})" if target else "steps to target"
+        header = f"steps to\nloss ≤ {target:.3g}" if target else COLUMNS[4]
         item = QTableWidgetItem(header)
         item.setToolTip(TIPS[4])
         self.table.setHorizontalHeaderItem(4, item)
@@ -315,6 +320,22 @@ class ComparePanel(Panel):
                     font = ui_font(FONT_POINTS + 2, bold=True)
                     item.setFont(font)
                 self.table.setItem(i, j, item)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its header and cells need, the rest of the width shared
+        equally (equal columns cut the long headers off at a laptop panel's width)."""
+        table, header = self.table, self.table.horizontalHeader()
+        need = [max(header.sectionSizeFromContents(j).width(), table.sizeHintForColumn(j))
+                for j in range(table.columnCount())]
+        spare = max(table.viewport().width() - sum(need), 0)
+        for j, width in enumerate(need):
+            header.resizeSection(j, width + spare // len(need))
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt naming)
+        if watched is self.table.viewport() and event.type() == event.Type.Resize:
+            self._fit_columns()
+        return False
 
     def _fit_table(self) -> None:
         self._fill_table()
@@ -338,3 +359,8 @@ class ComparePanel(Panel):
 
     def on_theme(self, theme: Theme) -> None:
         self.grad_message.setColor(theme.muted)
+        for line, color in ((self.baseline, theme.baseline), (self.target, theme.target)):
+            line.setPen(pen(color, 1.5, line.pen.style()))
+            line.label.setColor(color)
+            line.label.fill = pg.mkBrush(theme.surface + "D8")  # a light box on a dark plot read as a hole
+            line.label.update()

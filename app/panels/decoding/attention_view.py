@@ -11,8 +11,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
+from app.panels.axes import LabelAxis
 from app.panels.plots import Heatmap, message, new_plot, pen
-from app.theme import FONT_POINTS, Theme
+from app.theme import FONT_POINTS, Theme, ui_font
 
 LEVELS = (0.0, 1.0)
 
@@ -28,11 +29,15 @@ class AttentionPlot(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.theme = theme
         self.setBackground(theme.surface)
-        self.plot = new_plot(self.ci, theme, row=0, col=0, x="source", y="generated")
+        # The source's characters as many as fit (every other, ...): all of them ran into
+        # each other on a laptop-sized panel.
+        self.source_axis = LabelAxis("bottom")
+        self.plot = new_plot(self.ci, theme, row=0, col=0, x="source", y="generated", bottom_axis=self.source_axis)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.showGrid(x=False, y=False)
         self.heatmap = Heatmap(self.plot, LEVELS, theme.sequential_map, bar_label="attention weight", ticks=3)
         self.heatmap.style(theme)
+        self.heatmap.bar.axis.setWidth(32)  # "0.5" needs no more; pyqtgraph's 45 crowded a laptop's view
         self.plot.invertY(True)
         self.row_box = pg.QtWidgets.QGraphicsRectItem()
         self.row_box.setPen(pen(theme.accent, 3.5))
@@ -60,7 +65,8 @@ class AttentionPlot(pg.GraphicsLayoutWidget):
             self.weights = np.zeros((0, 0))
             self.heatmap.clear()
             self.row_box.hide()
-            self.plot.getAxis("bottom").setTicks([[]])
+            self.source_axis.set_labels(())
+            self.source_axis.setTicks([[]])
             self.plot.getAxis("left").setTicks([[]])
             self.message.setText(explanation)
             self.message.setPos(0.5, 0.5)
@@ -70,7 +76,8 @@ class AttentionPlot(pg.GraphicsLayoutWidget):
         self.message.hide()
         self.weights, self.source, self.target = np.asarray(weights), tuple(source), tuple(target)
         self.heatmap.set(self.weights)
-        self.plot.getAxis("bottom").setTicks([[(i, tick_text(s)) for i, s in enumerate(self.source)]])
+        self.source_axis.setTicks(None)
+        self.source_axis.set_labels(tuple(tick_text(s) for s in self.source))
         self.plot.getAxis("left").setTicks([[(j, tick_text(s)) for j, s in enumerate(self.target)]])
         self.select_row(selected_row)
 
@@ -89,7 +96,24 @@ class AttentionPlot(pg.GraphicsLayoutWidget):
                 f"(source {col + 1}): {self.weights[row, col]:.3f}")
 
     def _show_title(self, text: str) -> None:
+        """``text``, or its part before ": " when the whole does not fit the plot's width."""
+        if text:
+            from PySide6.QtGui import QFontMetricsF
+
+            metrics = QFontMetricsF(ui_font(FONT_POINTS + 1))
+            # the view's width less the axes and colour bar (the plot itself grows to hold a long title)
+            room = self.width() - (self.ci.width() - self.plot.vb.width()) - 16
+            head = text.split(": ")[0]
+            for variant in (text, head, head.removeprefix("Attention of ")):
+                text = variant
+                if metrics.horizontalAdvance(variant) + 12 <= room:
+                    break
         self.plot.setTitle(text or None, color=self.theme.foreground, size=f"{FONT_POINTS + 1}pt")
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        if hasattr(self, "plot"):  # (pyqtgraph resizes it while it is being made)
+            self._show_title(self.readout or self.title)
 
     def _moved(self, scene_pos) -> None:
         rows, cols = self.weights.shape

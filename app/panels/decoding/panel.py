@@ -42,6 +42,7 @@ from core.names import HELDOUT_METRICS
 from core.presets import translation_presets
 from core.records import ProbeRecord, StepRecord
 
+WIDE = 900  # pixels: from this width the tree has the table and attention beside it, else above them
 NO_ATTENTION = ("This model has no attention (attention = none):\n"
                 "the decoder sees the source only through the encoder's final state.")
 
@@ -112,12 +113,12 @@ class DecodingPanel(Panel):
                                 "must go on from its own mistake. Exact match is the same either way: every "
                                 "token right given the true prefix is exactly when greedy decoding is right.")
         self.layout().addWidget(self.heldout)
-        split = QSplitter(Qt.Horizontal)
+        split = self.split = QSplitter(Qt.Horizontal)
         self.tree = BeamTreePlot(self.theme)
         self.tree.node_clicked.connect(self.select_node)
         self._views.append(self.tree)
         split.addWidget(self.tree)
-        right = QSplitter(Qt.Vertical)
+        right = self.right = QSplitter(Qt.Vertical)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(("", "output", "score", "tokens"))
         self.table.verticalHeader().setVisible(False)
@@ -125,8 +126,10 @@ class DecodingPanel(Panel):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.table.setFont(ui_font(FONT_POINTS + 1))
+        self.table.viewport().installEventFilter(self)  # a new width: show the tokens column if it fits
         self.table.cellClicked.connect(lambda row, _col: self.select_row(row))
         right.addWidget(self.table)
         self.attention = AttentionPlot(self.theme)
@@ -135,7 +138,10 @@ class DecodingPanel(Panel):
         right.setSizes([230, 770])
         split.addWidget(right)
         split.setSizes([1100, 800])
+        for splitter in (split, right):
+            splitter.setChildrenCollapsible(False)
         self.layout().addWidget(split, 1)
+        self._wide: bool | None = None
         self.tree_message = message(self.tree.plot, self.theme)
         self.engine = None
         self.view: DecodeView | None = None
@@ -271,11 +277,40 @@ class DecodingPanel(Panel):
         for i, (name, text, score, tokens, color) in enumerate(rows):
             for j, value in enumerate((name, text, signed(score), tokens)):
                 item = QTableWidgetItem(value)
+                item.setToolTip(f"{name}: {tokens}")
                 if j == 0 and color:
                     item.setForeground(QColor(color))
                 if j == 1:
                     item.setFont(ui_font(FONT_POINTS + 2, bold=True))
                 self.table.setItem(i, j, item)
+        self._fit_table()
+
+    # -- layout ---------------------------------------------------------------------------------
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        wide = self.width() >= WIDE
+        if wide != self._wide:  # beside each other when there is room, else the tree on top
+            self._wide = wide
+            self.split.setOrientation(Qt.Horizontal if wide else Qt.Vertical)
+            self.right.setOrientation(Qt.Vertical if wide else Qt.Horizontal)
+            self.split.setSizes([1100, 800] if wide else [600, 400])
+            self.right.setSizes([230, 770] if wide else [450, 550])
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt naming)
+        if watched is self.table.viewport() and event.type() == event.Type.Resize:
+            self._fit_table()
+        return False
+
+    def _fit_table(self) -> None:
+        """Every hypothesis whole: the tokens column (also each row's tooltip) only when it
+        fits beside the others, and room for three rows and the header."""
+        table = self.table
+        table.setColumnHidden(3, False)
+        widths = [max(table.sizeHintForColumn(j), table.horizontalHeader().sectionSizeFromContents(j).width())
+                  for j in range(table.columnCount())]
+        table.setColumnHidden(3, sum(widths) > table.viewport().width())
+        rows = table.rowHeight(0) if table.rowCount() else table.fontMetrics().height() + 8
+        table.setMinimumHeight(table.horizontalHeader().height() + 3 * rows + 2 * table.frameWidth() + 2)
 
     def _path(self, node_id: int) -> list[int]:
         from core.decoding.tree import path_to

@@ -72,7 +72,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         self.view = None
         self.count = self.steps = 0
         self.scale = 1.0
-        self.plot.vb.sigResized.connect(self._rescale)
+        self.plot.vb.sigResized.connect(self._resized)
         self.plot.vb.sigYRangeChanged.connect(self._rescale)
         self.selected: int | None = None
 
@@ -80,15 +80,16 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         legend = add_legend(self.plot, offset=(10, 10), labelTextSize=f"{FONT_POINTS}pt",
                             labelTextColor=self.theme.foreground, brush=pg.mkBrush(self.theme.surface + "E0"),
                             pen=pen(self.theme.muted, 1))
-        samples = (("kept in the beam", "o", 18, 255), ("finished (eos): final score", "s", 18, 255),
-                   ("pruned (faded; a square: eos)", "o", 13, 90))
+        # Short names (the panel's help and the hover say more): above a narrow tree, long ones
+        # took a row each and left the tree a strip.
+        samples = (("kept", "o", 18, 255), ("finished: score", "s", 18, 255), ("pruned", "o", 13, 90))
         mid = colormap(self.theme.sequential_map).map(0.55, mode="qcolor")
         for label, symbol, size, alpha in samples:
             color = pg.mkColor(mid)
             color.setAlpha(alpha)
             legend.addItem(pg.ScatterPlotItem(symbol=symbol, size=size, brush=pg.mkBrush(color),
                                               pen=pen(self.theme.foreground, 1)), label)
-        legend.addItem(pg.PlotDataItem(pen=pen(self.theme.accent, 5.0)), "selected hypothesis")
+        legend.addItem(pg.PlotDataItem(pen=pen(self.theme.accent, 5.0)), "selected")
         legend.addItem(pg.PlotDataItem(pen=pen(GREEDY_COLOR, 4.0, Qt.DashLine)), "greedy")
 
     # -- data ------------------------------------------------------------------------------------
@@ -102,9 +103,35 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         self.levels = (min(lo, -1e-3), 0.0)
         self.bar.setLevels(self.levels)
         self.steps_of = np.array([n.step for n in tree])
+        self._frame()
+
+    def _frame(self) -> None:
+        """The whole tree in view with room for its labels at both ends ("bos" left of the
+        root, "eos  −1.09" right of the last finished nodes): a fixed margin in steps cut
+        them off once the plot was narrow."""
+        view = self.view
+        if view is None:
+            return
+        from PySide6.QtGui import QFontMetricsF
+
         xs, ys = view.positions[:, 0], view.positions[:, 1]
-        self.plot.setLimits(xMin=-1.5, xMax=xs.max() + 3, yMin=ys.min() - 2, yMax=ys.max() + 2)
-        self.plot.setRange(xRange=(-0.6, xs.max() + 1.9), yRange=(ys.min() - 0.8, ys.max() + 0.8), padding=0.02)
+        tree, lp = view.result.tree, view.result.length_penalty
+        bold = QFontMetricsF(ui_font(FONT_POINTS + 2, bold=True))
+        finished = [f"{token_text(view.result.token_texts, n.token)}  {n.cum_log_prob / n.step ** lp:+.2f}"
+                    for n in tree if n.status == "finished"] or [""]
+        node = 16.0  # a node's radius, pixels
+        left = QFontMetricsF(ui_font(FONT_POINTS, bold=True)).horizontalAdvance("bos") + 2 * node
+        right = max(bold.horizontalAdvance(t) for t in finished) + 2 * node
+        width = max(self.plot.vb.width(), 1.0)
+        a, b = min(left / width, 0.3), min(right / width, 0.45)  # shares of the width the labels need
+        span = max(float(xs.max() - xs.min()), 1.0)
+        total = span / (1.0 - a - b)
+        x0, x1 = float(xs.min()) - a * total, float(xs.max()) + b * total
+        rows = max(float(ys.max() - ys.min()), 1.0) + 1.6
+        top = min(1.6 * bold.height() / max(self.plot.vb.height(), 1.0), 0.3)  # greedy's tokens above its path
+        y0, y1 = float(ys.min()) - 0.8 - top * rows / (1.0 - top), float(ys.max()) + 0.8
+        self.plot.setLimits(xMin=x0 - 1, xMax=x1 + 1, yMin=y0 - 1.2, yMax=y1 + 1.2)
+        self.plot.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
 
     def _scale(self) -> float:
         """Node size factor: full size while rows are at least 30 px apart, smaller below."""
@@ -116,6 +143,10 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
     def _rescale(self) -> None:
         if self.view is not None and abs(self._scale() - self.scale) > 0.05:
             self.show_steps(self.steps)
+
+    def _resized(self) -> None:
+        self._frame()
+        self._rescale()
 
     def visible_count(self, steps: int) -> int:
         """How many nodes the first ``steps`` expansions made (the root included)."""
