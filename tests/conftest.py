@@ -6,6 +6,7 @@ QT_QPA_PLATFORM must be set before any Qt module is imported, hence at the top h
 from __future__ import annotations
 
 import os
+import time
 import traceback
 import weakref
 
@@ -13,18 +14,55 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
+from tests import outcomes  # noqa: E402
+
 # Harmless messages of the offscreen platform plugin.
 QT_LOG_IGNORE = (r"This plugin does not support propagateSizeHints\(\)",
                  r"This plugin does not support raise\(\)")
 
 
 def pytest_configure(config):
-    """One torch thread, as the headless commands use (core.cli.runtime): on a busy 2-core
-    machine two OpenMP threads waiting on each other make training 10x slower, and the
-    slow tests' budgets were measured with one."""
+    """One torch thread unless RNN_EXPLORER_TEST_THREADS says otherwise (tests/outcomes.py),
+    as the headless commands use (core.cli.runtime): on a busy 2-core machine two OpenMP threads
+    waiting on each other make training 10x slower, and the slow tests' budgets were
+    measured with one."""
     import torch
 
-    torch.set_num_threads(1)
+    try:  # a bad value stops the run here, not in the first trained test
+        outcomes.seed_shift()
+        threads = outcomes.threads()
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+    torch.set_num_threads(threads)
+
+
+def pytest_report_header(config):
+    return f"rnn-explorer: {outcomes.environment()}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report says what it ran with: a trained outcome may differ with any
+    of these (rerun with the same RNN_EXPLORER_TEST_SEED and _THREADS to reproduce). With
+    RNN_EXPLORER_OUTCOMES set, a trained test's set-up and call wall times go there too."""
+    report = yield
+    if report.failed:
+        report.sections.append(("rnn-explorer environment", outcomes.environment()))
+    if report.when != "teardown" and item.get_closest_marker("trained"):
+        outcomes.append(f"seconds/{report.when}/{item.nodeid}", report.duration, item.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With RNN_EXPLORER_OUTCOMES set, a trained test's CPU seconds (set-up, call and
+    teardown; its module fixtures' training included): its cost on a busy machine, where
+    wall time also counts the others' processes."""
+    start = time.process_time()
+    result = yield
+    if item.get_closest_marker("trained"):
+        outcomes.append(f"cpu_seconds/{item.nodeid}", time.process_time() - start, item.nodeid)
+    return result
 
 
 @pytest.fixture(autouse=True)

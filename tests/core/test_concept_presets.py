@@ -2,13 +2,11 @@
 and exploding-rnn's clipping threshold) show what their descriptions say.
 
 Trained outcomes differ across CPUs and seeds: every trained test here takes its seed from
-``seeded`` (the environment's RNN_EXPLORER_TEST_SEED shifts it, as tests/outcomes.py does on
-the branch that adds it) and holds over the seeds its docstring names.
+``tests.outcomes.seeded`` (RNN_EXPLORER_TEST_SEED shifts it), records what it asserts on with
+``outcome`` and holds over the seeds its docstring names.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -17,13 +15,9 @@ import torch
 from core.names import HELDOUT_METRICS
 from core.presets import list_presets, load_preset
 from core.training.trainer import Trainer
+from tests.outcomes import outcome, seeded
 
 NEW = ("forget-bias", "irnn-adding", "scheduled-sampling", "bidirectional-encoder")
-
-
-def seeded(exp, offset: int = 0):
-    """``exp`` with its seed moved by RNN_EXPLORER_TEST_SEED (default 0) plus ``offset``."""
-    return exp.replace(seed=exp.seed + int(os.environ.get("RNN_EXPLORER_TEST_SEED", "0")) + offset)
 
 
 def train(exp, steps: int) -> tuple[Trainer, np.ndarray, list]:
@@ -75,9 +69,9 @@ def test_irnn_solves_the_adding_problem_where_the_tanh_rnn_stays_at_the_baseline
     initialisation, the same otherwise, a mean of 0.164-0.169 over steps 800-1000."""
     exp = load_preset("irnn-adding").experiment
     _, losses, _ = train(exp, 1000)
-    assert losses[900:].mean() < 0.06, losses[900:].mean()
+    assert outcome("irnn-adding/relu_loss_900_1000", float(losses[900:].mean())) < 0.06
     _, tanh_losses, _ = train(exp.replace(nonlinearity="tanh", init="default"), 1000)
-    assert tanh_losses[800:].mean() > 0.15, tanh_losses[800:].mean()
+    assert outcome("irnn-adding/tanh_loss_800_1000", float(tanh_losses[800:].mean())) > 0.15
     description = " ".join(load_preset("irnn-adding").description.split())
     assert "at step 660 to 1220 over seeds 0-4" in description and "0.167 baseline" in description
 
@@ -91,7 +85,7 @@ def test_exploding_rnn_clips_well_below_the_median_and_a_larger_threshold_blows_
     exp = load_preset("exploding-rnn").experiment
     _, _, records = train(exp, 1000)
     median = float(np.median([r.grad_norm for r in records[500:]]))
-    assert 2.0 <= median <= 10.0, median
+    assert 2.0 <= outcome("exploding-rnn/median_grad_500_1000", median) <= 10.0
     assert sum(r.clipped for r in records) >= 900
     _, losses, _ = train(exp.replace(clip=100.0), 300)
     assert losses[200:].mean() > 100, losses[200:].mean()
@@ -128,7 +122,7 @@ def test_bidirectional_encoder_attends_to_the_letter_itself():
     (reverse-attention's one-way encoder: one to the right for about 9 in 10); held-out exact
     match 0.92-0.95."""
     trainer, _, _ = train(load_preset("bidirectional-encoder").experiment, 500)
-    offsets = attention_offsets(trainer)
+    offsets = outcome("bidirectional-encoder/attention_offsets", attention_offsets(trainer))
     assert offsets.get(0, 0) >= 0.95 and offsets.get(1, 0) <= 0.03, offsets
     assert trainer.evaluate()["exact_match"] >= 0.8
     probe = trainer.probe()
@@ -148,6 +142,6 @@ def test_scheduled_sampling_narrows_the_gap_between_teacher_forced_and_free_runn
     for name, changes in (("teacher forcing", dict(teacher_forcing=1.0, tf_schedule="constant")), ("scheduled", {})):
         _, _, records = train(exp.replace(**changes), 1000)
         metrics = records[-1].metrics
-        gaps[name] = metrics[forced] - metrics[free]
+        gaps[name] = outcome(f"scheduled-sampling/gap/{name}", metrics[forced] - metrics[free])
     assert gaps["teacher forcing"] >= 0.15 and gaps["scheduled"] <= 0.16, gaps
     assert gaps["scheduled"] <= gaps["teacher forcing"] - 0.05, gaps

@@ -4,7 +4,6 @@ ablation sweep on a trained adding-lstm."""
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 
 import numpy as np
@@ -16,6 +15,7 @@ from core.errors import SessionError
 from core.interventions import Intervention, InterventionError, parse_intervention
 from core.session.format import open_session, save_session
 from core.training.trainer import Trainer
+from tests.outcomes import seed_shift
 
 TINY = Experiment(task="adding", cell="lstm", hidden_size=8, seq_len=20, batch_size=8, lr=0.01)
 FORGET = parse_intervention("gate=forget,units=1;3,t=10:,op=set,value=0")
@@ -167,7 +167,7 @@ def test_the_ablation_sweep_is_the_counterfactual_loss_of_each_unit():
 
 
 # --------------------------------------------------------------------------- trained
-SEED_SHIFT = int(os.environ.get("RNN_EXPLORER_TEST_SEED", "0"))
+SEED_SHIFT = seed_shift()  # RNN_EXPLORER_TEST_SEED
 MAX_STEPS, LEARNED = 2000, 0.05  # seed 1 leaves the baseline only after 1,200-1,500 steps
 
 

@@ -9,7 +9,6 @@ the claims need.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -18,9 +17,10 @@ import torch
 from core.instruments.dynamics import StepMap, find_fixed_points, stack_states
 from core.presets import load_preset
 from core.training.trainer import Trainer
+from tests.outcomes import seed_shift
 
 pytestmark = [pytest.mark.slow, pytest.mark.trained]
-SHIFT = int(os.environ.get("RNN_EXPLORER_TEST_SEED", "0"))
+SHIFT = seed_shift()  # RNN_EXPLORER_TEST_SEED
 
 
 def trained(preset: str, steps: int, seed: int) -> Trainer:

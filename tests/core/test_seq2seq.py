@@ -2,6 +2,7 @@
 torch.nn, the decoding step against the teacher-forced pass, beam search against exhaustive
 search, decode_text's input handling and tree, and the trainer's contract."""
 
+import copy
 import math
 
 import numpy as np
@@ -16,7 +17,9 @@ from core.errors import UserError
 from core.models.recurrent import torch_reference
 from core.models.seq2seq import Attention, Seq2Seq
 from core.names import BOS, EOS, PAD
+from core.presets import load_preset
 from core.training.trainer import Trainer
+from tests.outcomes import more, outcome, train
 
 KINDS = ("additive", "dot", "general")
 
@@ -286,67 +289,113 @@ def test_evaluate_scores_an_oracle_that_answers_from_the_held_out_table(wrong_ev
 
 
 # ------------------------------------------------------------------ presets (slow: training)
-def train_preset(name: str, steps: int | None = None, **changes) -> Trainer:
-    from core.presets import load_preset
+DATE_BUCKETS = (12, 20)  # source length 1-12, 13-20, 21-30 characters
+LONG_DATES = "exact_match_len_21-30"
 
-    exp = load_preset(name).experiment.replace(**changes)
-    tr = Trainer(exp)
-    for record in tr.run(steps or exp.steps):
-        assert not record.diverged
-    return tr
+
+def held_out(trainer: Trainer, buckets=DATE_BUCKETS) -> dict[str, float]:
+    return trainer.task.evaluate(trainer.model, by_length=buckets)
 
 
 @pytest.fixture(scope="module")
-def dates_trainers():
-    """dates-attention and dates-noattention trained for their full budget (1 thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield {name: train_preset(name) for name in ("dates-attention", "dates-noattention")}
-    finally:
-        torch.set_num_threads(before)
-
-
-BUCKETS = (12, 20)  # source length 1-12, 13-20, 21-30 characters
-
-
-@pytest.mark.slow
-def test_dates_attention_preset_reaches_high_exact_match(dates_trainers):
-    tr = dates_trainers["dates-attention"]
-    ev = tr.task.evaluate(tr.model, by_length=BUCKETS)
-    assert ev["exact_match"] >= 0.9, ev
-    assert min(v for k, v in ev.items() if k.startswith("exact_match_len")) >= 0.85, ev
-    assert tr.evaluate()["exact_match"] == ev["exact_match"]
+def dates_runs():
+    """dates-attention and dates-noattention trained for their budgets, with held-out results
+    along the way, and a copy of dates-attention's model at step 150: the beam-vs-greedy
+    preset is exactly that run stopped there (about 60 s on one thread)."""
+    exp, light = (load_preset(n).experiment for n in ("dates-attention", "beam-vs-greedy"))
+    assert light.replace(steps=exp.steps) == exp
+    attention, _ = train(exp, light.steps)
+    runs = {"beam-vs-greedy": copy.deepcopy(attention.model), "attention_at": {light.steps: held_out(attention)}}
+    for step in (300, exp.steps):
+        more(attention, step - attention.step_count)
+        runs["attention_at"][step] = held_out(attention)
+    runs["dates-attention"] = attention
+    runs["dates-noattention"], _ = train(load_preset("dates-noattention").experiment)
+    return runs
 
 
 @pytest.mark.slow
-def test_dates_without_attention_is_far_worse_on_long_inputs(dates_trainers):
-    with_, without = (dates_trainers[n].task.evaluate(dates_trainers[n].model, by_length=BUCKETS)
-                      for n in ("dates-attention", "dates-noattention"))
-    long = "exact_match_len_21-30"
-    assert without[long] <= with_[long] - 0.5, (with_, without)
-    assert without["exact_match"] <= with_["exact_match"] - 0.5
+@pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
+def test_dates_attention_preset_reaches_high_exact_match(dates_runs):
+    """Measured over seeds 0-1, 1 thread: held-out exact match 0.61-0.72 at step 150,
+    0.97-0.985 at step 300 and 0.9975-1.0 at the end, at least 0.9946 in every length bucket."""
+    results = {step: outcome(f"dates-attention/at_{step}", r) for step, r in dates_runs["attention_at"].items()}
+    end = results[1000]
+    assert results[300]["exact_match"] >= 0.8, results[300]
+    assert end["exact_match"] >= 0.95, end
+    assert min(v for k, v in end.items() if k.startswith("exact_match_len")) >= 0.9, end
+    tr = dates_runs["dates-attention"]
+    assert tr.evaluate()["exact_match"] == end["exact_match"]
 
 
 @pytest.mark.slow
+@pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
+def test_dates_without_attention_is_far_behind_after_the_same_steps(dates_runs):
+    """Without attention the whole date must pass through the encoder's final state; after
+    the same 1000 steps it is far behind, how far depends much on the seed. Measured, 1
+    thread, seeds 0-4: held-out exact match 0.015-0.56 (0.015, 0.56, 0.50, 0.31, 0.03), on
+    inputs of 21-30 characters 0.0-0.59, against 0.9975-1.0 with attention (seeds 0-1): a
+    gap of at least 0.41; token accuracy 0.80-0.92."""
+    with_ = dates_runs["attention_at"][1000]
+    without = outcome("dates-noattention/at_1000", held_out(dates_runs["dates-noattention"]))
+    assert without[LONG_DATES] <= with_[LONG_DATES] - 0.25, (with_, without)
+    assert without["exact_match"] <= with_["exact_match"] - 0.25, (with_, without)
+    assert without["token_accuracy"] >= 0.6, without
+
+
+@pytest.mark.slow
+@pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
+def test_beam_vs_greedy_preset_beam_search_fixes_more_of_greedys_dates_than_it_breaks(dates_runs):
+    """The beam-vs-greedy preset on 300 held-out dates. Measured over seeds 0-4, 1 thread:
+    beam and greedy differ on 14-25, beam fixes 9-15 of greedy's errors and breaks 1-4 of its
+    right answers (fixes minus breaks: 7-13). "October 23, 1951" is the
+    description's example only with seed 0 (greedy 1951-01-23, beam 1951-10-23); seeds 1-3
+    get it right both ways, seed 4 wrong both ways: it is logged, not asserted."""
+    model, task = dates_runs["beam-vs-greedy"], dates_runs["dates-attention"].task
+    fixes = breaks = differ = 0
+    pairs = task.heldout[:300]
+    for source, target in pairs:
+        result = decode_text(model, source, beam=4, length_penalty=1.0, task=task)
+        best, greedy_ = result.hypotheses[0], result.greedy
+        differ += best.text != greedy_.text
+        fixes += best.text == target != greedy_.text
+        breaks += greedy_.text == target != best.text
+    outcome("beam-vs-greedy/held_out_300", {"differ": differ, "fixes": fixes, "breaks": breaks})
+    result = decode_text(model, "October 23, 1951", beam=4, length_penalty=1.0, task=task)
+    outcome("beam-vs-greedy/october", {"greedy_right": result.greedy.text == "1951-10-23",
+                                        "beam_right": result.hypotheses[0].text == "1951-10-23",
+                                        "margin": result.hypotheses[0].score - result.greedy.score})
+    assert fixes >= breaks + 4, (fixes, breaks, differ)
+
+
+@pytest.mark.slow
+@pytest.mark.trained
+@pytest.mark.timeout(1200)  # trains minutes of CPU; a busy machine takes longer
 def test_reversal_without_attention_degrades_with_length():
-    """The classic curve (Bahdanau et al. 2014, fig. 2), on reversal at 1000 of its 1500 steps:
-    without attention, exact match falls from short to long strings; with attention it holds."""
+    """The classic curve (Bahdanau et al. 2014, fig. 2), on reverse-attention: without
+    attention, exact match falls from short to long strings; with attention it holds.
+    Measured over seeds 0-1, 1 thread, after the 1500 steps: without attention 0.95-0.975 on
+    3-6 letters, 0.37-0.40 on 7-11, 0.0-0.007 on 12-16; with attention 0.965-0.973 overall
+    (0.958-0.975 already at step 500) and 0.93-0.94 on 12-16; the most attended position is
+    one right of the copied letter for 0.887-0.894 of the outputs, on it for 0.10."""
     buckets = (6, 11)  # 3-6, 7-11, 12-16 letters
-    results, trainers = {}, {}
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for attention in ("dot", "none"):
-            tr = trainers[attention] = train_preset("reverse-attention", 1000, attention=attention)
-            results[attention] = tr.task.evaluate(tr.model, by_length=buckets)
-    finally:
-        torch.set_num_threads(before)
+    exp = load_preset("reverse-attention").experiment
+    results = {}
+    for attention in ("dot", "none"):
+        tr, _ = train(exp.replace(attention=attention), 500)
+        for step in (500, 1000, exp.steps):
+            more(tr, step - tr.step_count)
+            results[attention, step] = outcome(f"reverse-attention/{attention}/at_{step}", held_out(tr, buckets))
+        if attention == "dot":
+            # The description: the anti-diagonal sits one position right of the copied letter.
+            offsets = outcome("reverse-attention/attention_offset", _attention_offsets(tr))
     short, long = "exact_match_len_1-6", "exact_match_len_12-16"
-    assert results["none"][short] >= 0.8 and results["none"][long] <= 0.2, results
-    assert results["dot"][long] >= 0.8, results
-    # The preset's description: the anti-diagonal sits one position right of the copied letter.
-    offsets = _attention_offsets(trainers["dot"])
+    none, dot = results["none", exp.steps], results["dot", exp.steps]
+    assert none[short] >= 0.8 and none[long] <= 0.1, none
+    assert dot["exact_match"] >= 0.88 and dot[long] >= 0.8, dot
     assert offsets.get(1, 0) >= 0.7 and offsets.get(0, 0) <= 0.25, offsets
 
 
@@ -368,20 +417,3 @@ def _attention_offsets(tr, strings: int = 100) -> dict[int, float]:
             counts.update(int(weights[j].argmax()) - (n - 1 - j) for j in range(n))
     total = sum(counts.values())
     return {k: v / total for k, v in counts.items()}
-
-
-@pytest.mark.slow
-def test_beam_vs_greedy_preset_shows_what_its_description_says():
-    import re
-
-    from core.presets import load_preset
-
-    description = load_preset("beam-vs-greedy").description
-    text = re.search(r'Decode "([^"]+)"', description).group(1)
-    tr = train_preset("beam-vs-greedy")
-    result = decode_text(tr, text, beam=4, length_penalty=1.0)
-    best, greedy_ = result.hypotheses[0], result.greedy
-    assert best.score > greedy_.score + 0.02, (best, greedy_)
-    assert best.text != greedy_.text
-    assert greedy_.text in description and best.text in description and f"{best.score:.3f}" in description
-    assert f"{greedy_.score:.3f}" in description

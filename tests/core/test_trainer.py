@@ -9,6 +9,7 @@ import torch
 from core.config import Experiment
 from core.presets import load_preset
 from core.training.trainer import Trainer
+from tests.outcomes import first_step_below, lowest_mean, outcome, train
 
 SMALL = Experiment(task="adding", cell="gru", hidden_size=8, seq_len=10, batch_size=8, lr=0.01)
 
@@ -78,15 +79,34 @@ def test_padding_probe_shows_unmasked_leak():
 
 
 @pytest.mark.slow
+@pytest.mark.trained
 def test_adding_gated_cells_beat_the_baseline_while_the_rnn_does_not():
-    """Within each preset's budget (well under 3 minutes on 2 cores)."""
-    torch.set_num_threads(1)
-    final = {}
-    for cell in ("rnn", "lstm", "gru"):
-        exp = load_preset(f"adding-{cell}").experiment
-        trainer = Trainer(exp)
-        losses = [r.loss for r in trainer.run(exp.steps)]
-        final[cell] = float(np.mean(losses[-100:]))
-    baseline = 1 / 6
-    assert final["lstm"] < 0.1 * baseline and final["gru"] < 0.1 * baseline, final
-    assert final["rnn"] > 0.7 * baseline, final
+    """What the adding-* presets say, each trained only as long as its claim needs (about
+    40 s): the GRU and the LSTM fall below the task's target (0.01) well within the
+    3000-step budget, the RNN's loss stays near the 0.167 baseline for all of it. Measured
+    over seeds 0-4, 1 thread: the GRU reaches the target at step 418-499, the LSTM at
+    893-1557; the RNN's lowest 100-step mean is 0.157-0.162."""
+    baseline, reached = 1 / 6, {}
+    for cell, steps in (("gru", 1000), ("lstm", 2500)):
+        trainer, losses = train(load_preset(f"adding-{cell}").experiment, steps)
+        reached[cell] = outcome(f"adding-{cell}/reaches_target", first_step_below(losses, trainer.task.target))
+    _, losses = train(load_preset("adding-rnn").experiment)
+    lowest = outcome("adding-rnn/lowest_100_step_mean", lowest_mean(losses, 100))
+    assert reached["gru"] <= 800 and reached["lstm"] <= 2200, reached
+    assert lowest > 0.8 * baseline, lowest
+
+
+@pytest.mark.slow
+@pytest.mark.trained
+def test_padding_without_masking_ends_two_orders_of_magnitude_higher():
+    """padding-gru's claim (about 15 s): masking on solves the task within a few hundred
+    steps; masking off, the trailing zeros leak into the state and the final loss is far
+    higher, though both are small, so the effect is relative. Measured over seeds 0-4 at
+    1000 steps, 1 thread: masked below the target (0.002) at step 108-133; last-100 mean
+    1.0e-5 to 1.6e-5 masked, 2.5e-3 to 2.6e-3 unmasked, a ratio of 160-271."""
+    exp = load_preset("padding-gru").experiment
+    trainer, masked = train(exp)
+    _, unmasked = train(exp.replace(masking="off"))
+    reached = outcome("padding-gru/masked_reaches_target", first_step_below(masked, trainer.task.target))
+    ratio = outcome("padding-gru/unmasked_over_masked", unmasked[-100:].mean() / masked[-100:].mean())
+    assert reached <= 400 and ratio >= 30, (reached, ratio)

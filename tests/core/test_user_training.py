@@ -8,15 +8,15 @@ each docstring gives (one torch thread, a shared 2-core machine).
 """
 
 import math
-import os
 import random
 
 import pytest
 
 from core.config import Experiment
 from core.training.trainer import Trainer
+from tests.outcomes import seed_shift
 
-SEED = int(os.environ.get("RNN_EXPLORER_TEST_SEED", "0"))
+SEED = seed_shift()  # RNN_EXPLORER_TEST_SEED
 pytestmark = [pytest.mark.trained, pytest.mark.slow]
 
 POS, NEG = ["good", "great", "lovely", "fine"], ["bad", "awful", "dull", "poor"]
