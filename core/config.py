@@ -10,7 +10,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from core.names import ATTENTION_KINDS, CELL_KINDS, INIT_SCHEMES, NONLINEARITIES, OPTIMIZERS
+from core.names import (
+    ATTENTION_KINDS,
+    CELL_KINDS,
+    INIT_SCHEMES,
+    NONLINEARITIES,
+    OPTIMIZERS,
+    TF_SCHEDULES,
+)
 
 
 def shown(value: Any, limit: int = 40) -> str:
@@ -70,6 +77,9 @@ FIELDS: dict[str, Spec] = {
     "init": Spec("Initialisation", "Recurrent weight initialisation",
                  choices=INIT_SCHEMES),
     "spectral_radius": Spec("Spectral radius", "Scale of W_hh for identity/spectral init", 0.0, 10.0),
+    "forget_bias": Spec("Forget-gate bias", "LSTM: b_if + b_hf of every unit at initialisation (1: Gers et al. "
+                        "2000, Jozefowicz et al. 2015); 0 = torch's random biases, whose sum has mean 0",
+                        -10.0, 10.0),
     "optimizer": Spec("Optimizer", "Update rule", choices=OPTIMIZERS),
     "lr": Spec("Learning rate", "Optimizer step size", 1e-6, 10.0),
     "batch_size": Spec("Batch size", "Sequences per step", 1, 1024),
@@ -84,6 +94,13 @@ FIELDS: dict[str, Spec] = {
                       "decoder; one-directional encoder, Luong's output layer); dot, general = Luong",
                       choices=ATTENTION_KINDS),
     "embed_size": Spec("Embedding size", "Token embedding size (translation tasks)", 1, 1024),
+    "bidirectional": Spec("Bidirectional encoder", "Translation: the encoder reads the source both ways, "
+                          "hidden_size/2 units each way (Schuster & Paliwal 1997)", choices=("off", "on")),
+    "teacher_forcing": Spec("Teacher forcing", "Translation: the chance that training feeds the decoder the "
+                            "true previous token rather than its own (1 = always, 0 = free running)", 0.0, 1.0),
+    "tf_schedule": Spec("Forcing schedule", "Translation: constant = the ratio throughout; linear and "
+                        "inverse-sigmoid (scheduled sampling, Bengio et al. 2015) go from 1 at step 0 "
+                        "to the ratio at the end of the budget", choices=TF_SCHEDULES),
     "steps": Spec("Steps", "Training budget (optimiser updates)", 1, 1_000_000),
     "seed": Spec("Seed", "Random seed: same seed, same numbers", 0, 2**31 - 1),
     "device": Spec("Device", "Where tensors live. A GPU pays once the arithmetic outweighs its "
@@ -125,6 +142,7 @@ class Experiment:
     num_layers: int = 1
     init: str = "default"
     spectral_radius: float = 0.9
+    forget_bias: float = 0.0
     optimizer: str = "adam"
     lr: float = 1e-3
     batch_size: int = 32
@@ -136,6 +154,9 @@ class Experiment:
     masking: str = "on"
     attention: str = "additive"
     embed_size: int = 32
+    bidirectional: str = "off"
+    teacher_forcing: float = 1.0
+    tf_schedule: str = "constant"
     steps: int = 2000
     seed: int = 0
     device: str = "cpu"
@@ -196,7 +217,7 @@ def coerce(name: str, value: Any) -> Any:
     if spec.text:
         return value.strip() if isinstance(value, str) else value
     if spec.choices is not None:
-        if isinstance(value, bool) and name == "masking":
+        if isinstance(value, bool) and name in ("masking", "bidirectional"):
             return "on" if value else "off"
         return str(value).strip().lower() if isinstance(value, str) else value
     try:

@@ -30,3 +30,9 @@ PAD, BOS, EOS, UNK = range(len(SPECIALS))
 ATTENTION_KINDS = ("none", "additive", "dot", "general")
 INIT_SCHEMES = ("default", "orthogonal", "identity", "spectral")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
+# Teacher forcing in seq2seq training (core.training.schedules): how the ratio moves with the step.
+TF_SCHEDULES = ("constant", "linear", "inverse-sigmoid")
+# Held-out scores of a translation model, as StepRecord metrics: token accuracy teacher-forced
+# (each token predicted from the true prefix) and free running (greedy decoding, its own outputs
+# fed back, compared position by position), and exact match, which is the same both ways.
+HELDOUT_METRICS = ("heldout_tokens_teacher_forced", "heldout_tokens_free_running", "heldout_exact_match")

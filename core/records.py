@@ -25,6 +25,9 @@ class ProbeRecord:
               gru reset/update/new, {} for rnn.
     unmasked_hidden: per layer [T, H], the same probe run with masking off (padding
               leaks into the state), or None when the probe has no padding.
+    backward: a bidirectional network's backward direction (``ProbeDirection``); then
+              hidden, cell, gates and unmasked_hidden above are its forward direction.
+              None for a unidirectional network.
     """
 
     step: int
@@ -36,10 +39,27 @@ class ProbeRecord:
     cell: tuple[np.ndarray, ...] | None
     gates: tuple[dict[str, np.ndarray], ...]
     unmasked_hidden: tuple[np.ndarray, ...] | None = None
+    backward: ProbeDirection | None = None
 
     @property
     def T(self) -> int:
         return len(self.labels)
+
+    @property
+    def bidirectional(self) -> bool:
+        return self.backward is not None
+
+
+@dataclass(frozen=True)
+class ProbeDirection:
+    """The backward direction of a bidirectional network on the probe, shaped as ProbeRecord's
+    fields of the same names ([T, H] per layer, indexed by input position t: its h_t has
+    read the probe from the last step down to t)."""
+
+    hidden: tuple[np.ndarray, ...]
+    cell: tuple[np.ndarray, ...] | None
+    gates: tuple[dict[str, np.ndarray], ...]
+    unmasked_hidden: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,8 @@ class GatesPanel(Panel):
             row.unit_line.setVisible(self.shown_unit is not None and self.shown_unit < values.shape[1])
             if self.shown_unit is not None:
                 row.unit_line.setValue(self.shown_unit)
+        if p.bidirectional:  # a bidirectional encoder: these are its forward direction's gates
+            summaries.insert(0, "forward direction (Hidden state shows both)")
         if cf is not None:
             summaries.insert(0, f"showing {show}" + (" (what if − factual)" if show == "difference" else ""))
             summaries.append(loss_text(cf))

@@ -6,6 +6,10 @@ label would cover units' rows); with masking on, the state is held through them.
 "masking off" toggle shows the same probe run without the mask, so the user sees padding
 leak into the state. Click a unit's row to plot its trace (shift-click adds up to four).
 
+A bidirectional encoder shows both directions as two halves of one heatmap: the forward
+units first (their h_t has read the input up to t), then, above the line, the backward units
+(their h_t has read it from the end down to t), so the time axis is the same for both.
+
 What if: right-click a unit's row to zero, clamp or add to its h from that time step on
 (app.panels.what_if). While interventions are on, the counterfactual run is drawn under the
 factual one (or as the difference, counterfactual minus factual), the edited units and steps
@@ -89,6 +93,12 @@ class HiddenPanel(Panel):
             row.setZValue(15)
             self.map_plot.addItem(row, ignoreBounds=True)
         self.shading = [Shading(p, t.padding) for p in (self.map_plot, self.what_if_plot, self.trace_plot)]
+        self.halves = pg.InfiniteLine(angle=0, movable=False, pen=pen(t.foreground, 2),
+                                      label="▼ forward   ▲ backward", labelOpts={"position": 0.98, "color": t.foreground,
+                                                                              "anchors": [(1, 1), (1, 1)]})
+        self.halves.setZValue(16)
+        self.halves.hide()
+        self.map_plot.addItem(self.halves, ignoreBounds=True)
         self.add_cursor(self.map_plot)
         self.add_cursor(self.what_if_plot)
         self.add_cursor(self.trace_plot)
@@ -104,6 +114,7 @@ class HiddenPanel(Panel):
         self.probe = None
         self.counterfactual = None
         self.units = [0]
+        self._legend_units = ()  # a new run may name its units differently (bidirectional)
         # A view option of the old run: a new one starts masked, as its experiment says.
         self.unmasked.blockSignals(True)
         self.unmasked.setChecked(False)
@@ -156,14 +167,22 @@ class HiddenPanel(Panel):
         return self.counterfactual.factual if self.what_if_on else self.probe
 
     def _hidden(self) -> np.ndarray | None:
-        """[T, H] of the chosen layer, masked or not."""
+        """[T, H] of the chosen layer, masked or not ([T, 2H] when bidirectional: forward
+        units, then backward)."""
         p = self._shown()
         if p is None:
             return None
         layer = min(self._layer_index(), len(p.hidden) - 1)
         if self.unmasked.isChecked() and p.unmasked_hidden is not None and not self.what_if_on:
-            return p.unmasked_hidden[layer]
-        return p.hidden[layer]
+            return both_halves(p.unmasked_hidden, p.backward and p.backward.unmasked_hidden, layer)
+        return both_halves(p.hidden, p.backward and p.backward.hidden, layer)
+
+    def _unit_name(self, u: int) -> str:
+        p = self.probe
+        if p is None or not p.bidirectional:
+            return f"unit {u}"
+        H = p.hidden[0].shape[1]
+        return f"unit {u} (forward)" if u < H else f"unit {u - H} (backward)"
 
     def _what_if_hidden(self) -> np.ndarray | None:
         if not self.what_if_on:
@@ -182,6 +201,11 @@ class HiddenPanel(Panel):
             out[f"unmasked_hidden_l{i}"] = h.copy()
         for i, c in enumerate(p.cell or ()):
             out[f"cell_l{i}"] = c.copy()
+        if p.backward is not None:  # the backward direction, named as torch names its weights
+            for name, arrays in (("hidden", p.backward.hidden), ("unmasked_hidden", p.backward.unmasked_hidden),
+                                 ("cell", p.backward.cell)):
+                for i, a in enumerate(arrays or ()):
+                    out[f"{name}_l{i}_reverse"] = a.copy()
         if self.what_if_on:
             cf = self.counterfactual
             for i, (f, c) in enumerate(zip(cf.factual.hidden, cf.counterfactual.hidden, strict=True)):
@@ -220,8 +244,11 @@ class HiddenPanel(Panel):
             self.what_if_plot.setLabel("left", "what if − factual" if difference else "what if")
             self.outlines.set_boxes(edited_boxes(self.counterfactual, self._layer_index(), "h", T, H))
         self.units = [u for u in self.units if u < H] or [0]
-        cell = p.cell[min(self._layer_index(), len(p.cell) - 1)] if p.cell else None
+        cell = both_halves(p.cell, p.backward and p.backward.cell, self._layer_index()) if p.cell else None
         show_cell = cell is not None and not self.unmasked.isChecked() and cf_h is None
+        if p.bidirectional:
+            self.halves.setValue(p.hidden[0].shape[1] - 0.5)
+        self.halves.setVisible(p.bidirectional)
         t = np.arange(T)
         for i, (trace, cell_trace, what_if, row) in enumerate(zip(
                 self.traces, self.cell_traces, self.what_if_traces, self.rows, strict=True)):
@@ -256,7 +283,10 @@ class HiddenPanel(Panel):
         extra = "dashed: cell state c_t" if show_cell and not mode else ""
         if cf_h is not None:
             extra = f"dashed: what if · {loss_text(self.counterfactual)}"
-        self.note.setText("  ·  ".join(x for x in (f"step {p.step}", pad, mode, extra) if x))
+        half = p.hidden[0].shape[1]
+        both = (f"bidirectional: units 0-{half - 1} forward, {half}-{2 * half - 1} backward"
+                if p.bidirectional else "")
+        self.note.setText("  ·  ".join(x for x in (f"step {p.step}", pad, mode, both, extra) if x))
 
     def _legend(self) -> None:
         if tuple(self.units) == self._legend_units:  # legends are slow to rebuild: only on change
@@ -265,7 +295,7 @@ class HiddenPanel(Panel):
         legend = self.trace_plot.legend
         legend.clear()
         for trace, u in zip(self.traces, self.units, strict=False):
-            legend.addItem(trace, f"unit {u}")
+            legend.addItem(trace, self._unit_name(u))
 
     def _unit_at(self, scene_pos) -> tuple[int, int] | None:
         """(t, unit) of the heatmap cell at ``scene_pos`` (either heatmap), or None."""
@@ -276,7 +306,7 @@ class HiddenPanel(Panel):
             if plot.isVisible() and plot.vb.sceneBoundingRect().contains(scene_pos):
                 point = plot.vb.mapSceneToView(scene_pos)
                 t, unit = int(round(point.x())), int(round(point.y()))
-                if 0 <= t < p.T and 0 <= unit < p.hidden[0].shape[1]:
+                if 0 <= t < p.T and 0 <= unit < self._hidden().shape[1]:
                     return t, unit
         return None
 
@@ -294,6 +324,9 @@ class HiddenPanel(Panel):
             self.what_if.point_at(None)
             return
         t, unit = at
+        if unit >= self._shown().hidden[0].shape[1]:  # a backward unit: interventions edit one direction
+            self.what_if.point_at(None)
+            return
         self.what_if.point_at(Target("hidden", self._layer_index(), unit, t, float(h[t, unit])))
 
     def on_theme(self, theme: Theme) -> None:
@@ -302,3 +335,15 @@ class HiddenPanel(Panel):
         self.heatmap.set_colormap(theme.diverging_map)
         self.what_if_map.set_colormap(theme.diverging_map)
         self.outlines.set_color(theme.foreground)
+        self.halves.setPen(pen(theme.foreground, 2))
+        self.halves.label.setColor(theme.foreground)
+
+
+def both_halves(forward: tuple[np.ndarray, ...], backward: tuple[np.ndarray, ...] | None,
+                layer: int) -> np.ndarray:
+    """Layer ``layer``'s [T, H] array, or [T, 2H] (forward units, then backward) when there
+    is a backward direction."""
+    layer = min(layer, len(forward) - 1)
+    if backward is None:
+        return forward[layer]
+    return np.concatenate([forward[layer], backward[layer]], axis=1)

@@ -4,7 +4,15 @@ Loss is drawn against the task's baseline (the loss of a trivial predictor: doin
 means the network learned something) and its target (the loss that counts as solved). The
 gradient norm is shown before clipping; clipped steps are marked, and steps where the
 loss or gradient stopped being finite (divergence: the update was not applied) get a
-vertical line in both plots.
+vertical line in both plots. The dashed curve over the gradient norm is its running
+median over the last steps (app.panels.median): the typical norm a clipping threshold is
+chosen from (the Experiment dock's "clip = k × median").
+
+Translation tasks get a third plot, of what the trainer measures on the held-out split every
+few dozen steps: token accuracy teacher-forced (every token predicted from the true prefix)
+against free running (greedy decoding, the model's own outputs fed back, compared position
+by position), whose gap is what exposure bias costs, and exact match (dotted), which is the
+same either way.
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from PySide6.QtWidgets import QCheckBox
 from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
+from app.panels.legends import add_legend
+from app.panels.median import MEDIAN_WINDOW, RunningMedian
 from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.series import Series
-from app.theme import Theme
+from app.theme import SERIES, Theme
+from core.names import HELDOUT_METRICS
 from core.records import StepRecord
 
 MAX_DIVERGENCE_MARKS = 20
@@ -40,9 +51,13 @@ class TrainingPanel(Panel):
         for box in (self.log_loss, self.log_grad):
             box.toggled.connect(self._axes_changed)
             self.options.addWidget(box)
-        self.series = Series("step", "loss", "grad_norm", "grad_norm_clipped", "clipped", "diverged")
+        self.series = Series("step", "loss", "grad_norm", "grad_norm_clipped", "clipped", "diverged",
+                             "grad_median")
+        self.heldout = Series("step", *HELDOUT_METRICS)
+        self.median = RunningMedian()
         self.metrics: dict[str, float] = {}
         view = self.add_view(pg.GraphicsLayoutWidget())
+        self.view = view
         t = self.theme
         self.loss_plot = new_plot(view.ci, t, row=0, col=0, y="loss", left_axis=LogAxis("left"))
         self.grad_plot = new_plot(view.ci, t, row=1, col=0, x="step", y="‖∇‖ (before clipping)",
@@ -50,6 +65,19 @@ class TrainingPanel(Panel):
         self.grad_plot.setXLink(self.loss_plot)
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
+        # held-out scores (translation tasks): in the layout only for them
+        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out")
+        self.eval_plot.setXLink(self.loss_plot)
+        self.eval_plot.setYRange(0, 1.02, padding=0)
+        self.eval_plot.vb.setMouseEnabled(y=False)
+        add_legend(self.eval_plot, offset=(10, 5), colCount=3)
+        self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2, style), symbol="o", symbolSize=5, symbolPen=None,
+                                                symbolBrush=color, name=name)
+                            for color, style, name in ((SERIES[2], Qt.SolidLine, "token accuracy, teacher-forced"),
+                                                       (SERIES[3], Qt.SolidLine, "token accuracy, free running"),
+                                                       (SERIES[0], Qt.DotLine, "exact match"))]
+        view.ci.removeItem(self.eval_plot)
+        self._eval_shown = False
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
         # The step axis grows in jumps (see step_extent), not with every step: regenerating an
         # axis's tick labels is the costliest part of a frame, and the x axis would change
@@ -68,7 +96,10 @@ class TrainingPanel(Panel):
         self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
         self.baseline = hline(self.loss_plot, t.baseline)
         self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), antialias=False)
+        add_legend(self.grad_plot, offset=(-10, 5), colCount=2)
+        self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), name="‖∇‖", antialias=False)
+        self.median_curve = long_curve(self.grad_plot, pen=pen(t.foreground, 1.5, Qt.DashLine),
+                                       name=f"median of the last {MEDIAN_WINDOW} steps", antialias=False)
         # Each clipped step: a segment from the gradient's norm down to the clipped norm, so
         # the cut shows. One path of segments (not a scatter of markers, whose per-point
         # cost made a run with thousands of clipped steps redraw ten times slower).
@@ -84,18 +115,40 @@ class TrainingPanel(Panel):
     # -- data -----------------------------------------------------------------------------------
     def clear(self) -> None:
         self.series.clear()
+        self.heldout.clear()
+        self.median.clear()
         self._clip_key = (-1, False)
         self._follow = True
         self.loss_plot.setXRange(0, 10, padding=0)
         self.metrics = {}
+        self._show_eval_plot(self.run is not None and self.run.experiment.is_seq2seq)
+
+    def _show_eval_plot(self, show: bool) -> None:
+        if show == self._eval_shown:
+            return
+        self._eval_shown = show
+        if show:
+            self.view.ci.addItem(self.eval_plot, row=2, col=0)
+            self.view.ci.layout.setRowStretchFactor(2, 2)
+            self.grad_plot.getAxis("bottom").setLabel("")
+        else:
+            self.view.ci.removeItem(self.eval_plot)
+            self.grad_plot.getAxis("bottom").setLabel("step")
 
     def on_step(self, record: StepRecord) -> None:
+        median = self.median.append(record.grad_norm)
         self.series.append(record.step, record.loss, record.grad_norm, record.grad_norm_clipped,
-                           float(record.clipped), float(record.diverged))
-        self.metrics = dict(record.metrics)
+                           float(record.clipped), float(record.diverged), median)
+        # the latest value of every metric: held-out ones come every few dozen steps only
+        self.metrics.update(record.metrics)
+        if HELDOUT_METRICS[0] in record.metrics:
+            self.heldout.append(record.step, *(record.metrics.get(k, np.nan) for k in HELDOUT_METRICS))
 
     def export_data(self) -> dict[str, np.ndarray]:
-        return self.series.to_dict()
+        data = self.series.to_dict()
+        if len(self.heldout):
+            data.update({f"heldout_{k}" if k == "step" else k: v for k, v in self.heldout.to_dict().items()})
+        return data
 
     # -- drawing --------------------------------------------------------------------------------
     def _axes_changed(self) -> None:
@@ -110,6 +163,11 @@ class TrainingPanel(Panel):
         log_loss, log_grad = self.log_loss.isChecked(), self.log_grad.isChecked()
         self.loss_curve.setData(steps, positive_for_log(loss) if log_loss else loss, connect="finite")
         self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
+        median = s.column("grad_median")
+        self.median_curve.setData(steps, positive_for_log(median) if log_grad else median, connect="finite")
+        if self._eval_shown:
+            for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
+                curve.setData(self.heldout.column("step"), self.heldout.column(name))
         self._draw_clipping(steps, grad, log_grad)
         self._follow_steps(steps)
         self._draw_reference_lines(log_loss, log_grad)
@@ -169,16 +227,25 @@ class TrainingPanel(Panel):
 
     def _draw_note(self) -> None:
         parts = [f"{k.replace('_', ' ')} {v:.1%}" if 0 <= v <= 1 else f"{k} {v:.3g}"
-                 for k, v in sorted(self.metrics.items())]
+                 for k, v in sorted(self.metrics.items()) if k not in HELDOUT_METRICS]
+        if len(self.heldout):
+            step, forced, free, exact = (self.heldout.column(k)[-1] for k in ("step", *HELDOUT_METRICS))
+            parts.append(f"held-out at step {int(step)}: tokens teacher-forced {forced:.1%}, free running "
+                         f"{free:.1%}; exact match {exact:.1%}")
         clipped = int(self.series.column("clipped").sum()) if len(self.series) else 0
         if clipped:
             parts.append(f"clipped {clipped} of {len(self.series)} steps")
+        median = self.median.value
+        if median == median:
+            shown = f"{median:.3g}" if median < 1000 else f"{median:,.0f}"
+            parts.append(f"median ‖∇‖ (last {min(len(self.median), MEDIAN_WINDOW)} steps) {shown}")
         self.note.setText("  ·  ".join(parts))
 
     def on_theme(self, theme: Theme) -> None:
         self.waiting.setColor(theme.muted)
         self.loss_curve.setPen(pen(theme.loss))
         self.grad_curve.setPen(pen(theme.grad_norm, 1.5))
+        self.median_curve.setPen(pen(theme.foreground, 1.5, Qt.DashLine))
         self.clip_marks.setPen(pen(theme.clipped, 2))
         for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
                             (self.clip_line, theme.clipped)):

@@ -6,6 +6,10 @@ the same functions ``Experiment`` uses; an invalid field gets a red border and i
 (with the allowed range) under it, and Apply stays disabled. Nothing reaches the trainer
 until Apply (or a preset choice), which emits a complete, valid ``Experiment``: ``applied``
 to build it, or ``retuned`` when only a learning rate or clip norm changed (the run goes on).
+
+Under Clip norm, "clip = k × median" fills the field with k times the running median of the
+gradient norm over the last steps the window received (app.panels.median; Pascanu et al.
+2013 found half to ten times the typical norm to work), for the user to Apply.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -31,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.panels.median import MEDIAN_WINDOW, RunningMedian, suggested_clip
 from app.theme import LIGHT, Theme
 from app.training.engine import LIVE_FIELDS
 from core.config import (
@@ -47,12 +53,13 @@ from core.presets import grouped
 # Layout of the form (any FIELDS entry not listed lands in "More").
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Task", ("task", "seq_len", "batch_size", "padding", "truncation", "masking")),
-    ("Model", ("cell", "nonlinearity", "hidden_size", "num_layers", "init", "spectral_radius")),
+    ("Model", ("cell", "nonlinearity", "hidden_size", "num_layers", "init", "spectral_radius", "forget_bias")),
     ("Training", ("optimizer", "lr", "clip", "tbptt", "steps", "seed", "device")),
-    ("Translation", ("attention", "embed_size")),
+    ("Translation", ("attention", "embed_size", "bidirectional", "teacher_forcing", "tf_schedule")),
     ("Your data and model", ("data", "columns", "target", "tokens", "vocab", "probe", "embedding", "bias")),
 )
 TEXT_TASKS = ("charlm", "classify", "inputs")
+CLIP_K = 5.0  # the helper's default multiple of the median gradient norm
 
 
 def field_applies(name: str, values: dict[str, Any]) -> bool:
@@ -61,9 +68,13 @@ def field_applies(name: str, values: dict[str, Any]) -> bool:
         return values.get("cell") == "rnn"
     if name == "spectral_radius":
         return values.get("init") in ("identity", "spectral")
+    if name == "forget_bias":
+        return values.get("cell") == "lstm"
     task = values.get("task")
-    if name in ("attention",):
+    if name in ("attention", "bidirectional", "teacher_forcing"):
         return task in SEQ2SEQ_TASKS
+    if name == "tf_schedule":  # from 1 down to the ratio: nothing to schedule at ratio 1
+        return task in SEQ2SEQ_TASKS and values.get("teacher_forcing", 1.0) < 1.0
     if name == "embed_size":
         return task in SEQ2SEQ_TASKS or values.get("embedding") == "on"
     if name == "data":
@@ -163,6 +174,7 @@ class ExperimentForm(QWidget):
         self.theme = theme
         self.experiment = Experiment()
         self.presets: dict[str, Any] = {}
+        self.grad_median = RunningMedian()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
         outer.addWidget(self._preset_box())
@@ -286,7 +298,72 @@ class ExperimentForm(QWidget):
             label.setToolTip(f.spec.help)
             label.setBuddy(f.editor)
             form.addRow(label, column)
+            if name == "clip":  # a row of its own: as wide as the form, no wider
+                form.addRow(self._clip_helper())
         return box
+
+    def _clip_helper(self) -> QWidget:
+        helper = QWidget()
+        helper.setObjectName("clip-helper")
+        rows = QVBoxLayout(helper)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(0)
+        row = QHBoxLayout()
+        row.setSpacing(4)
+        self.clip_k = QDoubleSpinBox()
+        self.clip_k.setObjectName("clip-k")
+        self.clip_k.setRange(0.5, 10.0)
+        self.clip_k.setSingleStep(0.5)
+        self.clip_k.setDecimals(1)
+        self.clip_k.setValue(CLIP_K)
+        self.clip_k.setPrefix("k ")
+        self.clip_button = QPushButton("clip = k × median")
+        self.clip_button.setObjectName("clip-from-median")
+        tip = (f"Set Clip norm to k times the median gradient norm (before clipping) of the last "
+               f"{MEDIAN_WINDOW} steps: Pascanu et al. (2013) found half to ten times the typical norm "
+               "to work. Then Apply: the run goes on with the new clip norm.")
+        self.clip_button.setToolTip(tip)
+        self.clip_k.setToolTip(tip)
+        self.clip_button.clicked.connect(self.clip_from_median)
+        self.median_label = QLabel("")
+        self.median_label.setObjectName("grad-median")
+        self.median_label.setStyleSheet(f"color: {self.theme.muted};")
+        row.addWidget(self.clip_k)
+        row.addWidget(self.clip_button, 1)
+        rows.addLayout(row)
+        rows.addWidget(self.median_label)
+        self._show_median()
+        return helper
+
+    def note_step(self, record: Any) -> None:
+        """A StepRecord the window received: its gradient norm joins the running median."""
+        self.grad_median.append(record.grad_norm)
+        self._show_median()
+
+    def note_run(self) -> None:
+        """A new run: the median starts again."""
+        self.grad_median.clear()
+        self._show_median()
+
+    def _show_median(self) -> None:
+        median = self.grad_median.value
+        text = (f"median ‖∇‖ of the last {len(self.grad_median)} steps: {median:.3g}" if median == median
+                else "median ‖∇‖: no steps yet")
+        if self.median_label.text() != text:
+            self.median_label.setText(text)
+        self.clip_button.setEnabled(median == median)
+
+    def clip_from_median(self) -> float | None:
+        """Put k × median into the Clip norm field (not applied); returns the value."""
+        value = suggested_clip(self.grad_median.value, self.clip_k.value())
+        if value is None:
+            self.message.setText("No gradient norms yet: train a few steps first.")
+            return None
+        self.fields["clip"].editor.setText(f"{value:g}")
+        self.message.setText(f"Clip norm {value:g} = {self.clip_k.value():g} × the median gradient norm "
+                             f"{self.grad_median.value:.3g} of the last {len(self.grad_median)} steps; Apply to use it.")
+        self.message.setStyleSheet(f"color: {self.theme.muted};")
+        return value
 
     # -- presets ---------------------------------------------------------------------------------
     def set_presets(self, presets: list[Any], current: str | None = None) -> None:

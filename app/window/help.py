@@ -1,4 +1,5 @@
-"""Help menu content: keyboard shortcuts, the cell equations (torch.nn's), and About."""
+"""Help menu content: keyboard shortcuts, the cell equations (torch.nn's), the training
+techniques the settings name (forget bias, teacher forcing, bidirectional, IRNN, clipping), and About."""
 
 from __future__ import annotations
 
@@ -65,6 +66,68 @@ ABOUT_HTML = """
 small task and watch the loss, the hidden state, the gates, the gradients through time and
 the spectrum of the recurrent weights, step by step and time step by time step.</p>
 <p>Built on PyTorch, NumPy, PySide6 (Qt) and pyqtgraph. MIT licence.</p>
+"""
+
+
+TECHNIQUES_HTML = """
+<h2>Techniques</h2>
+<p>What the settings below change, and the preset that shows each one.</p>
+
+<h3>Forget-gate bias (LSTM)</h3>
+<pre>f_t = σ(W_if x_t + b_if + W_hf h_(t-1) + b_hf)        Forget-gate bias b = b_if + b_hf</pre>
+<p>torch draws every bias from U(−1/√H, 1/√H), so the forget gate starts near σ(0) = 0.5 and
+the cell state halves every step: c_t keeps little of c_(t−k), and the gradient along the cell
+state shrinks by about 0.5 a step. Gers, Schmidhuber &amp; Cummins (2000) and Jozefowicz,
+Zaremba &amp; Sutskever (2015) start it at 1 (f ≈ 0.73): the cell keeps its content by
+default and the gradient reaches further back from the first step. <b>Forget-gate bias</b>
+sets b_if + b_hf of every unit (split evenly: the two always get the same gradient, so the
+split never changes training); 0 keeps torch's random biases. Preset: <code>forget-bias</code>.</p>
+
+<h3>Teacher forcing, exposure bias and scheduled sampling</h3>
+<p>Teacher-forced, the decoder of a translation model is fed the true previous token at every
+step; decoding, it is fed its own. Trained only the first way it never learns to go on from
+its own mistakes (<i>exposure bias</i>): one wrong token fed back can derail the rest. The
+Training and Decoding panels show held-out token accuracy both ways: teacher-forced (each
+token predicted from the true prefix) and free running (greedy decoding, compared position
+by position); the gap is what exposure bias costs. Exact match is the same either way:
+every token right given the true prefix is exactly when greedy decoding gets the whole
+output right. <b>Teacher forcing</b> p feeds the true
+token with probability p and the model's own previous choice otherwise, per token (1 =
+always teacher forcing, 0 = free running); <b>Forcing schedule</b> lowers it during
+training (scheduled sampling, Bengio, Vinyals, Jaitly &amp; Shazeer 2015):</p>
+<pre>
+constant          p_i = r
+linear            p_i = 1 − (1 − r) · i / N
+inverse-sigmoid   p_i = r + (1 − r) · k / (k + exp(i / k)),   k ln k = N / 2
+</pre>
+<p>with r the Teacher forcing setting, i the step and N the budget. Preset:
+<code>scheduled-sampling</code>: there the gap narrows, but mostly because the teacher-forced
+score falls; within its 1,500 steps free running does not yet improve.</p>
+
+<h3>Bidirectional encoder</h3>
+<p>A bidirectional layer (Schuster &amp; Paliwal 1997) runs one recurrence forwards and another,
+with weights of its own, backwards over the input, and puts their states side by side:
+h_t = [h→_t ; h←_t], so every position sees the whole input, before and after it. Bahdanau
+et al. (2014) attended over such states. With <b>Bidirectional encoder</b> on, the encoder
+has hidden_size/2 units each way; the decoder starts from both final states side by side.
+Hidden state shows the two halves; Gates and Inside the cell show the forward direction.
+Preset: <code>bidirectional-encoder</code>.</p>
+
+<h3>IRNN: ReLU with the identity</h3>
+<pre>h_t = relu(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh),   W_hh = I, b = 0 at the start</pre>
+<p>Le, Jaitly &amp; Hinton (2015): with W_hh the identity and relu, a unit with positive
+input just adds it up, and its Jacobian is the identity, so neither the state nor the
+gradient shrinks on its own, where tanh squashes both. Initialisation <i>identity</i> with
+Spectral radius 1 and Nonlinearity <i>relu</i>. Preset: <code>irnn-adding</code>.</p>
+
+<h3>Choosing the clipping threshold</h3>
+<pre>if ‖g‖ &gt; c:  g ← c · g / ‖g‖</pre>
+<p>Pascanu, Mikolov &amp; Bengio (2013) choose c from the typical gradient norm: from half to
+ten times its average over many updates still converged. The Training panel draws the
+running median of ‖∇‖ (dashed), and <b>clip = k × median</b> under Clip norm sets c to k
+times it (then Apply: the run goes on). Far below the median, nearly every step is clipped
+and clipping acts as a smaller learning rate; far above it, it only stops the rare burst.
+Preset: <code>exploding-rnn</code>.</p>
 """
 
 

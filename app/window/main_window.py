@@ -318,6 +318,7 @@ class MainWindow(QMainWindow):
         self.trained_seconds = 0.0
         for panel in self.panels.values():
             panel.reset(info)
+        self.form.note_run()
         self.status.set_run(info)
         self.status.set_progress(info.step, float("nan"), 0.0)
         self.setWindowTitle(f"RNN Explorer · {info.task_title} · {info.kind}")
@@ -337,6 +338,7 @@ class MainWindow(QMainWindow):
                     self.trained_seconds += record.seconds
                 self.last_step = record
                 self.rate.mark(record.step)
+                self.form.note_step(record)
                 if record.diverged:  # from the record, not the state change: that may come first
                     self.status.show_divergence(record)
 

@@ -14,7 +14,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
 
 from app.settings import folder, remember_folder
-from app.window.help import ABOUT_HTML, EQUATIONS_HTML, shortcuts_html
+from app.window.help import ABOUT_HTML, EQUATIONS_HTML, TECHNIQUES_HTML, shortcuts_html
 
 
 def build_menus(window: Any) -> tuple[dict[str, QMenu], dict[str, QAction]]:
@@ -54,7 +54,8 @@ def build_menus(window: Any) -> tuple[dict[str, QMenu], dict[str, QAction]]:
 
     help_menu = bar.addMenu("&Help")
     for title, html, keys in (("Keyboard Shortcuts", shortcuts_html(), "F1"),
-                              ("Equations", EQUATIONS_HTML, ""), ("About RNN Explorer", ABOUT_HTML, "")):
+                              ("Equations", EQUATIONS_HTML, ""), ("Techniques", TECHNIQUES_HTML, ""),
+                              ("About RNN Explorer", ABOUT_HTML, "")):
         action = QAction(title + "…", window)
         if keys:
             action.setShortcut(QKeySequence(keys))

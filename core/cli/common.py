@@ -24,6 +24,14 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, metavar="X", help="learning rate")
     p.add_argument("--clip", type=float, metavar="X", help="clip the gradient norm (0 = off)")
     p.add_argument("--device", metavar="DEV", help="cpu or cuda")
+    p.add_argument("--forget-bias", type=float, metavar="X",
+                   help="lstm: b_if + b_hf at initialisation (0 = torch's random init; 1 is the usual advice)")
+    p.add_argument("--teacher-forcing", type=float, metavar="P",
+                   help="translation: chance of feeding the true previous token in training (1 = always, "
+                        "0 = free running)")
+    p.add_argument("--tf-schedule", metavar="NAME",
+                   help="translation: constant, linear or inverse-sigmoid (from 1 down to --teacher-forcing)")
+    p.add_argument("--bidirectional", metavar="on|off", help="translation: a bidirectional encoder")
 
 
 def add_data_flags(p: argparse.ArgumentParser, tasks: str = "charlm|series|pairs|classify") -> None:
@@ -53,7 +61,22 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 OVERRIDES = {"steps": "steps", "seed": "seed", "cell": "cell", "lr": "lr", "clip": "clip", "device": "device",
              "columns": "columns", "target": "target", "tokens": "tokens", "seq_len": "seq_len",
-             "hidden_size": "hidden_size", "vocab": "vocab"}
+             "hidden_size": "hidden_size", "vocab": "vocab", "forget_bias": "forget_bias",
+             "teacher_forcing": "teacher_forcing", "tf_schedule": "tf_schedule", "bidirectional": "bidirectional"}
+
+
+def _applicable(exp, overrides: dict, source: str):
+    """``exp``, or UserError when a flag sets a field that does nothing for its model
+    (refused, not ignored)."""
+    from core.errors import UserError
+
+    if "forget_bias" in overrides and exp.cell != "lstm":
+        raise UserError(f"--forget-bias applies to lstm cells; {source!r} trains a {exp.cell}")
+    for flag in ("teacher_forcing", "tf_schedule", "bidirectional"):
+        if flag in overrides and not exp.is_seq2seq:
+            raise UserError(f"--{flag.replace('_', '-')} applies to translation tasks (reverse, sort, dates); "
+                            f"{source!r} trains the {exp.task} task")
+    return exp
 
 
 def experiment_from_args(args: argparse.Namespace):
@@ -69,7 +92,7 @@ def experiment_from_args(args: argparse.Namespace):
     if not data:
         if getattr(args, "task", None) is not None:
             raise ValueError("--task applies to --data; a preset sets its own task")
-        return load_preset(args.preset).experiment.replace(**overrides)
+        return _applicable(load_preset(args.preset).experiment.replace(**overrides), overrides, args.preset)
     from core.datafiles import read_file
     from core.tasks.user import BASE_PRESET, CLASSIFY_BASE, fit_sequence_length, task_for_file
 
@@ -83,6 +106,7 @@ def experiment_from_args(args: argparse.Namespace):
     exp = exp.replace(task=task, data=data, **overrides)
     if "seq_len" not in overrides:
         exp = exp.replace(seq_len=fit_sequence_length(exp, read_file(data)))
+    exp = _applicable(exp, overrides, args.preset or data)
     return exp
 
 
@@ -134,7 +158,8 @@ def load_trainer(args: argparse.Namespace):
         from core.session.format import open_session
 
         fixed = [f"--{k.replace('_', '-')}" for k in ("seed", "cell", "device", "data", "task", "columns", "target",
-                                                      "tokens", "seq_len", "hidden_size", "model", "vocab")
+                                                      "tokens", "seq_len", "hidden_size", "model", "vocab",
+                                                      "forget_bias", "teacher_forcing", "tf_schedule", "bidirectional")
                  if getattr(args, k, None) is not None]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change a saved session (it continues exactly); "

@@ -108,6 +108,9 @@ def summary_text(result, trainer, evaluation: dict) -> str:
     lines = [f"{trainer.task.title}: {trainer.step_count} steps"
              + (f", held-out exact match {evaluation['exact_match']:.3f} (token accuracy "
                 f"{evaluation['token_accuracy']:.3f})" if evaluation else "")]
+    if "token_accuracy_teacher_forced" in evaluation:  # what exposure bias costs: core.training.schedules
+        lines.append(f"token accuracy teacher-forced {evaluation['token_accuracy_teacher_forced']:.3f}, "
+                     f"free running {evaluation['token_accuracy']:.3f}")
     lines.append(f"input:   {result.source}")
     if result.notice:
         lines.append(f"notice:  {result.notice}")

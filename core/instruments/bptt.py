@@ -29,7 +29,7 @@ from torch import Tensor
 from core.instruments.jacobians import step_coefficients, top_layer_inputs
 from core.instruments.products import jacobian_products, spectral_norms, transient_steps
 from core.instruments.spectrum import GAMMA, spectral_radius
-from core.models.recurrent import State, Trace, mask_from
+from core.models.recurrent import State, Trace, mask_from, one_direction
 from core.records import GradientRecord
 
 DEGENERATE = 1e-30  # norms this far below the largest (or underflowed) are not fitted
@@ -55,6 +55,7 @@ def through_time(net, x: Tensor, loss_fn: Callable[[Tensor, State], Tensor],
     collects every path from c_t to the loss, through c_{t+1} = f c_t + i g (the constant
     error carousel) and through h_t = o tanh(c_t).
     """
+    one_direction(net, "gradients through time")
     kwargs = {k: v for k, v in (("lengths", lengths), ("mask", mask)) if v is not None}
     if x.is_floating_point():  # a graph to differentiate even when parameters are frozen
         x = x.detach().requires_grad_(True)
@@ -178,6 +179,7 @@ def jacobian_norms(net, x: Tensor, lengths: Tensor | None = None, *, mask: Tenso
     total derivative for the top layer. Computed from a no-grad probe. exact: force the
     exact path (True) or the block sweep (False); by default exact up to H = EXACT_MAX_H.
     """
+    one_direction(net, "the Jacobian product")
     T, B = x.shape[0], x.shape[1]
     if not 0 <= batch_index < B:
         raise ValueError(f"batch_index must lie in 0..{B - 1}; got {batch_index}")

@@ -23,6 +23,7 @@ from core.instruments.dynamics import (
     sample_starts,
     spread,
 )
+from core.models.recurrent import one_direction
 from core.records import DynamicsRecord
 
 # ------------------------------------------------------------------------- inputs x*
@@ -128,6 +129,7 @@ def dynamics_record(net, states: Tensor, valid: Tensor | None, inputs: Tensor, l
     states: [T, B, S] (sequence 0 the probe, whose ``labels`` name its steps); valid: [T, B]
     or None; inputs: [T, B, I]; input_name: "zero", a symbol or numbers (``parse_input``).
     """
+    one_direction(net, "fixed points")
     start = time.perf_counter()
     name, x = parse_input(input_name, symbols, net.input_size)
     components, found = analyse(net, states, valid, x, settings)

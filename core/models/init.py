@@ -15,8 +15,18 @@ the recurrent map of each gate gets the property the scheme promises.
                   larger (about twice for torch's uniform init), which is what decides
                   the Pascanu et al. bound, see core.bptt.
 
+Every scheme acts on both directions of a bidirectional stack.
+
 Reproducible: ``orthogonal`` draws from ``generator`` (or torch's global generator,
 seeded by the trainer); the other schemes draw nothing.
+
+``set_forget_bias`` is separate (it applies to LSTMs whatever the W_hh scheme): it sets
+b_if + b_hf of every unit, the forget gate's bias (Gers, Schmidhuber & Cummins 2000;
+Jozefowicz, Zaremba & Sutskever 2015 recommend 1, so that f starts near σ(1) = 0.73 rather
+than σ(0) = 0.5 and the cell state is kept by default). Only the sum enters the equations,
+and the two biases always get the same gradient (dL/db_if = dL/db_hf), so with SGD, Adam
+or RMSprop and no weight decay, how the sum is split never changes training: we split it
+evenly (b_if = b_hf = bias / 2), which keeps the two equal for the whole run.
 """
 
 from __future__ import annotations
@@ -59,8 +69,8 @@ def initialise(net, scheme: str, spectral_radius: float = 1.0,
     if scheme == "default":
         return
     H, k = net.hidden_size, _blocks(net)
-    for layer in range(net.num_layers):
-        _, w_hh, b_ih, b_hh = net.layer_weights(layer)
+    for layer, reverse in _layers(net):
+        _, w_hh, b_ih, b_hh = net.layer_weights(layer, reverse)
         for block in w_hh.view(k, H, H):
             if scheme == "orthogonal":
                 block.copy_(random_orthogonal(H, generator, block.dtype))
@@ -72,6 +82,31 @@ def initialise(net, scheme: str, spectral_radius: float = 1.0,
             for b in (b_ih, b_hh):
                 if b is not None:
                     b.zero_()
+
+
+def _layers(net) -> list[tuple[int, bool]]:
+    """(layer, reverse) of every direction of every layer."""
+    return [(layer, reverse) for layer in range(net.num_layers) for reverse in (False, True)[:net.directions]]
+
+
+@torch.no_grad()
+def set_forget_bias(net, bias: float) -> None:
+    """Set b_if + b_hf of every unit of every LSTM layer (and direction) of ``net`` to ``bias``
+    in place (b_if = b_hf = bias / 2, see the module docstring). ``bias`` 0 leaves torch's
+    random initialisation (U(-1/sqrt(H), 1/sqrt(H)) each, so the sum has mean 0) as it is, so
+    that the default changes nothing. Raises ValueError for a net that is not an LSTM."""
+    if not (isinstance(bias, (int, float)) and math.isfinite(bias)):
+        raise ValueError(f"forget bias must be a finite number; got {bias!r}")
+    if net.kind != "lstm":
+        raise ValueError(f"the forget-gate bias applies to lstm layers only; this is a {net.kind}")
+    if bias == 0 or not net.bias:
+        return
+    H = net.hidden_size
+    forget = GATES["lstm"].index("forget")
+    for layer, reverse in _layers(net):
+        _, _, b_ih, b_hh = net.layer_weights(layer, reverse)
+        for b in (b_ih, b_hh):
+            b.view(-1, H)[forget].fill_(bias / 2)
 
 
 def _scaled_to_radius(block: Tensor, radius: float) -> Tensor:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from core.batch import Batch
 from core.interventions import Intervention
-from core.models.recurrent import State, Trace, mask_from
+from core.models.recurrent import State, Trace, mask_from, one_direction
 from core.names import GATES
 
 Edit = tuple[Tensor | None, Tensor | None]  # (a, b): x -> a * x + b; None = leave out that op
@@ -116,6 +116,7 @@ def run_edited(net, x: Tensor, plan: Plan, state: State | None = None, lengths: 
     only what the loss needs.
     Returns (out [T, (V,) B, H] of the top layer, state like the input state, Trace or None).
     """
+    one_direction(net, "interventions")
     if x.dim() != 3 or x.shape[-1] != net.input_size:
         raise ValueError(f"x must have shape [T, B, {net.input_size}]; got {list(x.shape)}")
     T, B = x.shape[0], x.shape[1]

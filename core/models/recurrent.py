@@ -13,6 +13,13 @@ Three ways to run the same weights:
 * ``net.probe(x, state, lengths)`` – no-grad trace for the GUI: fused forward layer by
   layer, then the gates recomputed for all t in one batched matmul.
 
+Bidirectional stacks (Schuster & Paliwal 1997) are torch.nn's: every layer runs a forward
+direction over t = 0..T-1 and a backward one over t = T-1..0 with weights of its own
+(``weight_ih_l{k}_reverse``, ...), and the next layer (and the output) reads both, concatenated
+([T, B, 2H]: forward units first); states are [2L, B, H], layer by layer, forward first.
+The trace keeps the forward direction where a unidirectional stack keeps its only one and
+the backward direction in ``trace.reverse``.
+
 Equations (torch.nn's documentation; ``*`` is the elementwise product)::
 
     rnn:   h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)          (or relu)
@@ -52,6 +59,11 @@ class Trace:
     steps[l]:  the T graph nodes h_t used by the recurrence (loop mode only), so that
                ``torch.autograd.grad(loss, steps[l])`` is the total derivative dL/dh_t.
     cell_steps[l]: likewise the T nodes c_t (lstm, loop mode only): dL/dc_t.
+    reverse:   bidirectional stacks only: the backward direction, a Trace of the same shapes
+               whose h_t (indexed by input position t, not by the order it was computed in)
+               has read x_{T-1} down to x_t. None for a unidirectional stack, whose one
+               direction is the fields above; in a bidirectional one they are its forward
+               direction (layer l's output is then [hidden[l]; reverse.hidden[l]]).
     """
 
     kind: str
@@ -60,6 +72,7 @@ class Trace:
     gates: list[dict[str, Tensor]]
     steps: list[list[Tensor]] = field(default_factory=list)
     cell_steps: list[list[Tensor]] = field(default_factory=list)
+    reverse: Trace | None = None
 
 
 def make_recurrent(
@@ -69,20 +82,31 @@ def make_recurrent(
     num_layers: int = 1,
     nonlinearity: str = "tanh",
     bias: bool = True,
+    bidirectional: bool = False,
 ) -> RNN | LSTM | GRU:
-    """Build an instrumented recurrent stack whose state_dict equals torch.nn's."""
+    """Build an instrumented recurrent stack whose state_dict equals torch.nn's
+    (``bidirectional``: torch.nn's ``bidirectional=True``, ``*_reverse`` weights included)."""
     if kind not in CELL_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CELL_KINDS)}; got {kind!r}")
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    if not isinstance(bidirectional, bool):
+        raise ValueError(f"bidirectional must be True or False; got {bidirectional!r}")
     if kind == "rnn":
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of tanh, relu; got {nonlinearity!r}")
-        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias)
+        return RNN(input_size, hidden_size, num_layers, nonlinearity=nonlinearity, bias=bias, bidirectional=bidirectional)
     if nonlinearity != "tanh":
         raise ValueError(f"nonlinearity applies to kind 'rnn' only; {kind} uses fixed gate functions")
-    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bias=bias)
+    return (LSTM if kind == "lstm" else GRU)(input_size, hidden_size, num_layers, bias=bias, bidirectional=bidirectional)
+
+
+def one_direction(net, what: str) -> None:
+    """ValueError, one line, when ``net`` is bidirectional: ``what`` follows a single
+    recurrence (its Jacobians, edits or fixed points), which such a layer does not have."""
+    if getattr(net, "bidirectional", False):
+        raise ValueError(f"{what} is not available for bidirectional layers")
 
 
 def mask_from(lengths: Tensor | None, mask: Tensor | None, T: int, B: int, device) -> Tensor | None:
@@ -107,20 +131,26 @@ class _Instrumented:
     kind: str
 
     def _check_supported(self) -> None:
-        if self.bidirectional or self.batch_first or getattr(self, "proj_size", 0) or self.dropout:
-            raise ValueError("only unidirectional, time-major layers without projection or dropout "
-                             "are supported")
+        if self.batch_first or getattr(self, "proj_size", 0) or self.dropout:
+            raise ValueError("only time-major layers without projection or dropout are supported")
 
-    def layer_weights(self, layer: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """(weight_ih, weight_hh, bias_ih, bias_hh) of one layer, torch's names and shapes."""
-        w_ih = getattr(self, f"weight_ih_l{layer}")
-        w_hh = getattr(self, f"weight_hh_l{layer}")
+    @property
+    def directions(self) -> int:
+        """2 for a bidirectional stack, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def layer_weights(self, layer: int, reverse: bool = False) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh) of one layer (``reverse``: of its backward
+        direction), torch's names and shapes."""
+        suffix = f"l{layer}_reverse" if reverse else f"l{layer}"
+        w_ih = getattr(self, f"weight_ih_{suffix}")
+        w_hh = getattr(self, f"weight_hh_{suffix}")
         if not self.bias:
             return w_ih, w_hh, None, None
-        return w_ih, w_hh, getattr(self, f"bias_ih_l{layer}"), getattr(self, f"bias_hh_l{layer}")
+        return w_ih, w_hh, getattr(self, f"bias_ih_{suffix}"), getattr(self, f"bias_hh_{suffix}")
 
     def _initial(self, state: State | None, B: int, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        L, H = self.num_layers, self.hidden_size
+        L, H = self.num_layers * self.directions, self.hidden_size
         if state is None:
             h0 = x.new_zeros(L, B, H)
             return h0, (x.new_zeros(L, B, H) if self.kind == "lstm" else None)
@@ -156,15 +186,20 @@ class _Instrumented:
             mask: [T, B] bool, an alternative to ``lengths`` for any padding layout
                 (e.g. pre-padding): steps where it is False are skipped in the same way.
             trace: False runs torch's fused kernel and returns ``trace=None``.
-            detach_every: truncated BPTT: the recurrent state is detached every k steps.
+            detach_every: truncated BPTT: the recurrent state is detached every k steps
+                (unidirectional stacks only: a backward direction needs the whole sequence).
         Returns:
-            out [T, B, H] (top layer), state like the input state, trace.
+            out [T, B, H] (top layer; [T, B, 2H] when bidirectional), state like the input
+            state, trace.
         """
         self._check_supported()
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"x must have shape [T, B, {self.input_size}]; got {list(x.shape)}")
         if detach_every is not None and detach_every < 1:
             raise ValueError(f"detach_every must be >= 1 or None; got {detach_every}")
+        if detach_every is not None and self.bidirectional:
+            raise ValueError("truncated BPTT (detach_every) is not available for bidirectional layers: "
+                             "the backward direction needs the whole sequence")
         T, B = x.shape[0], x.shape[1]
         m = mask_from(lengths, mask, T, B, x.device)
         if not trace and mask is None and detach_every is None:
@@ -185,50 +220,67 @@ class _Instrumented:
         T, B = x.shape[0], x.shape[1]
         h0, c0 = self._initial(state, B, x)
         steps_m = m.unbind(0) if m is not None else [None] * T
-        inp = x
-        hidden, cells, gates, steps, h_last, c_last, cell_steps = [], [], [], [], [], [], []
+        D = self.directions
+        traces = [Trace(self.kind, [], [] if self.kind == "lstm" else None, []) for _ in range(D)]
+        inp, h_last, c_last = x, [], []
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
-            # One matmul for the input projection of all steps; unbind (not x[t]) keeps
-            # backward from allocating a full-size gradient per step.
-            xi = F.linear(inp, w_ih, b_ih).unbind(0)
-            h = h0[layer]
-            c = c0[layer] if c0 is not None else None
-            hs, cs, gs = [], [], {name: [] for name in GATES[self.kind]}
-            for t in range(T):
-                if detach_every and t and t % detach_every == 0:
-                    h = h.detach()
-                    c = c.detach() if c is not None else None
-                h_new, c_new, g = self._cell(xi[t], h, c, w_hh, b_hh)
-                mt = steps_m[t]
-                if mt is not None:
-                    if c is not None:
-                        c_new = torch.where(mt, c_new, c)
-                        # h_t read from the c_t node, so that dL/dc_t includes the h_t path
-                        h_new = g["output"] * torch.tanh(c_new)
-                    h_new = torch.where(mt, h_new, h)
-                h, c = h_new, c_new
-                hs.append(h)
+            for d, tr in enumerate(traces):
+                k = layer * D + d
+                hs, cs, gs, h, c = self._direction(inp, layer, d == 1, h0[k], None if c0 is None else c0[k],
+                                                   steps_m, detach_every)
+                tr.steps.append(hs)
+                tr.hidden.append(torch.stack(hs))
                 if c is not None:
-                    cs.append(c)
-                for name, value in g.items():
-                    gs[name].append(value)
-            layer_out = torch.stack(hs)
-            steps.append(hs)
-            hidden.append(layer_out)
-            if c is not None:
-                cells.append(torch.stack(cs))
-                cell_steps.append(cs)
-            gates.append({name: torch.stack(v) for name, v in gs.items()})
-            h_last.append(h)
-            if c is not None:
-                c_last.append(c)
+                    tr.cell.append(torch.stack(cs))
+                    tr.cell_steps.append(cs)
+                    c_last.append(c)
+                tr.gates.append(gs)
+                h_last.append(h)
+            layer_out = torch.cat([tr.hidden[-1] for tr in traces], dim=-1) if D == 2 else traces[0].hidden[-1]
             inp = layer_out if m is None else layer_out * m
         out = inp
         h_n = torch.stack(h_last)
         new_state: State = (h_n, torch.stack(c_last)) if self.kind == "lstm" else h_n
-        tr = Trace(self.kind, hidden, cells if self.kind == "lstm" else None, gates, steps, cell_steps)
+        tr = traces[0]
+        if D == 2:
+            tr.reverse = traces[1]
         return out, new_state, tr
+
+    def _direction(self, inp: Tensor, layer: int, reverse: bool, h: Tensor, c: Tensor | None,
+                   steps_m: list, detach_every: int | None):
+        """One direction of one layer: the recurrence over t = 0..T-1 (``reverse``: T-1..0).
+
+        Returns (h_t nodes, c_t nodes, gates {name: [T, B, H]}, final h, final c), the
+        per-step values in input order (t), whichever order they were computed in.
+        """
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer, reverse)
+        # One matmul for the input projection of all steps; unbind (not x[t]) keeps
+        # backward from allocating a full-size gradient per step.
+        xi = F.linear(inp, w_ih, b_ih).unbind(0)
+        T = len(xi)
+        hs, cs, gs = [], [], {name: [] for name in GATES[self.kind]}
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            if detach_every and t and t % detach_every == 0:
+                h = h.detach()
+                c = c.detach() if c is not None else None
+            h_new, c_new, g = self._cell(xi[t], h, c, w_hh, b_hh)
+            mt = steps_m[t]
+            if mt is not None:
+                if c is not None:
+                    c_new = torch.where(mt, c_new, c)
+                    # h_t read from the c_t node, so that dL/dc_t includes the h_t path
+                    h_new = g["output"] * torch.tanh(c_new)
+                h_new = torch.where(mt, h_new, h)
+            h, c = h_new, c_new
+            hs.append(h)
+            if c is not None:
+                cs.append(c)
+            for name, value in g.items():
+                gs[name].append(value)
+        if reverse:
+            for values in (hs, cs, *gs.values()):
+                values.reverse()
+        return hs, cs, {name: torch.stack(v) for name, v in gs.items()}, h, c
 
     # ------------------------------------------------------------------ probe
     @torch.no_grad()
@@ -243,27 +295,44 @@ class _Instrumented:
             return self.forward(x, state, lengths, mask=mask)[2]
         self._check_supported()
         h0, c0 = self._initial(state, x.shape[1], x)
-        inp, hidden, cells, gates = x, [], [], []
+        D = self.directions
+        traces = [Trace(self.kind, [], [] if self.kind == "lstm" else None, []) for _ in range(D)]
+        inp = x
         for layer in range(self.num_layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer)
-            weights = [w for w in (w_ih, w_hh, b_ih, b_hh) if w is not None]
-            if self.kind == "lstm":
-                hs, _, _ = torch._VF.lstm(inp, (h0[layer:layer + 1], c0[layer:layer + 1]), weights,
-                                         self.bias, 1, 0.0, False, False, False)
-            elif self.kind == "gru":
-                hs, _ = torch._VF.gru(inp, h0[layer:layer + 1], weights, self.bias, 1, 0.0, False, False, False)
-            else:
-                fn = torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
-                hs, _ = fn(inp, h0[layer:layer + 1], weights, self.bias, 1, 0.0, False, False, False)
-            h_prev = torch.cat([h0[layer:layer + 1], hs[:-1]])
-            g, cs = self._recompute_gates(inp, h_prev, c0[layer] if c0 is not None else None,
-                                          w_ih, w_hh, b_ih, b_hh)
-            hidden.append(hs)
-            gates.append(g)
-            if cs is not None:
-                cells.append(cs)
-            inp = hs
-        return Trace(self.kind, hidden, cells if self.kind == "lstm" else None, gates)
+            for d, tr in enumerate(traces):
+                k = layer * D + d
+                # the backward direction is the forward recurrence on the time-reversed input
+                seq = inp.flip(0) if d else inp
+                hs, g, cs = self._probe_direction(seq, layer, d == 1, h0[k:k + 1],
+                                                  None if c0 is None else c0[k:k + 1])
+                if d:
+                    hs, cs = hs.flip(0), (None if cs is None else cs.flip(0))
+                    g = {name: v.flip(0) for name, v in g.items()}
+                tr.hidden.append(hs)
+                tr.gates.append(g)
+                if cs is not None:
+                    tr.cell.append(cs)
+            inp = torch.cat([tr.hidden[-1] for tr in traces], dim=-1) if D == 2 else traces[0].hidden[-1]
+        tr = traces[0]
+        if D == 2:
+            tr.reverse = traces[1]
+        return tr
+
+    def _probe_direction(self, inp: Tensor, layer: int, reverse: bool, h0: Tensor, c0: Tensor | None):
+        """(h [T, B, H], gates, c [T, B, H] or None) of one direction over ``inp`` in the
+        order given; h0, c0 [1, B, H]."""
+        w_ih, w_hh, b_ih, b_hh = self.layer_weights(layer, reverse)
+        weights = [w for w in (w_ih, w_hh, b_ih, b_hh) if w is not None]
+        if self.kind == "lstm":
+            hs, _, _ = torch._VF.lstm(inp, (h0, c0), weights, self.bias, 1, 0.0, False, False, False)
+        elif self.kind == "gru":
+            hs, _ = torch._VF.gru(inp, h0, weights, self.bias, 1, 0.0, False, False, False)
+        else:
+            fn = torch._VF.rnn_tanh if self.nonlinearity == "tanh" else torch._VF.rnn_relu
+            hs, _ = fn(inp, h0, weights, self.bias, 1, 0.0, False, False, False)
+        h_prev = torch.cat([h0, hs[:-1]])
+        g, cs = self._recompute_gates(inp, h_prev, None if c0 is None else c0[0], w_ih, w_hh, b_ih, b_hh)
+        return hs, g, cs
 
     def _recompute_gates(self, x, h_prev, c0, w_ih, w_hh, b_ih, b_hh):
         """All gates for all t from x_t and h_{t-1} in one batched matmul ([T, B, *])."""
@@ -346,6 +415,7 @@ def torch_reference(net: RNN | LSTM | GRU) -> nn.RNN | nn.LSTM | nn.GRU:
     """A plain torch.nn module with the same weights (for tests and benchmarks)."""
     cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[net.kind]
     kwargs = {"nonlinearity": net.nonlinearity} if net.kind == "rnn" else {}
-    ref = cls(net.input_size, net.hidden_size, net.num_layers, bias=net.bias, **kwargs)
+    ref = cls(net.input_size, net.hidden_size, net.num_layers, bias=net.bias,
+              bidirectional=net.bidirectional, **kwargs)
     ref.load_state_dict(net.state_dict())
     return ref.to(next(net.parameters()).device)

@@ -29,6 +29,18 @@ it. There is deliberately no ``loss_from_outputs``: gradients through time are a
 instrument, and the trainer skips them for this model. Source padding is always masked (the
 experiment's padding, truncation, masking and tbptt fields do not apply), and the trainer's
 ``init`` scheme reaches the encoder (``recurrent``) only; the decoder keeps torch's default.
+
+Bidirectional encoder (``exp.bidirectional == "on"``; Schuster & Paliwal 1997, as Bahdanau et
+al. used): hidden_size/2 units read the source forwards and as many backwards, so the memory
+h_j = [h_fwd_j; h_bwd_j] has hidden_size units, as the decoder's attention expects, and the
+decoder starts from the two directions' final states side by side (OpenNMT's "brnn"; the
+backward one has read the whole source down to its first token). The parameter count stays
+close to the unidirectional encoder's.
+
+Teacher forcing: ``forward(..., teacher_forcing=p, generator=g)`` with p < 1 feeds the decoder,
+at each step t >= 1 of each sequence, the true y_{t-1} with probability p and its own previous
+argmax otherwise (scheduled sampling; core.training.schedules), one step at a time; p = 1 is
+plain teacher forcing and p = 0 free running.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.batch import Batch
-from core.config import Experiment
+from core.config import ConfigError, Experiment
 from core.models.recurrent import Trace, make_recurrent
 from core.names import ATTENTION_KINDS, BOS, EOS, PAD
 
@@ -118,8 +130,13 @@ class Seq2Seq(nn.Module):
         E, H, L = exp.embed_size, exp.hidden_size, exp.num_layers
         nonlinearity = exp.nonlinearity if exp.cell == "rnn" else "tanh"
         self.exp, self.attention_kind, self.kind = exp, exp.attention, exp.cell
+        self.bidirectional = exp.bidirectional == "on"
+        if self.bidirectional and H % 2:
+            raise ConfigError("hidden_size", f"hidden_size must be even for a bidirectional encoder "
+                                             f"(hidden_size/2 units each way); got {H}")
         self.src_embed = nn.Embedding(src_vocab_size, E, padding_idx=PAD)
-        self.recurrent = make_recurrent(exp.cell, E, H, L, nonlinearity)
+        self.recurrent = make_recurrent(exp.cell, E, H // 2 if self.bidirectional else H, L, nonlinearity,
+                                        bidirectional=self.bidirectional)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, E, padding_idx=PAD)
         extra = H if exp.attention == "additive" else 0  # Bahdanau feeds the context in
         self.decoder = make_recurrent(exp.cell, E + extra, H, L, nonlinearity)
@@ -142,6 +159,8 @@ class Seq2Seq(nn.Module):
         lengths = torch.as_tensor(lengths, device=src.device)
         out, state, _ = self.recurrent(self.src_embed(src), None, lengths, trace=False)
         h, c = state if self.kind == "lstm" else (state, None)
+        if self.bidirectional:  # [2L, B, H/2] -> [L, B, H]: each layer's directions side by side
+            h, c = both_directions(h), (None if c is None else both_directions(c))
         memory = out.transpose(0, 1)  # [B, S, H], zero at padded positions
         mask = torch.arange(S, device=src.device).unsqueeze(0) < lengths.unsqueeze(1)
         keys = self.attention.keys(memory) if self.attention_kind != "none" else None
@@ -207,27 +226,39 @@ class Seq2Seq(nn.Module):
         return torch.stack(out, dim=1)
 
     # ------------------------------------------------------------------------ teacher forcing
-    def forward(self, src: Tensor, lengths: Tensor | None, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, src: Tensor, lengths: Tensor | None, tgt_in: Tensor, teacher_forcing: float = 1.0,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced pass: src [S, B], lengths [B], tgt_in [U, B] (bos, y_1, ...)
-        -> logits [U, B, V], attention weights [U, B, S] (None without attention)."""
+        -> logits [U, B, V], attention weights [U, B, S] (None without attention).
+
+        ``teacher_forcing`` < 1: each input after bos is the true token with that probability
+        (coin flips [U, B] from ``generator``, torch's global one when None), else the
+        decoder's own previous argmax (no gradient flows through that choice)."""
         st = self.encode_batch(src, lengths)
-        if self.attention_kind == "additive":  # the context feeds the recurrence: step by step
+        sampled = teacher_forcing < 1.0
+        if self.attention_kind == "additive" or sampled:  # each input depends on the last step: step by step
+            coins = torch.rand(tgt_in.shape, generator=generator).to(tgt_in.device) < teacher_forcing \
+                if sampled else None
             logits, weights = [], []
-            for tokens in tgt_in.unbind(0):
+            for t, tokens in enumerate(tgt_in.unbind(0)):
+                if sampled and t:
+                    tokens = torch.where(coins[t], tokens, logits[-1].detach().argmax(-1))
                 step_logits, w, st = self.advance(tokens, st)
                 logits.append(step_logits)
                 weights.append(w)
-            return torch.stack(logits), torch.stack(weights)
+            return torch.stack(logits), (torch.stack(weights) if self.attention_kind != "none" else None)
         out, _, _ = self.decoder(self.tgt_embed(tgt_in), self._rnn_state(st), trace=False)
         if self.attention_kind == "none":
             return self.readout(out), None
         context, weights = self.attention(out.transpose(0, 1), st.keys, st.memory, st.mask)
         return self._output(out, context.transpose(0, 1)), weights.transpose(0, 1)
 
-    def loss(self, batch: Batch, detach_every: int = 0) -> tuple[Tensor, dict[str, float]]:
-        """Teacher-forced cross-entropy per target token (eos included, padding not) and the
-        token accuracy. ``detach_every`` (truncated BPTT) does not apply and is ignored."""
-        logits, _ = self(batch.src, batch.lengths, batch.tgt_in)
+    def loss(self, batch: Batch, detach_every: int = 0, teacher_forcing: float = 1.0,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, float]]:
+        """Cross-entropy per target token (eos included, padding not) and the token accuracy,
+        teacher-forced with probability ``teacher_forcing`` (see ``forward``).
+        ``detach_every`` (truncated BPTT) does not apply and is ignored."""
+        logits, _ = self(batch.src, batch.lengths, batch.tgt_in, teacher_forcing, generator)
         target = batch.tgt_out
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD)
         with torch.no_grad():
@@ -235,6 +266,12 @@ class Seq2Seq(nn.Module):
             correct = (logits.argmax(-1) == target) & real
             accuracy = float(correct.sum() / real.sum().clamp_min(1))
         return loss, {"accuracy": accuracy}
+
+    @torch.no_grad()
+    def teacher_forced_batch(self, src: Tensor, lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """The argmax at every target position given the true prefix: ids [U, B]."""
+        logits, _ = self(src, lengths, tgt_in)
+        return logits.argmax(-1)
 
     @torch.no_grad()
     def trace(self, batch: Batch, masking: bool | None = None) -> Trace:
@@ -255,3 +292,10 @@ class Seq2Seq(nn.Module):
         tgt_in = torch.tensor([BOS, *tokens[:-1]], device=src.device).unsqueeze(1)
         _, weights = self(src, torch.tensor([int(length)], device=src.device), tgt_in)
         return weights[:, 0].to("cpu", torch.float32).numpy().copy()
+
+
+def both_directions(state: Tensor) -> Tensor:
+    """A bidirectional stack's final states [2L, B, H/2] (layer by layer, forward first)
+    -> [L, B, H], each layer's forward and backward states side by side."""
+    two_l, B, half = state.shape
+    return state.view(two_l // 2, 2, B, half).transpose(1, 2).reshape(two_l // 2, B, 2 * half)

@@ -96,17 +96,29 @@ class TranslationTask(Task):
         return self.batch([self.probe_pair()], pad_to=self.T)
 
     def evaluate(self, model, by_length: Sequence[int] = ()) -> dict[str, float]:
-        """Greedy decoding of the held-out split (batched, no grad).
+        """The held-out split decoded both ways (batched, no grad).
 
-        Returns ``exact_match`` (whole output equals the target, eos included) and
-        ``token_accuracy`` (position-wise over target tokens and eos). ``by_length`` =
-        bucket edges, e.g. (12, 20): adds ``exact_match_len_1-12``, ``..._13-20``,
-        ``..._21-30`` (by source length; empty buckets left out).
+        Returns ``exact_match`` (greedy decoding: the whole output, eos included, equals
+        the target), ``token_accuracy`` (greedy decoding, free running: position-wise over
+        target tokens and eos) and ``token_accuracy_teacher_forced`` (the share of target
+        tokens, eos included, that are the argmax given the true prefix, as teacher-forced
+        training sees them). The gap between the two token accuracies is what exposure bias
+        costs: one wrong token fed back derails the tokens after it. Exact match has no
+        teacher-forced twin: it is the same either way (every argmax right given the true
+        prefix is exactly when greedy decoding, fed its own and so the true tokens, is right).
+        ``by_length`` = bucket edges, e.g. (12, 20): adds ``exact_match_len_1-12``,
+        ``..._13-20``, ``..._21-30`` (free running, by source length; empty buckets left out).
         """
         if not self.heldout:
             return {}
+        was_training = model.training
+        model.eval()
         batch = self.batch(self.heldout).to(next(model.parameters()).device)
         predicted = model.greedy_batch(batch.src, batch.lengths, self.max_target_len + 1)  # [B, P]
+        forced = model.teacher_forced_batch(batch.src, batch.lengths, batch.tgt_in)  # [U, B]
+        model.train(was_training)
+        real_forced = batch.tgt_out != PAD
+        forced_right = ((forced == batch.tgt_out) & real_forced).sum()
         target = batch.tgt_out.T  # [B, U]
         width = max(predicted.shape[1], target.shape[1])
         predicted = torch.nn.functional.pad(predicted, (0, width - predicted.shape[1]), value=PAD)
@@ -114,7 +126,8 @@ class TranslationTask(Task):
         same, real = predicted == target, target != PAD
         exact = same.all(1).cpu()
         result = {"exact_match": float(exact.float().mean()),
-                  "token_accuracy": float((same & real).sum() / real.sum())}
+                  "token_accuracy": float((same & real).sum() / real.sum()),
+                  "token_accuracy_teacher_forced": float(forced_right / real_forced.sum())}
         lengths = batch.lengths.cpu()
         edges = [0, *sorted(by_length), self.T]
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):

@@ -21,12 +21,14 @@ from core.instruments.bptt import gradient_record
 from core.instruments.dynamics import stack_states
 from core.instruments.dynamics_record import ZERO, dynamics_record, input_symbols, parse_input
 from core.instruments.spectrum import spectrum_record
-from core.models.init import initialise
+from core.models.init import initialise, set_forget_bias
+from core.names import HELDOUT_METRICS
 from core.records import (
     AblationRecord,
     CounterfactualRecord,
     DynamicsRecord,
     GradientRecord,
+    ProbeDirection,
     ProbeRecord,
     SpectrumRecord,
     StepRecord,
@@ -44,6 +46,12 @@ from core.training.history import History
 from core.training.optimizers import OPTIMIZER_CLASSES  # torch.optim's, without torch._dynamo
 from core.training.resources import check_resources
 from core.training.rollback import LastGood
+from core.training.schedules import coin_generator, teacher_forcing_ratio
+
+# Held-out evaluation (translation tasks) rides on every EVAL_EVERY-th step's record and on
+# the budget's last: it decodes the whole held-out split twice (about 400 sources), which
+# costs a few training steps, so not every step.
+EVAL_EVERY = 50
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,6 +95,23 @@ def _join(a, b):
     return dataclasses.replace(a, x=torch.cat([a.x, b.x], 1), y=None, valid=valid, lengths=lengths)
 
 
+def _parts(trace, unmasked, prefix: str = "") -> dict[str, list[torch.Tensor]]:
+    """Batch element 0's [T, *] tensors of one direction of a trace, keyed for _host."""
+    return {f"{prefix}hidden": [h[:, 0] for h in trace.hidden],
+            f"{prefix}cell": [c[:, 0] for c in trace.cell or ()],
+            f"{prefix}gates": [v[:, 0] for g in trace.gates for v in g.values()],
+            f"{prefix}unmasked": [h[:, 0] for h in (unmasked.hidden if unmasked is not None else ())]}
+
+
+def _direction(host: dict[str, list[np.ndarray]], trace, unmasked, prefix: str = "") -> tuple:
+    """(hidden, cell, gates, unmasked hidden) of one direction from _host's arrays."""
+    gates = iter(host[f"{prefix}gates"])
+    return (tuple(host[f"{prefix}hidden"]),
+            tuple(host[f"{prefix}cell"]) if trace.cell is not None else None,
+            tuple({k: next(gates) for k in layer} for layer in trace.gates),
+            tuple(host[f"{prefix}unmasked"]) if unmasked is not None else None)
+
+
 class Trainer:
     """Trains ``experiment`` one step at a time.
 
@@ -111,6 +136,10 @@ class Trainer:
             torch.manual_seed(experiment.seed)
             model = build_model(self.task)
             initialise(model.recurrent, experiment.init, experiment.spectral_radius)
+            if experiment.cell == "lstm":  # every LSTM stack: a seq2seq model's decoder too
+                for stack in model.modules():
+                    if getattr(stack, "kind", None) == "lstm" and hasattr(stack, "layer_weights"):
+                        set_forget_bias(stack, experiment.forget_bias)
         if weights:
             load_weights(model, weights)
         self.model = model.to(self.device)
@@ -146,8 +175,15 @@ class Trainer:
         self.model.train()
         batch = self.task.sample(exp.batch_size, self.generator).to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = (lesion_loss(self.model, batch, self.interventions, exp.tbptt) if self.lesion
-                         else self.model.loss(batch, exp.tbptt))
+        if self.lesion:
+            loss, metrics = lesion_loss(self.model, batch, self.interventions, exp.tbptt)
+        elif self.task.model_kind == "seq2seq":
+            ratio = teacher_forcing_ratio(exp, self.step_count)
+            loss, metrics = self.model.loss(batch, exp.tbptt, ratio, coin_generator(exp.seed, self.step_count))
+            if exp.teacher_forcing < 1:
+                metrics["teacher_forcing"] = ratio
+        else:
+            loss, metrics = self.model.loss(batch, exp.tbptt)
         loss_value = float(loss.detach())
         if math.isfinite(loss_value):
             loss.backward()
@@ -164,6 +200,8 @@ class Trainer:
         else:
             restored = self.last_good.restore(self.model, self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
+        if not diverged and self._evaluation_due():
+            metrics.update(self.heldout_metrics())
         record = StepRecord(
             step=self.step_count, loss=loss_value, grad_norm=before, grad_norm_clipped=after,
             clipped=clipped, diverged=diverged, metrics=metrics, param_grad_norms=per_param,
@@ -179,6 +217,19 @@ class Trainer:
                 dynamics=self.dynamics() if dynamics else None,
             )
         return record
+
+    def _evaluation_due(self) -> bool:
+        n = self.step_count
+        return hasattr(self.task, "evaluate") and (n % EVAL_EVERY == 0 or n == self.experiment.steps)
+
+    def heldout_metrics(self) -> dict[str, float]:
+        """Held-out token accuracy teacher-forced and free running, and exact match
+        (core.names.HELDOUT_METRICS)."""
+        ev = self.evaluate()
+        if "exact_match" not in ev:
+            return {}
+        forced, free, exact = HELDOUT_METRICS
+        return {forced: ev["token_accuracy_teacher_forced"], free: ev["token_accuracy"], exact: ev["exact_match"]}
 
     def run(self, steps: int, **attach) -> Iterator[StepRecord]:
         """Yield one record per update; stops early (after yielding it) on divergence."""
@@ -234,29 +285,31 @@ class Trainer:
         batch = self.probe_batch()
         self.model.eval()
         trace = self.model.trace(batch)
+        valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
         unmasked = None
         if batch.valid is not None and not bool(batch.valid.all()):
-            unmasked = self.model.trace(batch, masking=False).hidden
-        valid = batch.valid[:, 0] if batch.valid is not None else torch.ones(batch.x.shape[0], dtype=torch.bool)
+            unmasked = self.model.trace(batch, masking=False)
         # Every [T, *] array of batch element 0 in one copy to the host (on a GPU, one
         # transfer per frame instead of one per gate and layer).
-        parts = {"inputs": [batch.x[:, 0]], "hidden": [h[:, 0] for h in trace.hidden],
-                 "cell": [c[:, 0] for c in trace.cell or ()],
-                 "gates": [v[:, 0] for g in trace.gates for v in g.values()],
-                 "unmasked": [h[:, 0] for h in unmasked or ()]}
+        parts = {"inputs": [batch.x[:, 0]], **_parts(trace, unmasked)}
+        if trace.reverse is not None:
+            parts.update(_parts(trace.reverse, None if unmasked is None else unmasked.reverse, "reverse_"))
         host = _host(parts)
-        names = [list(g) for g in trace.gates]
-        gates = iter(host["gates"])
+        hidden, cell, gates, unmasked_hidden = _direction(host, trace, unmasked)
+        backward = None
+        if trace.reverse is not None:
+            backward = ProbeDirection(*_direction(host, trace.reverse, unmasked, "reverse_"))
         return ProbeRecord(
             step=self.step_count,
             kind=trace.kind,
             labels=batch.labels,
             inputs=host["inputs"][0],
             valid=valid.cpu().numpy().copy(),
-            hidden=tuple(host["hidden"]),
-            cell=tuple(host["cell"]) if trace.cell is not None else None,
-            gates=tuple({k: next(gates) for k in layer} for layer in names),
-            unmasked_hidden=tuple(host["unmasked"]) if unmasked is not None else None,
+            hidden=hidden,
+            cell=cell,
+            gates=gates,
+            unmasked_hidden=unmasked_hidden,
+            backward=backward,
         )
 
     def gradients(self) -> GradientRecord | None:

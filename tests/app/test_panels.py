@@ -310,13 +310,13 @@ def test_training_curves_are_long_curves_drawn_at_about_two_points_a_pixel(qtbot
 
     monkeypatch.setattr(training, "long_curve", spy)
     panel = fed(qtbot, "training", lstm_run)
-    assert made == [panel.loss_curve, panel.grad_curve]
+    assert made == [panel.loss_curve, panel.grad_curve, panel.median_curve]
     panel.clear()
     steps = 100_000
     loss = 0.2 + 0.1 * np.cos(np.arange(steps) / 700.0)
     loss[54_321] = 5.0  # a spike must survive the reduction
     for step, value in enumerate(loss):
-        panel.series.append(step + 1, value, value, value, 0.0, 0.0)
+        panel.series.append(step + 1, value, value, value, 0.0, 0.0, value)
     assert panel.refresh(force=True)
     panel.grab()  # paint: the view takes the new range, the curves what they will draw
     for curve, plot in ((panel.loss_curve, panel.loss_plot), (panel.grad_curve, panel.grad_plot)):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.models.init import initialise, random_orthogonal
+from core.models.init import initialise, random_orthogonal, set_forget_bias
 from core.models.recurrent import make_recurrent
 from core.names import INIT_SCHEMES as SCHEMES
 
@@ -114,3 +114,89 @@ def test_every_scheme_is_a_config_choice():
     from core.config import FIELDS
 
     assert set(SCHEMES) == set(FIELDS["init"].choices)
+
+
+# ------------------------------------------------------------------------ forget-gate bias
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (2, True)])
+def test_forget_bias_sets_the_sum_and_nothing_else_against_torch_nn(layers, bidirectional):
+    """Same seed, same draws as torch.nn.LSTM; then b_if + b_hf = 1 for every unit, layer and
+    direction, split evenly, and every other parameter is still torch's."""
+    H = 8
+    torch.manual_seed(3)
+    ref = torch.nn.LSTM(3, H, layers, bidirectional=bidirectional)
+    torch.manual_seed(3)
+    net = make_recurrent("lstm", 3, H, layers, bidirectional=bidirectional)
+    set_forget_bias(net, 1.0)
+    theirs, ours = ref.state_dict(), net.state_dict()
+    assert list(theirs) == list(ours)
+    forget = slice(H, 2 * H)  # torch's gate order i, f, g, o
+    for name, value in ours.items():
+        expected = theirs[name].clone()
+        if name.startswith("bias_"):
+            expected[forget] = 0.5
+            assert torch.equal(value[forget], torch.full((H,), 0.5))
+        assert torch.equal(value, expected), name
+    for suffix in [f"l{k}{d}" for k in range(layers) for d in ("", "_reverse")[:1 + bidirectional]]:
+        total = ours[f"bias_ih_{suffix}"][forget] + ours[f"bias_hh_{suffix}"][forget]
+        assert torch.equal(total, torch.ones(H))
+    # with no input and no state the forget gate is sigma(1) at the first step, in every unit
+    _, _, trace = net(torch.zeros(1, 1, 3))
+    torch.testing.assert_close(trace.gates[0]["forget"][0, 0], torch.full((H,), torch.sigmoid(torch.tensor(1.0))))
+
+
+def test_forget_bias_zero_leaves_torchs_init_alone():
+    net = make("lstm")
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    set_forget_bias(net, 0.0)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.SGD, torch.optim.Adam, torch.optim.RMSprop])
+def test_how_the_forget_bias_is_split_does_not_change_training(optimizer):
+    """The reason for the even split: b_if and b_hf get equal gradients, so all of the sum in
+    b_if or half in each trains to the same outputs (within float rounding)."""
+    torch.manual_seed(0)
+    even = make_recurrent("lstm", 3, 8)
+    set_forget_bias(even, 2.0)
+    lopsided = make_recurrent("lstm", 3, 8)
+    lopsided.load_state_dict(even.state_dict())
+    with torch.no_grad():
+        lopsided.bias_ih_l0[8:16] = 2.0
+        lopsided.bias_hh_l0[8:16] = 0.0
+    x, y = torch.randn(20, 4, 3), torch.randn(20, 4, 8)
+    outs = []
+    for net in (even, lopsided):
+        opt = optimizer(net.parameters(), lr=0.01)
+        for _ in range(30):
+            opt.zero_grad()
+            out, _, _ = net(x, trace=False)
+            ((out - y) ** 2).mean().backward()
+            opt.step()
+        outs.append(net(x, trace=False)[0])
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(even.bias_ih_l0[8:16] + even.bias_hh_l0[8:16],
+                                   lopsided.bias_ih_l0[8:16] + lopsided.bias_hh_l0[8:16], atol=1e-5, rtol=1e-5)
+
+
+def test_forget_bias_refuses_other_cells_and_non_finite_values():
+    with pytest.raises(ValueError, match="applies to lstm layers only; this is a gru"):
+        set_forget_bias(make("gru"), 1.0)
+    with pytest.raises(ValueError, match="forget bias must be a finite number; got nan"):
+        set_forget_bias(make("lstm"), float("nan"))
+
+
+@pytest.mark.parametrize("scheme", ["orthogonal", "identity", "spectral"])
+def test_schemes_reach_the_backward_direction(scheme):
+    torch.manual_seed(0)
+    net = make_recurrent("rnn", 3, 6, 2, bidirectional=True)
+    initialise(net, scheme, spectral_radius=0.8)
+    for layer in range(2):
+        for reverse in (False, True):
+            w = net.layer_weights(layer, reverse)[1].detach().double().numpy()
+            if scheme == "orthogonal":
+                np.testing.assert_allclose(w.T @ w, np.eye(6), atol=1e-5)
+            elif scheme == "identity":
+                np.testing.assert_array_equal(w, 0.8 * np.eye(6, dtype=np.float32))
+            else:
+                assert np.abs(np.linalg.eigvals(w)).max() == pytest.approx(0.8, rel=1e-5)

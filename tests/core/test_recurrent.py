@@ -16,7 +16,7 @@ LENGTHS = torch.tensor([7, 3, 5, 1])
 def reference(kind, net, nonlinearity="tanh"):
     """A torch.nn module built independently, loaded with our weights (strict)."""
     kwargs = {"nonlinearity": nonlinearity} if kind == "rnn" else {}
-    ref = TORCH[kind](I, H, net.num_layers, **kwargs)
+    ref = TORCH[kind](I, H, net.num_layers, bidirectional=net.bidirectional, **kwargs)
     ref.load_state_dict(net.state_dict(), strict=True)
     return ref
 
@@ -34,28 +34,32 @@ def as_tuple(state):
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_state_dict_keys_and_shapes_equal_torch(kind):
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_state_dict_keys_and_shapes_equal_torch(kind, bidirectional):
     for layers in (1, 2, 3):
-        ours = make_recurrent(kind, I, H, layers).state_dict()
-        theirs = TORCH[kind](I, H, layers).state_dict()
+        ours = make_recurrent(kind, I, H, layers, bidirectional=bidirectional).state_dict()
+        theirs = TORCH[kind](I, H, layers, bidirectional=bidirectional).state_dict()
         assert list(ours) == list(theirs)
+        assert any(k.endswith("_reverse") for k in ours) == bidirectional
         assert all(ours[k].shape == theirs[k].shape for k in ours)
         # the reverse direction loads strictly too
-        make_recurrent(kind, I, H, layers).load_state_dict(theirs, strict=True)
+        make_recurrent(kind, I, H, layers, bidirectional=bidirectional).load_state_dict(theirs, strict=True)
 
 
 @pytest.mark.parametrize("kind,nonlinearity", [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")])
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("use_lengths", [False, True])
 @pytest.mark.parametrize("trace", [True, False])
-def test_outputs_states_and_gradients_match_torch(kind, nonlinearity, layers, use_lengths, trace):
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_outputs_states_and_gradients_match_torch(kind, nonlinearity, layers, use_lengths, trace, bidirectional):
     torch.manual_seed(layers)
-    net = make_recurrent(kind, I, H, layers, nonlinearity)
+    net = make_recurrent(kind, I, H, layers, nonlinearity, bidirectional=bidirectional)
     ref = reference(kind, net, nonlinearity)
     x = torch.randn(T, B, I)
     lengths = LENGTHS if use_lengths else None
-    h0 = torch.randn(layers, B, H)
-    state = (h0, torch.randn(layers, B, H)) if kind == "lstm" else h0
+    n = layers * (2 if bidirectional else 1)
+    h0 = torch.randn(n, B, H)
+    state = (h0, torch.randn(n, B, H)) if kind == "lstm" else h0
 
     out, st, tr = net(x, state, lengths, trace=trace)
     ref_out, ref_st = run_reference(ref, x, lengths, state)
@@ -195,3 +199,117 @@ def test_bad_shapes_and_lengths_are_refused():
         net(torch.randn(T, B, I), lengths=torch.tensor([8, 1, 1, 1]))
     with pytest.raises(ValueError, match="lstm state must be a tuple"):
         net(torch.randn(T, B, I), torch.zeros(1, B, H))
+
+
+# ------------------------------------------------------------------ bidirectional stacks
+def gates_one_way(kind, net, layer, inp, reverse):
+    """Gates, h and c of one direction of one layer, by the documented equations, stepping
+    t = 0..T-1 or (reverse) T-1..0 from zero state; results indexed by input position."""
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    weights = [getattr(net, f"{n}_l{layer}{'_reverse' if reverse else ''}") for n in names]
+    h, c = torch.zeros(B, H), torch.zeros(B, H)
+    gates, hs, cs = {}, {}, {}
+    for t in (reversed(range(T)) if reverse else range(T)):
+        g, h, c = documented_gates(kind, inp[t], h, c, *weights)
+        gates[t], hs[t], cs[t] = g, h, c
+    return gates, hs, cs
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_bidirectional_gates_of_both_directions_follow_the_documented_equations(kind, fast):
+    """The loop's trace and the probe's: forward in ``trace``, backward in ``trace.reverse``,
+    and layer 1 reads both directions of layer 0."""
+    torch.manual_seed(5)
+    net = make_recurrent(kind, I, H, 2, bidirectional=True)
+    x = torch.randn(T, B, I)
+    tr = net.probe(x) if fast else net(x)[2]
+    assert tr.reverse is not None and tr.reverse.reverse is None
+    inp = x
+    for layer in range(2):
+        for reverse, direction in ((False, tr), (True, tr.reverse)):
+            gates, hs, cs = gates_one_way(kind, net, layer, inp, reverse)
+            for t in range(T):
+                for name, value in gates[t].items():
+                    torch.testing.assert_close(direction.gates[layer][name][t], value, atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(direction.hidden[layer][t], hs[t], atol=1e-6, rtol=1e-5)
+                if kind == "lstm":
+                    torch.testing.assert_close(direction.cell[layer][t], cs[t], atol=1e-6, rtol=1e-5)
+        inp = torch.cat([tr.hidden[layer], tr.reverse.hidden[layer]], dim=-1)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_bidirectional_backward_direction_with_pre_padding_equals_unpadded_run(kind):
+    """A mask (any padding layout) holds both directions through padded steps: with the real
+    steps at the end, each direction's state equals that of the unpadded sequence alone."""
+    torch.manual_seed(6)
+    net = make_recurrent(kind, I, H, 2, bidirectional=True)
+    x = torch.randn(T, B, I)
+    mask = torch.arange(T).unsqueeze(1) >= (T - LENGTHS).unsqueeze(0)
+    out, state, _ = net(x, mask=mask)
+    for b, n in enumerate(LENGTHS.tolist()):
+        alone_out, alone, _ = net(x[T - n:, b:b + 1])
+        torch.testing.assert_close(as_tuple(alone)[0][:, 0], as_tuple(state)[0][:, b], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(alone_out[:, 0], out[T - n:, b], atol=1e-6, rtol=1e-5)
+        assert torch.all(out[:T - n, b] == 0)
+
+
+def test_bidirectional_trace_steps_are_the_graph_nodes_of_both_directions():
+    """dL/dh_t through the trace's nodes equals the gradient of the output the loss reads:
+    for a loss on out[t] only, the forward node at t gets it and later forward nodes none;
+    the backward node at t gets it and later backward nodes (computed earlier) do too."""
+    torch.manual_seed(7)
+    net = make_recurrent("gru", I, H, bidirectional=True)
+    out, _, tr = net(torch.randn(T, B, I))
+    t = 3
+    w = torch.randn(B, 2 * H)
+    loss = (out[t] * w).sum()
+    forward = torch.autograd.grad(loss, tr.steps[0], retain_graph=True, allow_unused=True, materialize_grads=True)
+    backward = torch.autograd.grad(loss, tr.reverse.steps[0], allow_unused=True, materialize_grads=True)
+    torch.testing.assert_close(forward[t], w[:, :H])
+    torch.testing.assert_close(backward[t], w[:, H:])
+    assert all(float(g.abs().sum()) == 0 for g in forward[t + 1:])
+    assert all(float(g.abs().sum()) == 0 for g in backward[:t])
+    assert all(float(g.abs().sum()) > 0 for g in backward[t + 1:])
+
+
+def test_unidirectional_trace_has_no_reverse():
+    _, _, tr = make_recurrent("lstm", I, H)(torch.randn(T, B, I))
+    assert tr.reverse is None and make_recurrent("lstm", I, H).probe(torch.randn(T, B, I)).reverse is None
+
+
+def test_bidirectional_refuses_truncated_bptt_and_bad_flags():
+    net = make_recurrent("rnn", I, H, bidirectional=True)
+    with pytest.raises(ValueError, match="not available for bidirectional layers"):
+        net(torch.randn(T, B, I), detach_every=3)
+    with pytest.raises(ValueError, match="bidirectional must be True or False; got 'yes'"):
+        make_recurrent("rnn", I, H, bidirectional="yes")
+    with pytest.raises(ValueError, match=r"h_0 must have shape \[2, 4, 6\]"):
+        net(torch.randn(T, B, I), torch.zeros(1, B, H))
+
+
+def test_one_direction_instruments_refuse_a_bidirectional_stack_in_one_line():
+    """Gradients through time, Jacobian products, interventions and fixed points follow one
+    recurrence; a bidirectional stack gets a one-line refusal (the same calls on the
+    unidirectional stack of the same size run)."""
+    from core.instruments.bptt import jacobian_norms, through_time
+    from core.instruments.dynamics_record import dynamics_record
+    from core.models.interventions import compile_plan, run_edited
+
+    x = torch.randn(5, 2, 3)
+    for bidirectional in (False, True):
+        net = make_recurrent("lstm", 3, 4, bidirectional=bidirectional)
+        calls = {
+            "gradients through time": lambda net=net: through_time(net, x, lambda out, st: out[-1].sum()),
+            "the Jacobian product": lambda net=net: jacobian_norms(net, x),
+            "interventions": lambda net=net: run_edited(net, x, compile_plan((), 4, 5, x.device)),
+        }
+        for what, call in calls.items():
+            if bidirectional:
+                with pytest.raises(ValueError, match=f"^{what} is not available for bidirectional layers$"):
+                    call()
+            else:
+                call()
+        if bidirectional:
+            with pytest.raises(ValueError, match="^fixed points is not available for bidirectional layers$"):
+                dynamics_record(net, torch.zeros(5, 2, 8), None, x, ("a",) * 5, 0, "zero", {})

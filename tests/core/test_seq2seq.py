@@ -244,7 +244,7 @@ def test_trainer_records_and_evaluation_for_seq2seq():
     assert probe.unmasked_hidden is not None  # the probe is padded to T
     assert len(record.spectrum.singular_values) == 2
     ev = tr.evaluate()
-    assert set(ev) == {"exact_match", "token_accuracy"}  # values: test_evaluate_scores_an_oracle_*
+    assert set(ev) == {"exact_match", "token_accuracy", "token_accuracy_teacher_forced"}  # values: test_evaluate_*
     again = Trainer(exp)
     again.step()
     assert again.history.column("loss")[0] == tr.history.column("loss")[0]
@@ -276,11 +276,16 @@ def test_evaluate_scores_an_oracle_that_answers_from_the_held_out_table(wrong_ev
                 rows.append(ids + [PAD] * (max_len - len(ids)))
             return torch.tensor(rows)
 
+        def teacher_forced_batch(self, src, lengths, tgt_in):  # its own answer whatever the prefix
+            rows = [answer("".join(task.src_vocab.itos[i] for i in src[:lengths[b], b])) for b in range(src.shape[1])]
+            return torch.tensor([row + [PAD] * (tgt_in.shape[0] - len(row)) for row in rows]).T
+
     n = len(task.heldout)
     wrong = len(range(0, n, wrong_every)) if wrong_every else 0
     tokens = sum(len(tgt) + 1 for _, tgt in task.heldout)  # eos counts
     assert task.evaluate(Oracle()) == pytest.approx({"exact_match": (n - wrong) / n,
-                                                     "token_accuracy": (tokens - wrong) / tokens})
+                                                     "token_accuracy": (tokens - wrong) / tokens,
+                                                     "token_accuracy_teacher_forced": (tokens - wrong) / tokens})
 
 
 # ------------------------------------------------------------------ presets (slow: training)

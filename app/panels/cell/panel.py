@@ -205,7 +205,8 @@ class CellPanel(Panel):
         what_if = ""
         if self.counterfactual is not None:
             what_if = f"  ·  showing {self.run_choice.currentText()}  ·  {loss_text(self.counterfactual)}"
-        self.note.setText(f"step {p.step}  ·  {p.kind}  ·  ←/→ step t{padded}{what_if}")
+        direction = "  ·  forward direction (Hidden state shows both)" if p.bidirectional else ""
+        self.note.setText(f"step {p.step}  ·  {p.kind}{direction}  ·  ←/→ step t{padded}{what_if}")
         self._draw_bars()
 
     def vector(self, key: str, p: ProbeRecord | None = None) -> np.ndarray:

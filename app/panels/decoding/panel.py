@@ -6,6 +6,10 @@ whole beam tree; "Next expansion" shows it growing one expansion at a time, from
 decode. Click a finished hypothesis (in the tree or the list) to highlight its path and see
 its attention rows; click any node on its path to outline that token's row. Greedy's
 path is overlaid on the tree, so it is plain where greedy and beam search part.
+
+Above the tree, what the trainer last measured on the held-out split: token accuracy
+teacher-forced (every token predicted from the true prefix) beside free running (greedy
+decoding on its own outputs; the gap is what exposure bias costs), and exact match.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from app.panels.decoding.tree_view import GREEDY_COLOR, BeamTreePlot
 from app.panels.plots import message
 from app.theme import FONT_POINTS, Theme, ui_font
 from app.training.jobs import DecodeRequest, DecodeView, decode_view, finished_so_far
+from core.names import HELDOUT_METRICS
 from core.presets import translation_presets
 from core.records import ProbeRecord, StepRecord
 
@@ -44,6 +49,13 @@ NO_ATTENTION = ("This model has no attention (attention = none):\n"
 
 def signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "−")
+
+
+def heldout_text(step: int, forced: float, free: float, exact: float) -> str:
+    """One line: the two held-out token accuracies side by side, their gap, and exact match."""
+    return (f"Held-out at step {step:,}:   tokens right teacher-forced {forced:.1%}   |   free running "
+            f"(greedy) {free:.1%}   (gap {100 * (forced - free):+.1f} points: exposure bias)   ·   "
+            f"exact match {exact:.1%}")
 
 
 class DecodingPanel(Panel):
@@ -92,6 +104,15 @@ class DecodingPanel(Panel):
         self.notice.setObjectName("decoding-notice")
         self.notice.setWordWrap(True)
         self.layout().addWidget(self.notice)
+        self.heldout = QLabel("")
+        self.heldout.setObjectName("decoding-heldout")
+        self.heldout.setToolTip("Token accuracy on held-out sources: teacher-forced = the share of target "
+                                "tokens that are the model's first choice given the true previous tokens; free "
+                                "running = the share greedy decoding, its own outputs fed back, gets right in "
+                                "place. The gap is what exposure bias costs: after one wrong token the decoder "
+                                "must go on from its own mistake. Exact match is the same either way: every "
+                                "token right given the true prefix is exactly when greedy decoding is right.")
+        self.layout().addWidget(self.heldout)
         split = self.split = QSplitter(Qt.Horizontal)
         self.tree = BeamTreePlot(self.theme)
         self.tree.node_clicked.connect(self.select_node)
@@ -359,6 +380,7 @@ class DecodingPanel(Panel):
         self.table.setRowCount(0)
         self.attention.set(None, (), ())
         self.note.setText("")
+        self.heldout.setText("")
         available = self.available
         for w in (self.input, self.run_button, self.next_button, self.beam, self.penalty, self.max_len):
             w.setEnabled(available)
@@ -376,6 +398,8 @@ class DecodingPanel(Panel):
 
     def on_step(self, record) -> None:
         self._model_step = record.step
+        if HELDOUT_METRICS[0] in record.metrics:
+            self.heldout.setText(heldout_text(record.step, *(record.metrics[k] for k in HELDOUT_METRICS)))
 
     def on_probe(self, record) -> None:
         if self.available and not self.input.text():
