@@ -241,3 +241,24 @@ class SpanLabelAxis(pg.AxisItem):
             return None
         (_, start, stop), _, texts = specs
         return (pg.mkPen(None), start, stop), [], texts
+
+
+def nice_ticks(lo: float, hi: float, length: float, line: float, most: int) -> list[float]:
+    """Values to label on a scale from ``lo`` to ``hi`` drawn ``length`` pixels long with
+    labels ``line`` pixels tall: multiples of the smallest step of 1, 2 or 5 times a power
+    of ten whose labels stay at least a line apart, at most ``most`` of them (none when
+    not even one fits). A colour bar of log10 norms from -10.3 to 0.2 in 30 pixels gets
+    -10 and 0, not six labels on top of each other."""
+    span = hi - lo
+    if not (np.isfinite(span) and span > 0) or length < line or most < 1:
+        return []
+    smallest = span * line / length  # the step whose labels just touch
+    power = 10.0 ** np.floor(np.log10(smallest))
+    for step in (power * m for m in (1, 2, 5, 10, 20, 50, 100)):
+        if step < smallest * (1 - 1e-9):
+            continue
+        first = np.ceil(lo / step - 1e-9) * step
+        values = [float(v) for v in np.arange(first, hi + step * 1e-9, step)]
+        if 0 < len(values) <= most:
+            return [0.0 if abs(v) < step * 1e-9 else v for v in values]
+    return [float(hi)] if most >= 1 else []

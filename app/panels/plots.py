@@ -243,20 +243,21 @@ class Heatmap:
         self._partners: list[pg.PlotItem] = []
 
     def _set_ticks(self) -> None:
-        """``ticks`` labels from low to high, as many as the bar's height holds (at least
-        the two ends): three labels in a 38-pixel bar ran into each other. No ``ticks``:
-        pyqtgraph's own."""
+        """At most ``ticks`` labels, multiples of a round step spaced at least a line apart
+        on the bar as tall as it is now (``nice_ticks``): three labels in a 38-pixel bar ran
+        into each other, and pyqtgraph's own put six in 33 pixels. No ``ticks``: pyqtgraph's."""
         from PySide6.QtGui import QFontMetricsF
+
+        from app.panels.axes import nice_ticks
 
         if not self._ticks:
             return
         axis = self.bar.axis
-        line = QFontMetricsF(axis.style["tickFont"] or axis.font()).height()
+        line = 1.15 * QFontMetricsF(axis.style["tickFont"] or axis.font()).height()  # with a gap
         height = axis.geometry().height()
-        count = self._ticks if height <= 0 else max(2, min(self._ticks, int(height // line)))
         lo, hi = self.levels
-        values = np.linspace(lo, hi, count)
-        ticks = [[(float(v), f"{v:g}") for v in values], []]
+        values = nice_ticks(lo, hi, height if height > 0 else self._ticks * line, line, self._ticks)
+        ticks = [[(v, f"{v:g}") for v in values], []]
         if getattr(self, "_shown_ticks", None) != ticks:
             self._shown_ticks = ticks
             axis.setTicks(ticks)
