@@ -186,6 +186,24 @@ class StepAxis(pg.AxisItem):
         self.picture = None
         self.update()
 
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph naming)
+        """Rows a line apart at least, each label wholly inside the axis (``nice_ticks`` over
+        the rows half a line in from the ends; at least the middle row when one fits):
+        pyqtgraph's spacing put three step labels in a 26-pixel heatmap row, each over the
+        next, and a label at an end is dropped."""
+        if size <= 0 or maxVal <= minVal:
+            return []
+        line = 1.15 * QFontMetricsF(self.style["tickFont"] or self.font()).height()
+        per_unit = size / (maxVal - minVal)
+        lo, hi = minVal + line / 2 / per_unit, maxVal - line / 2 / per_unit
+        if hi < lo:
+            return []
+        values = [v for v in nice_ticks(lo, hi, (hi - lo) * per_unit, line, most=12) if float(v).is_integer()]
+        middle = float(round((lo + hi) / 2))
+        if not values and lo <= middle <= hi:
+            values = [middle]
+        return [(1.0, values)] if values else []
+
     def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
         n = len(self.steps)
         return [str(int(self.steps[int(round(v))])) if 0 <= round(v) < n and abs(v - round(v)) < 1e-6 else ""

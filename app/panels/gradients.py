@@ -249,10 +249,12 @@ class GradientsPanel(Panel):
         room -= self.view.ci.layout.verticalSpacing() * (rows - 1)
         self._axis_on(self.history_plot, not cell)
         self._axis_on(self.cell_plot, cell)
-        chrome = [self._chrome(self.norm_plot), self._chrome(self.history_plot), self._chrome(self.cell_plot)]
-        minimums = [chrome[0] + NORM_MIN, chrome[1] + HEATMAP_MIN, chrome[2] + HEATMAP_MIN][:rows]
-        heights = row_heights(room, minimums, list(WEIGHTS[:rows]))
-        return None if heights is None else heights + [0.0] * (3 - rows)
+        chrome = [self._chrome(plot) for plot in (self.norm_plot, self.history_plot, self.cell_plot)][:rows]
+        # shared out as view-box pixels, so the h and c_t rows show their data at one size
+        boxes = row_heights(room - sum(chrome), [NORM_MIN, HEATMAP_MIN, HEATMAP_MIN][:rows], list(WEIGHTS[:rows]))
+        if boxes is None:
+            return None
+        return [c + b for c, b in zip(chrome, boxes, strict=True)] + [0.0] * (3 - rows)
 
     @staticmethod
     def _chrome(plot: pg.PlotItem) -> float:
