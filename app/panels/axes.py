@@ -280,3 +280,24 @@ def nice_ticks(lo: float, hi: float, length: float, line: float, most: int) -> l
         if 0 < len(values) <= most:
             return [0.0 if abs(v) < step * 1e-9 else v for v in values]
     return [float(hi)] if most >= 1 else []
+
+
+def space_bar_ticks(bar: pg.ColorBarItem, most: int = 5):
+    """Label ``bar`` with at most ``most`` round values a line apart for its height now
+    (``nice_ticks``), again whenever its height changes; returns the update, for the caller
+    to run after ``bar.setLevels``. pyqtgraph's own ticks put six labels in a 33-pixel bar,
+    each over the next."""
+    def update(*_) -> None:
+        axis = bar.axis
+        line = 1.15 * QFontMetricsF(axis.style["tickFont"] or axis.font()).height()  # with a gap
+        height = axis.geometry().height()
+        lo, hi = bar.levels()
+        values = nice_ticks(lo, hi, height if height > 0 else most * line, line, most)
+        ticks = [[(v, f"{v:g}") for v in values], []]
+        if getattr(bar, "shown_ticks", None) != ticks:
+            bar.shown_ticks = ticks
+            axis.setTicks(ticks)
+
+    bar.axis.geometryChanged.connect(update)
+    update()
+    return update

@@ -122,6 +122,9 @@ class GradientsPanel(Panel):
         self._sizing = False
         self.record: GradientRecord | None = None
         view.sigDeviceRangeChanged.connect(self._fit_rows)  # (on the view's every resize)
+        for plot in (self.norm_plot, self.history_plot, self.cell_plot):
+            # an axis learns its labels' height when first drawn, and takes it from its view box
+            plot.vb.sigResized.connect(self._fit_rows)
         self._show_cell_row(False)
         self._T = 0
         self.snapshots = Snapshots(limit=400)
@@ -228,6 +231,8 @@ class GradientsPanel(Panel):
                 cell = False
                 self._set_cell_row(cell)
                 heights = self._heights(room, cell)
+            if heights is None:  # the curves still first: the h row shrinks below its minimum
+                heights = self._heights(room, cell, heatmap_min=0.0)
             self._cell_squeezed = self._cell_wanted and not cell
             plots = (self.norm_plot, self.history_plot, self.cell_plot)
             for plot, height in zip(plots, heights or (), strict=False):
@@ -237,13 +242,17 @@ class GradientsPanel(Panel):
                 for plot in plots[:2]:
                     plot.setMinimumHeight(0)
                     plot.setMaximumHeight(1e6)
-            self.view.ci.setGeometry(self.view.range)  # laid out again within the new minimums
+            # laid out now, not on a later event: a caller (an export, a test) reads the rows at once
+            self.view.ci.setGeometry(self.view.range)
+            self.view.ci.layout.activate()
+            for plot in plots:
+                plot.layout.activate()
         finally:
             self._sizing = False
         if self.record is not None:
             self._set_note(self.record)
 
-    def _heights(self, room: float, cell: bool) -> list[float] | None:
+    def _heights(self, room: float, cell: bool, heatmap_min: float = HEATMAP_MIN) -> list[float] | None:
         """Row heights (curves, h, and c_t if ``cell``) for ``room`` pixels, spacing taken off."""
         rows = 3 if cell else 2
         room -= self.view.ci.layout.verticalSpacing() * (rows - 1)
@@ -251,7 +260,7 @@ class GradientsPanel(Panel):
         self._axis_on(self.cell_plot, cell)
         chrome = [self._chrome(plot) for plot in (self.norm_plot, self.history_plot, self.cell_plot)][:rows]
         # shared out as view-box pixels, so the h and c_t rows show their data at one size
-        boxes = row_heights(room - sum(chrome), [NORM_MIN, HEATMAP_MIN, HEATMAP_MIN][:rows], list(WEIGHTS[:rows]))
+        boxes = row_heights(room - sum(chrome), [NORM_MIN, heatmap_min, heatmap_min][:rows], list(WEIGHTS[:rows]))
         if boxes is None:
             return None
         return [c + b for c, b in zip(chrome, boxes, strict=True)] + [0.0] * (3 - rows)

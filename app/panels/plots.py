@@ -16,6 +16,7 @@ from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QGraphicsItem
 from shiboken6 import isValid
 
+from app.panels.axes import space_bar_ticks
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
 
 
@@ -219,7 +220,8 @@ class Heatmap:
     """
 
     def __init__(self, plot: pg.PlotItem, levels: tuple[float, float], cmap: str,
-                 bar_label: str = "", bar: bool = True, ticks: int = 0):
+                 bar_label: str = "", bar: bool = True, ticks: int = 5):
+        """``ticks``: the most values the colour bar labels (0: pyqtgraph's own)."""
         self.plot = plot
         self.levels = levels
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -233,34 +235,12 @@ class Heatmap:
             self.bar.setImageItem(self.image, insert_in=plot)
             if bar_label:  # (the label is on the bar's left axis, the values on its right)
                 fit_label(self.bar.getAxis("left"))
-            self._ticks = ticks
-            self._set_ticks()
-            if ticks:
-                self.bar.axis.geometryChanged.connect(self._set_ticks)
+            # round values a line apart for the bar's height (pyqtgraph's ran into each other)
+            self._set_ticks = space_bar_ticks(self.bar, ticks) if ticks else (lambda: None)
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
         self._partners: list[pg.PlotItem] = []
-
-    def _set_ticks(self) -> None:
-        """At most ``ticks`` labels, multiples of a round step spaced at least a line apart
-        on the bar as tall as it is now (``nice_ticks``): three labels in a 38-pixel bar ran
-        into each other, and pyqtgraph's own put six in 33 pixels. No ``ticks``: pyqtgraph's."""
-        from PySide6.QtGui import QFontMetricsF
-
-        from app.panels.axes import nice_ticks
-
-        if not self._ticks:
-            return
-        axis = self.bar.axis
-        line = 1.15 * QFontMetricsF(axis.style["tickFont"] or axis.font()).height()  # with a gap
-        height = axis.geometry().height()
-        lo, hi = self.levels
-        values = nice_ticks(lo, hi, height if height > 0 else self._ticks * line, line, self._ticks)
-        ticks = [[(v, f"{v:g}") for v in values], []]
-        if getattr(self, "_shown_ticks", None) != ticks:
-            self._shown_ticks = ticks
-            axis.setTicks(ticks)
 
     def share_width(self, *plots: pg.PlotItem) -> None:
         """Keep room on the right of ``plots`` as wide as the colour bar beside the image.

@@ -21,8 +21,10 @@ def _settled(qtbot, panel):
     """``panel`` once Qt has laid its rows out (it does on the next events after a resize)."""
     def laid_out() -> bool:
         plots = [p for p in (panel.norm_plot, panel.history_plot, panel.cell_plot) if p.isVisible()]
+        x_range = np.array(panel.norm_plot.vb.viewRange()[0])
         return (abs(panel.view.ci.geometry().height() - panel.view.viewport().height()) <= 1
-                and all(p.vb.height() > 0 and p.getAxis("left").height() > 0 for p in plots))
+                and all(p.vb.height() > 0 and p.getAxis("left").height() > 0 for p in plots)
+                and all(np.allclose(p.vb.viewRange()[0], x_range, atol=0.05) for p in plots))  # x-linked
 
     qtbot.waitUntil(laid_out)
     return panel
