@@ -113,3 +113,16 @@ def test_row_heights_share_by_weight_and_hold_minimums():
     heights = row_heights(100, [60, 5, 35], [3, 2, 2])
     assert heights == [60, 5, 35] and sum(heights) == 100
     assert row_heights(99, [60, 5, 35], [3, 2, 2]) is None
+
+
+@pytest.mark.parametrize("name", ["hidden", "gradients"])
+def test_no_panel_stacks_colour_bar_labels_at_laptop_size(qtbot, lstm_run, name):
+    """Failed before for the hidden state: pyqtgraph's own ticks drew 1.0 0.5 0 -0.5 -1.0 in
+    a 40 px bar at 480x260 (and here at 480x200)."""
+    from tests.app.invariants import axis_problems
+
+    panel = fed(qtbot, name, lstm_run, size=(480, 200), show=True)
+    bars = [item for view in panel.plot_widgets() for item in view.scene().items()
+            if isinstance(item, pg.ColorBarItem) and item.isVisible()]
+    qtbot.waitUntil(lambda: all(bar.axis.geometry().height() > 0 for bar in bars))
+    assert bars and not [p for p in axis_problems(panel) if "colour bar" in p]
