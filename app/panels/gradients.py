@@ -52,7 +52,7 @@ CELL_COLOR = OKABE_ITO["green"]
 RATE_COLOR = OKABE_ITO["purple"]  # the Jacobian-product rate: apart from the curves' colours
 NORM_MIN = 64.0  # pixels of view box the curves and rate lines keep, whatever the panel's size
 HEATMAP_MIN = 26.0  # pixels of view box a heatmap row needs to be read (two step labels, "c_t")
-WEIGHTS = (3.0, 2.0, 2.0)  # the rows' shares of a panel with room to spare
+WEIGHTS = (4.0, 2.0, 2.0)  # the rows' shares of a panel with room to spare: half to the curves
 CELL_HIDDEN = "c_t row hidden: no room (enlarge the panel)"
 
 
