@@ -103,3 +103,21 @@ def tick_stride(count: int, pixels: float, label_chars: int, char_pixels: float 
         if nice >= raw:
             return nice
     return raw
+
+
+def row_heights(total: float, minimums: list[float], weights: list[float]) -> list[float] | None:
+    """Heights for stacked rows sharing ``total`` pixels in proportion to ``weights``, each
+    at least its minimum (a row held at its minimum takes it from the others' shares);
+    None when the minimums alone do not fit."""
+    if sum(minimums) > total + 1e-6:
+        return None
+    fixed: dict[int, float] = {}
+    while True:
+        free = total - sum(fixed.values())
+        share = sum(w for i, w in enumerate(weights) if i not in fixed)
+        heights = [fixed.get(i, free * w / share) for i, w in enumerate(weights)]
+        short = [i for i, h in enumerate(heights) if i not in fixed and h < minimums[i]]
+        if not short:
+            return heights
+        for i in short:
+            fixed[i] = minimums[i]

@@ -186,6 +186,24 @@ class StepAxis(pg.AxisItem):
         self.picture = None
         self.update()
 
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph naming)
+        """Rows a line apart at least, each label wholly inside the axis (``nice_ticks`` over
+        the rows half a line in from the ends; at least the middle row when one fits):
+        pyqtgraph's spacing put three step labels in a 26-pixel heatmap row, each over the
+        next, and a label at an end is dropped."""
+        if size <= 0 or maxVal <= minVal:
+            return []
+        line = 1.15 * QFontMetricsF(self.style["tickFont"] or self.font()).height()
+        per_unit = size / (maxVal - minVal)
+        lo, hi = minVal + line / 2 / per_unit, maxVal - line / 2 / per_unit
+        if hi < lo:
+            return []
+        values = [v for v in nice_ticks(lo, hi, (hi - lo) * per_unit, line, most=12) if float(v).is_integer()]
+        middle = float(round((lo + hi) / 2))
+        if not values and lo <= middle <= hi:
+            values = [middle]
+        return [(1.0, values)] if values else []
+
     def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
         n = len(self.steps)
         return [str(int(self.steps[int(round(v))])) if 0 <= round(v) < n and abs(v - round(v)) < 1e-6 else ""
@@ -241,3 +259,45 @@ class SpanLabelAxis(pg.AxisItem):
             return None
         (_, start, stop), _, texts = specs
         return (pg.mkPen(None), start, stop), [], texts
+
+
+def nice_ticks(lo: float, hi: float, length: float, line: float, most: int) -> list[float]:
+    """Values to label on a scale from ``lo`` to ``hi`` drawn ``length`` pixels long with
+    labels ``line`` pixels tall: multiples of the smallest step of 1, 2 or 5 times a power
+    of ten whose labels stay at least a line apart, at most ``most`` of them (none when
+    not even one fits). A colour bar of log10 norms from -10.3 to 0.2 in 30 pixels gets
+    -10 and 0, not six labels on top of each other."""
+    span = hi - lo
+    if not (np.isfinite(span) and span > 0) or length < line or most < 1:
+        return []
+    smallest = span * line / length  # the step whose labels just touch
+    power = 10.0 ** np.floor(np.log10(smallest))
+    for step in (power * m for m in (1, 2, 5, 10, 20, 50, 100)):
+        if step < smallest * (1 - 1e-9):
+            continue
+        first = np.ceil(lo / step - 1e-9) * step
+        values = [float(v) for v in np.arange(first, hi + step * 1e-9, step)]
+        if 0 < len(values) <= most:
+            return [0.0 if abs(v) < step * 1e-9 else v for v in values]
+    return [float(hi)] if most >= 1 else []
+
+
+def space_bar_ticks(bar: pg.ColorBarItem, most: int = 5):
+    """Label ``bar`` with at most ``most`` round values a line apart for its height now
+    (``nice_ticks``), again whenever its height changes; returns the update, for the caller
+    to run after ``bar.setLevels``. pyqtgraph's own ticks put six labels in a 33-pixel bar,
+    each over the next."""
+    def update(*_) -> None:
+        axis = bar.axis
+        line = 1.15 * QFontMetricsF(axis.style["tickFont"] or axis.font()).height()  # with a gap
+        height = axis.geometry().height()
+        lo, hi = bar.levels()
+        values = nice_ticks(lo, hi, height if height > 0 else most * line, line, most)
+        ticks = [[(v, f"{v:g}") for v in values], []]
+        if getattr(bar, "shown_ticks", None) != ticks:
+            bar.shown_ticks = ticks
+            axis.setTicks(ticks)
+
+    bar.axis.geometryChanged.connect(update)
+    update()
+    return update

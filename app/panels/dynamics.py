@@ -23,6 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel
 
+from app.panels.axes import space_bar_ticks
 from app.panels.base import Panel
 from app.panels.legends import legend_row
 from app.panels.plots import fit_left_axes, message, new_plot, pen
@@ -89,6 +90,7 @@ class DynamicsPanel(Panel):
         self.bar = pg.ColorBarItem(values=(0, 1), colorMap=colormap(t.sequential_map), interactive=False,
                                    width=10, colorMapMenu=False)
         view.ci.addItem(self.bar, row=1, col=1)
+        self._space_bar_ticks = space_bar_ticks(self.bar)
         view.ci.layout.setColumnSpacing(1, 24)  # the bar's label "t" is not read with "Im λ"
         self.others = pg.ScatterPlotItem(size=3, pen=None)  # the other sequences' states: the cloud
         self.pc_plot.addItem(self.others)
@@ -305,6 +307,7 @@ class DynamicsPanel(Panel):
         if key[0] == "bar":
             _, label, lo, hi = key
             self.bar.setLevels((lo, hi))
+            self._space_bar_ticks()
             self.bar.setLabel("right", label)
             self.bar.show()
         else:

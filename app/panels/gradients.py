@@ -17,6 +17,10 @@ note and exported, not drawn.
 
 Bottom: the top layer's ||dL/dh_t|| as a heatmap over training (one row per gradient
 snapshot, oldest at the bottom), and for an LSTM a second row of the same for ||dL/dc_t||.
+
+At laptop size the panel has ~250 px for all this: the curves come first (``NORM_MIN``),
+the heatmap rows shrink first, only the lowest row carries the t axis, and a c_t row with
+no room left is hidden and the note says so (``_fit_rows``).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from app.panels.analysis import (
     geometric_line,
     log_levels,
     positive_for_log,
+    row_heights,
     safe_log10,
 )
 from app.panels.axes import LogAxis, StepAxis, TimeAxis
 from app.panels.base import Panel
 from app.panels.legends import add_legend
-from app.panels.plots import Heatmap, Shading, fit_left_axes, message, new_plot, pen
+from app.panels.plots import Heatmap, Shading, fit_label, fit_left_axes, message, new_plot, pen
 from app.panels.series import Snapshots
 from app.theme import OKABE_ITO, SERIES, Theme, cell_color
 from core.records import GradientRecord
@@ -45,6 +50,10 @@ from core.records import GradientRecord
 NOT_AVAILABLE = "not available for this task (sequence-to-sequence models have no probe gradients)"
 CELL_COLOR = OKABE_ITO["green"]
 RATE_COLOR = OKABE_ITO["purple"]  # the Jacobian-product rate: apart from the curves' colours
+NORM_MIN = 64.0  # pixels of view box the curves and rate lines keep, whatever the panel's size
+HEATMAP_MIN = 26.0  # pixels of view box a heatmap row needs to be read (two step labels, "c_t")
+WEIGHTS = (4.0, 2.0, 2.0)  # the rows' shares of a panel with room to spare: half to the curves
+CELL_HIDDEN = "c_t row hidden: no room (enlarge the panel)"
 
 
 def _number(value: float | None) -> np.ndarray:
@@ -86,11 +95,11 @@ class GradientsPanel(Panel):
         self.add_cursor(self.norm_plot)
         self.empty = message(self.norm_plot, t)
         self.step_axis = StepAxis("left")
-        self.history_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="step",
+        self.history_plot = new_plot(view.ci, t, row=1, col=0, x="time step t", y="step (h<sub>t</sub>)",
                                      left_axis=self.step_axis, bottom_axis=TimeAxis("bottom"))
         self.history_plot.setXLink(self.norm_plot)
         self.history = self.add_heatmap(Heatmap(self.history_plot, (-6.0, 0.0), t.magnitude_map,
-                                                bar_label="log₁₀ ‖∂L/∂h<sub>t</sub>‖"))
+                                                bar_label="log₁₀ ‖∂L/∂h<sub>t</sub>‖", ticks=6))
         self.history_chunks = Shading(self.history_plot, t.chunk)
         self.add_cursor(self.history_plot)
         # The LSTM's cell state: its own heatmap row, shown only for an LSTM.
@@ -98,17 +107,25 @@ class GradientsPanel(Panel):
         self.cell_plot = new_plot(view.ci, t, row=2, col=0, x="time step t", y="step (c<sub>t</sub>)",
                                   left_axis=self.cell_step_axis, bottom_axis=TimeAxis("bottom"))
         self.cell_plot.setXLink(self.norm_plot)
+        # Short, each row still says which state it is: "step" alone named neither.
+        fit_label(self.step_axis, ["step (h<sub>t</sub>)", "h<sub>t</sub>"])
+        fit_label(self.cell_step_axis, ["step (c<sub>t</sub>)", "c<sub>t</sub>"])
         # No colour bar of its own: it shares the h row's levels, so the colours compare.
         self.cell_history = self.add_heatmap(Heatmap(self.cell_plot, (-6.0, 0.0), t.magnitude_map, bar=False))
         self.add_cursor(self.cell_plot)
         self.history.share_width(self.norm_plot, self.cell_plot)  # so t lines up between the plots
         fit_left_axes(self.norm_plot, self.history_plot, self.cell_plot)  # room for "0.0001"
-        view.ci.layout.setRowStretchFactor(0, 3)
-        view.ci.layout.setRowStretchFactor(1, 2)
-        view.ci.layout.setRowStretchFactor(2, 2)
-        self._cell_row = True
-        self._show_cell_row(False)
+        view.ci.layout.setContentsMargins(4, 4, 4, 4)  # the rows' pixels, not margins, at laptop size
+        view.ci.layout.setVerticalSpacing(3)
+        self._cell_wanted = self._cell_row = True
+        self._cell_squeezed = False
+        self._sizing = False
         self.record: GradientRecord | None = None
+        view.sigDeviceRangeChanged.connect(self._fit_rows)  # (on the view's every resize)
+        for plot in (self.norm_plot, self.history_plot, self.cell_plot):
+            # an axis learns its labels' height when first drawn, and takes it from its view box
+            plot.vb.sigResized.connect(self._fit_rows)
+        self._show_cell_row(False)
         self._T = 0
         self.snapshots = Snapshots(limit=400)
         self.cell_snapshots = Snapshots(limit=400)
@@ -190,13 +207,88 @@ class GradientsPanel(Panel):
 
     # -- drawing -----------------------------------------------------------------------------
     def _show_cell_row(self, show: bool) -> None:
-        """Show or collapse the cell-state heatmap row (a hidden item would keep its space)."""
+        """Whether the run has a cell-state row to show (an LSTM); ``_fit_rows`` shows it
+        when it fits."""
+        self._cell_wanted = show
+        self._fit_rows()
+
+    def _fit_rows(self, *_) -> None:
+        """Give the rows fixed heights for the view's height: the curves first (at least
+        ``NORM_MIN`` of view box), then the heatmaps (``HEATMAP_MIN`` each); a c_t row with
+        no room is hidden (a hidden item would keep its space) and the note says so. Only
+        the lowest row shows the t axis's labels: the rows are x-linked, one scale serves."""
+        if self._sizing:
+            return
+        self._sizing = True
+        try:
+            layout = self.view.ci.layout
+            left, top, right, bottom = layout.getContentsMargins()
+            room = self.view.range.height() - top - bottom  # (not the layout's: it follows these)
+            cell = self._cell_wanted
+            self._set_cell_row(cell)  # shown while measured: a hidden axis has no height
+            heights = self._heights(room, cell)
+            if heights is None and cell:
+                cell = False
+                self._set_cell_row(cell)
+                heights = self._heights(room, cell)
+            if heights is None:  # the curves still first: the h row shrinks below its minimum
+                heights = self._heights(room, cell, heatmap_min=0.0)
+            self._cell_squeezed = self._cell_wanted and not cell
+            plots = (self.norm_plot, self.history_plot, self.cell_plot)
+            for plot, height in zip(plots, heights or (), strict=False):
+                plot.setMinimumHeight(max(height, 0.0))
+                plot.setMaximumHeight(max(height, 0.0))
+            if heights is None:  # (a view smaller than the curves need: Qt shares it out)
+                for plot in plots[:2]:
+                    plot.setMinimumHeight(0)
+                    plot.setMaximumHeight(1e6)
+            # laid out now, not on a later event: a caller (an export, a test) reads the rows at once
+            self.view.ci.setGeometry(self.view.range)
+            self.view.ci.layout.activate()
+            for plot in plots:
+                plot.layout.activate()
+        finally:
+            self._sizing = False
+        if self.record is not None:
+            self._set_note(self.record)
+
+    def _heights(self, room: float, cell: bool, heatmap_min: float = HEATMAP_MIN) -> list[float] | None:
+        """Row heights (curves, h, and c_t if ``cell``) for ``room`` pixels, spacing taken off."""
+        rows = 3 if cell else 2
+        room -= self.view.ci.layout.verticalSpacing() * (rows - 1)
+        self._axis_on(self.history_plot, not cell)
+        self._axis_on(self.cell_plot, cell)
+        chrome = [self._chrome(plot) for plot in (self.norm_plot, self.history_plot, self.cell_plot)][:rows]
+        # shared out as view-box pixels, so the h and c_t rows show their data at one size
+        boxes = row_heights(room - sum(chrome), [NORM_MIN, heatmap_min, heatmap_min][:rows], list(WEIGHTS[:rows]))
+        if boxes is None:
+            return None
+        return [c + b for c, b in zip(chrome, boxes, strict=True)] + [0.0] * (3 - rows)
+
+    @staticmethod
+    def _chrome(plot: pg.PlotItem) -> float:
+        """Pixels of ``plot``'s height not its view box's: the legend row and the t axis."""
+        return plot.layout.effectiveSizeHint(Qt.MinimumSize).height() - plot.vb.effectiveSizeHint(
+            Qt.MinimumSize).height()
+
+    @staticmethod
+    def _axis_on(plot: pg.PlotItem, on: bool) -> None:
+        """The t axis's labels and name under ``plot`` (on the lowest row only)."""
+        axis = plot.getAxis("bottom")
+        axis.setStyle(showValues=on)  # (and its height again: pyqtgraph gives a hidden axis none)
+        if axis.label.isVisibleTo(axis) != on:  # (isVisible is False in a hidden row)
+            axis.showLabel(on)
+            if on:
+                axis.fit_label()
+        plot.layout.invalidate()  # its size hints follow the axis's new height now, not on the next paint
+
+    def _set_cell_row(self, show: bool) -> None:
         if show == self._cell_row:
             return
         self._cell_row = show
-        self.cell_plot.setMaximumHeight(1e6 if show else 0)
-        self.cell_plot.setMinimumHeight(0)
-        self.view.ci.layout.setRowStretchFactor(2, 2 if show else 0)
+        if not show:
+            self.cell_plot.setMinimumHeight(0)
+            self.cell_plot.setMaximumHeight(0)
         self.cell_plot.setVisible(show)
 
     def _hide_all(self, text: str) -> None:
@@ -245,7 +337,13 @@ class GradientsPanel(Panel):
             self._T = T
             self.norm_plot.setXRange(-0.5, T - 0.5, padding=0)
         self._fit_y(r)
-        self.note.setText("  ·  ".join(self._note_parts(r, rates)))
+        self._set_note(r)
+
+    def _set_note(self, r: GradientRecord) -> None:
+        if self._seq2seq():
+            return
+        parts = self._note_parts(r, self._drawn_rates(r))
+        self.note.setText("  ·  ".join(parts + ([CELL_HIDDEN] if self._cell_squeezed else [])))
 
     def _fit_y(self, r: GradientRecord) -> None:
         """The y range spans the drawn curves (log10 units), set here rather than left to

@@ -76,9 +76,9 @@ class RowLegend(Legend):
 
 
 class TopLegend(RowLegend):
-    """A frameless legend in its plot's title row (above the view box, beside nothing):
-    as many entries a row as fit the plot's width (at most ``colCount``), and the row as
-    tall as its lines. Empty, it takes no height at all."""
+    """A frameless legend in its plot's title row (above the view box and its left axis,
+    beside nothing): as many entries a row as fit that width (at most ``colCount``), and
+    the row as tall as its lines. Empty, it takes no height at all."""
 
     def __init__(self, plot: pg.PlotItem, colCount: int = 4, **kwargs):  # noqa: N803 (pyqtgraph naming)
         kwargs.setdefault("labelTextSize", f"{FONT_POINTS}pt")
@@ -89,7 +89,7 @@ class TopLegend(RowLegend):
         self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
         plot.titleLabel.setVisible(False)  # the row is the legend's (no panel titles these plots)
         plot.layout.removeItem(plot.titleLabel)
-        plot.layout.addItem(self, 0, 1)
+        plot.layout.addItem(self, 0, 0, 1, 2)  # over the left axis too: a row less on a narrow plot
         plot.layout.setAlignment(self, Qt.AlignRight | Qt.AlignVCenter)
         plot.vb.sigResized.connect(self.fit)
         self.fit()
@@ -113,7 +113,8 @@ class TopLegend(RowLegend):
             return
         entries = [sample.boundingRect().width() + label.boundingRect().width() + self.ENTRY_SPACING
                    for sample, label in self.items]
-        room = max(self.plot.vb.width(), 1.0)
+        room = max(self.plot.vb.width() + self.plot.getAxis("left").width() * self.plot.getAxis("left").isVisible(),
+                   1.0)
         columns = self.max_columns
         while columns > 1 and self._width(entries, columns) > room:
             columns -= 1

@@ -16,6 +16,7 @@ from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QGraphicsItem
 from shiboken6 import isValid
 
+from app.panels.axes import space_bar_ticks
 from app.theme import FONT_POINTS, Theme, colormap, ui_font
 
 
@@ -219,7 +220,8 @@ class Heatmap:
     """
 
     def __init__(self, plot: pg.PlotItem, levels: tuple[float, float], cmap: str,
-                 bar_label: str = "", bar: bool = True, ticks: int = 0):
+                 bar_label: str = "", bar: bool = True, ticks: int = 5):
+        """``ticks``: the most values the colour bar labels (0: pyqtgraph's own)."""
         self.plot = plot
         self.levels = levels
         self.image = pg.ImageItem(axisOrder="row-major")
@@ -233,33 +235,12 @@ class Heatmap:
             self.bar.setImageItem(self.image, insert_in=plot)
             if bar_label:  # (the label is on the bar's left axis, the values on its right)
                 fit_label(self.bar.getAxis("left"))
-            self._ticks = ticks
-            self._set_ticks()
-            if ticks:
-                self.bar.axis.geometryChanged.connect(self._set_ticks)
+            # round values a line apart for the bar's height (pyqtgraph's ran into each other)
+            self._set_ticks = space_bar_ticks(self.bar, ticks) if ticks else (lambda: None)
         else:
             self.image.setColorMap(colormap(cmap))
         self._shape: tuple[int, ...] = ()
         self._partners: list[pg.PlotItem] = []
-
-    def _set_ticks(self) -> None:
-        """``ticks`` labels from low to high, as many as the bar's height holds (at least
-        the two ends): three labels in a 38-pixel bar ran into each other. No ``ticks``:
-        pyqtgraph's own."""
-        from PySide6.QtGui import QFontMetricsF
-
-        if not self._ticks:
-            return
-        axis = self.bar.axis
-        line = QFontMetricsF(axis.style["tickFont"] or axis.font()).height()
-        height = axis.geometry().height()
-        count = self._ticks if height <= 0 else max(2, min(self._ticks, int(height // line)))
-        lo, hi = self.levels
-        values = np.linspace(lo, hi, count)
-        ticks = [[(float(v), f"{v:g}") for v in values], []]
-        if getattr(self, "_shown_ticks", None) != ticks:
-            self._shown_ticks = ticks
-            axis.setTicks(ticks)
 
     def share_width(self, *plots: pg.PlotItem) -> None:
         """Keep room on the right of ``plots`` as wide as the colour bar beside the image.

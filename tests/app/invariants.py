@@ -13,7 +13,7 @@ an empty list means the window is fine.
 3. Once stopped, every panel whose note names a step names the same one, the status bar's.
 4. No text is elided or clipped: labels, check boxes, buttons and notes fit their space
    (measured with their font metrics), so do dock titles, tabs, axis labels, plot titles
-   and colour-bar tick labels.
+   and colour-bar tick labels (none drawn over another, on every colour bar).
 5. No legend covers more than 15% of its plot's data area, nor any data point drawn there.
 """
 
@@ -362,13 +362,34 @@ def axis_problems(panel) -> list[str]:
     for view in panel.plot_widgets():
         for item in view.scene().items():
             if isinstance(item, pg.ColorBarItem) and item.isVisible() and _shown(view):
-                axis = item.axis
-                ticks = [v for level in (axis._tickLevels or []) for v, text in level if text]
-                height = QFontMetricsF(axis.style["tickFont"] or axis.font()).height()
-                if ticks and len(ticks) * height > axis.geometry().height() + SLACK:
-                    problems.append(f"{panel.name}: {len(ticks)} colour-bar labels in "
-                                    f"{axis.geometry().height():.0f} px")
+                problems += [f"{panel.name}: colour bar {text}" for text in overlapping_tick_labels(item.axis)]
     return problems
+
+
+def overlapping_tick_labels(axis: pg.AxisItem) -> list[str]:
+    """Tick labels ``axis`` draws on top of each other ("'-2' over '-4'"), whoever chose
+    the ticks (fixed or pyqtgraph's own): the rectangles pyqtgraph computes to draw them,
+    measured in the axis's tick font as its paint does."""
+    from PySide6.QtGui import QImage, QPainter
+
+    if axis.geometry().isEmpty():
+        return []
+    image = QImage(1, 1, QImage.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        if axis.style["tickFont"]:
+            painter.setFont(axis.style["tickFont"])
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    texts = [(rect, text) for rect, _, text in (specs[2] if specs else ()) if text]
+    found = []
+    for i, (rect, text) in enumerate(texts):
+        for other, other_text in texts[i + 1:]:
+            both = rect.intersected(other)
+            if both.width() > SLACK and both.height() > SLACK:
+                found.append(f"label {text!r} overlaps {other_text!r} ({axis.geometry().height():.0f} px)")
+    return found
 
 
 # -- 5: legends ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 
+from app.panels.axes import space_bar_ticks
 from app.panels.legends import add_legend
 from app.panels.plots import new_plot, pen
 from app.theme import FONT_POINTS, OKABE_ITO, Theme, colormap, ink_for, ui_font
@@ -66,6 +67,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
                                    width=12, label="cumulative log p", colorMapMenu=False)
         self.ci.addItem(self.bar, row=0, col=1)
         self.bar.axis.setTickFont(ui_font(FONT_POINTS - 1))
+        self._space_bar_ticks = space_bar_ticks(self.bar)
         self.bar.axis.setTextPen(theme.foreground)
         self._legend()
         self.labels: list[pg.TextItem] = []
@@ -102,6 +104,7 @@ class BeamTreePlot(pg.GraphicsLayoutWidget):
         lo = float(scores.min()) if len(scores) > 1 else -1.0
         self.levels = (min(lo, -1e-3), 0.0)
         self.bar.setLevels(self.levels)
+        self._space_bar_ticks()
         self.steps_of = np.array([n.step for n in tree])
         self._frame()
 
