@@ -233,6 +233,8 @@ class SessionManager(QObject):
             else:
                 log.error("%s failed: %s", mode, message)
             return
+        if mode == "autosave" and self.autosave_timer.interval() == 0:
+            return  # autosave was turned off while the training process captured the state
         tensors, meta = result.value
         traces = self.panel_histories()  # the panels still show the captured run (replies come in order)
         if mode != "save":
@@ -350,6 +352,7 @@ class SessionManager(QObject):
             self.open(path)
             mark_clean_exit()  # offered once; the next autosave replaces the file
         else:
+            self.finish_writing()  # an autosave being written would bring the file back
             discard_autosave()
 
     def shutdown(self) -> None:
