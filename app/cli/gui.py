@@ -73,7 +73,13 @@ def run_gui(args: argparse.Namespace) -> int:
     heartbeat = QTimer()
     heartbeat.timeout.connect(lambda: None)
     heartbeat.start(200)
-    return int(app.exec())
+    code = int(app.exec())
+    # Delete the window (its panels' pyqtgraph items with it) while Qt is whole: left to the
+    # interpreter's teardown, destruction in no set order crashed now and then (SIGSEGV).
+    import shiboken6
+
+    shiboken6.delete(window)
+    return code
 
 
 def run_shot(args: argparse.Namespace) -> int:

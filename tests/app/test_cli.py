@@ -76,6 +76,8 @@ def main():
     window.frame_drawn.connect(drawn)
     window.show()
     app.exec()
+    import shiboken6
+    shiboken6.delete(window)  # before the interpreter's teardown, as app.cli.gui does
     return result[0] if result else 4
 
 if __name__ == "__main__":
@@ -83,7 +85,7 @@ if __name__ == "__main__":
 """
     script = tmp_path / "start_up.py"
     script.write_text(code)
-    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, timeout=300, capture_output=True,
                           text=True)
     assert done.returncode == 0, ("torch was imported in the window's process" if done.returncode == 3
