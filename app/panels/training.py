@@ -121,7 +121,7 @@ class TrainingPanel(Panel):
         self._follow = True
         self.loss_plot.setXRange(0, 10, padding=0)
         self.metrics = {}
-        self._show_eval_plot(self.run is not None and self.run.experiment.is_seq2seq)
+        self._show_eval_plot(False)  # until the first held-out scores (a translation run's step 50)
 
     def _show_eval_plot(self, show: bool) -> None:
         if show == self._eval_shown:
@@ -165,6 +165,7 @@ class TrainingPanel(Panel):
         self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
         median = s.column("grad_median")
         self.median_curve.setData(steps, positive_for_log(median) if log_grad else median, connect="finite")
+        self._show_eval_plot(len(self.heldout) > 0)  # an empty third row only squeezed the others
         if self._eval_shown:
             for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
                 curve.setData(self.heldout.column("step"), self.heldout.column(name))
