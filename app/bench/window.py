@@ -144,13 +144,17 @@ def _run_event_loop(seconds: float) -> None:
 
 
 # Launch to the first trained frame: a user who presses Run the moment the model is built.
+# As app.cli.gui does: the training process starts before this process imports Qt.
 INTERACTIVE_SCRIPT = """
 import os, sys
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from app.training.child import spawn
+from app.training.loop import TRAINING_PROCESS, training_loop
+engine = spawn(training_loop(), TRAINING_PROCESS)
 from PySide6.QtWidgets import QApplication
 from app.window.main_window import MainWindow
 app = QApplication(sys.argv[:1])
-window = MainWindow()
+window = MainWindow(engine=engine)
 window.run_built.connect(lambda info: window.toggle_run())
 def drawn():
     if window.last_step is not None:  # a frame drawn after the first training step arrived

@@ -56,6 +56,12 @@ def run_gui(args: argparse.Namespace) -> int:
         raise ValueError(f"no session file {session!r}; give the path of a saved .rnnx session")
     import signal
 
+    from app.training.child import spawn
+    from app.training.loop import TRAINING_PROCESS, training_loop
+
+    # The training process first: its torch import (seconds) runs while this process imports
+    # Qt and makes the window.
+    engine = spawn(training_loop(), TRAINING_PROCESS)
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -64,7 +70,7 @@ def run_gui(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("RNN Explorer")
     app.setOrganizationName("rnn-explorer")
-    window = MainWindow(preset=args.preset, theme=args.theme, session=session)
+    window = MainWindow(preset=args.preset, theme=args.theme, session=session, engine=engine)
     window.show()
     # Ctrl+C in the terminal, or a plain kill, closes the window cleanly, training process
     # included (the timer lets Python see the signal).

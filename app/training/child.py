@@ -18,9 +18,11 @@ No Qt here: the child process never loads it.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.training.messages import Delivered, Failed, Failure, Records, Shutdown
@@ -129,6 +131,36 @@ class ChildLoop:
         self.unschedule()
         self.on_shutdown()
         self._closed = True
+
+
+_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that runs Qt threads
+
+
+@dataclass
+class Spawned:
+    """A started child process and the window's ends of its pipes (``spawn``)."""
+
+    process: Any
+    commands: Any  # the sending end: window -> child
+    replies: Any  # the receiving end: child -> window
+    stop: Any  # an Event the child's long work checks
+
+
+def spawn(make_loop: Callable[..., ChildLoop], name: str) -> Spawned:
+    """Start a child process that serves ``make_loop`` (no Qt needed: the window's process
+    can start its training process before it imports Qt, so torch loads meanwhile)."""
+    from core.logs import LOGGER
+
+    commands_out, commands_in = _CONTEXT.Pipe(duplex=False)  # (receiving end, sending end)
+    replies_out, replies_in = _CONTEXT.Pipe(duplex=False)
+    stop = _CONTEXT.Event()
+    verbose = any(type(h).__name__ == "_Stderr" for h in logging.getLogger(LOGGER).handlers)
+    process = _CONTEXT.Process(target=serve, name=name, daemon=True,
+                               args=(make_loop, commands_out, replies_in, stop, verbose))
+    process.start()
+    commands_out.close()  # the process's ends: closing ours lets each side see the other go
+    replies_in.close()
+    return Spawned(process, commands_in, replies_out, stop)
 
 
 def serve(make_loop: Callable[[Callable[[Any], None], Any], ChildLoop], commands: Any, replies: Any,

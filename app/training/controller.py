@@ -15,19 +15,17 @@ This is the one module of app.training that imports Qt; the child never imports 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
-import multiprocessing
 import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.training.child import serve
+from app.training.child import Spawned, spawn
 from app.training.compare import CompareLoop
-from app.training.loop import TrainingLoop
+from app.training.loop import TRAINING_PROCESS, training_loop
 from app.training.messages import (
     INSTRUMENTS,
     AttachAlways,
@@ -55,7 +53,6 @@ from app.training.messages import (
 )
 
 log = logging.getLogger("rnn_explorer.app")
-_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that runs Qt threads
 
 
 class _Reader(QThread):
@@ -104,22 +101,14 @@ class ProcessLink(QObject):
         """Records arrived (acknowledged already)."""
 
     # -- the process ------------------------------------------------------------------------
-    def start_process(self) -> None:
-        from core.logs import LOGGER
-
+    def start_process(self, spawned: Spawned | None = None) -> None:
+        """Start the child process, or take over ``spawned`` (started with ``spawn`` and this
+        link's ``make_loop`` before the window's process imported Qt)."""
         if self.process is not None:  # a restart after a crash: let go of the dead one's pipe
             self._commands.close()
-        commands_out, commands_in = _CONTEXT.Pipe(duplex=False)  # (receiving end, sending end)
-        replies_out, replies_in = _CONTEXT.Pipe(duplex=False)
-        self._stop = _CONTEXT.Event()
-        verbose = any(type(h).__name__ == "_Stderr" for h in logging.getLogger(LOGGER).handlers)
-        self.process = _CONTEXT.Process(target=serve, name=self.process_name, daemon=True,
-                                        args=(self._make_loop, commands_out, replies_in, self._stop, verbose))
-        self.process.start()
-        commands_out.close()  # the process's ends: closing ours lets each side see the other go
-        replies_in.close()
-        self._commands = commands_in
-        self.reader = _Reader(replies_out, self.process_name)
+        spawned = spawned or spawn(self._make_loop, self.process_name)
+        self.process, self._commands, self._stop = spawned.process, spawned.commands, spawned.stop
+        self.reader = _Reader(spawned.replies, self.process_name)
         self.reader.received.connect(self._on_reply)  # queued: the reader is another thread
         self.reader.finished.connect(self._on_reader_finished)
         self.reader.start()
@@ -215,15 +204,16 @@ class TrainingController(ProcessLink):
     built = Signal(object)  # RunInfo
     records_ready = Signal(object)  # tuple of records
     state_changed = Signal(str)
-    process_name = "rnn-explorer-training"
+    process_name = TRAINING_PROCESS
     restart_hint = "Build an experiment (Reset or Apply) to start a new one;"
 
-    def __init__(self, make_trainer: Callable[[Any], Any] | None = None, parent: QObject | None = None):
-        super().__init__(functools.partial(TrainingLoop, make_trainer=make_trainer), parent)
+    def __init__(self, make_trainer: Callable[[Any], Any] | None = None, parent: QObject | None = None,
+                 spawned: Spawned | None = None):
+        super().__init__(training_loop(make_trainer), parent)
         self._jobs: dict[int, Callable[[JobResult], None]] = {}  # job id -> who asked
         self._job_ids = itertools.count()
         self.state = "idle"
-        self.start_process()
+        self.start_process(spawned)
 
     def replies(self) -> dict[type, Callable[[Any], None]]:
         return {Built: self._on_built, StateChanged: self._on_state, JobDone: self._on_job_done}

@@ -22,6 +22,7 @@ back-pressure of app.training.child.ChildLoop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -72,6 +73,15 @@ def leave_a_core_for_the_gui() -> None:
         torch.set_num_threads(cores)
 
 
+TRAINING_PROCESS = "rnn-explorer-training"
+
+
+def training_loop(make_trainer: Callable[[Any], Any] | None = None) -> Callable[..., TrainingLoop]:
+    """What the training process runs: ``app.training.child.spawn(training_loop(),
+    TRAINING_PROCESS)`` starts one before the window's process imports Qt (app.cli.gui)."""
+    return functools.partial(TrainingLoop, make_trainer=make_trainer)
+
+
 class TrainingLoop(ChildLoop):
     """Steps a trainer between commands (``make_trainer(source)`` builds one; the default
     builds from an Experiment or a SessionFile)."""
@@ -79,6 +89,9 @@ class TrainingLoop(ChildLoop):
     def __init__(self, send: Callable[[Any], None], stop: Any,
                  make_trainer: Callable[[Any], Any] | None = None):
         super().__init__(send, stop)
+        # This process always needs torch: load it now, while the window's process imports
+        # Qt and makes its widgets, not when the first Build arrives.
+        import core.training.trainer  # noqa: F401
         self._make_trainer = make_trainer or build_trainer
         self._trainer: Any = None
         self._wanted: set[str] = set()

@@ -54,9 +54,11 @@ class MainWindow(QMainWindow):
 
     def __init__(self, preset: str | None = None, theme: str | None = None,
                  make_trainer=None, autostart: bool = True, experiment: Any = None,
-                 session: str | None = None):
+                 session: str | None = None, engine: Any = None):
         """``experiment``, when given, replaces the preset's experiment at start; ``session``
-        (a .rnnx path) is opened instead of either. With ``autostart`` the training process
+        (a .rnnx path) is opened instead of either. ``engine``: a training process started
+        before the window (app.training.child.spawn of app.training.loop.training_loop()),
+        taken over instead of starting one. With ``autostart`` the training process
         starts and builds the first model at once, while the window is made and painted, and
         the window remembers its size, docks, theme and preset (app.window.prefs): a preset
         or theme not given is the one last used."""
@@ -69,6 +71,7 @@ class MainWindow(QMainWindow):
         self.initial_session = session
         self.make_trainer = make_trainer
         self.autostart = autostart
+        self._engine = engine
         self.controller: TrainingController | None = None
         self._notice = ""  # a problem met before the status bar existed
         if autostart:  # first: torch loads and the model builds in the other process meanwhile
@@ -189,7 +192,8 @@ class MainWindow(QMainWindow):
     def _spawn_engine(self) -> None:
         """Start the training process and send it the first experiment to build (nothing
         here waits for it: the replies are handled once the event loop runs)."""
-        self.controller = TrainingController(self.make_trainer, parent=self)
+        engine, self._engine = self._engine, None  # only the first process is taken over
+        self.controller = TrainingController(self.make_trainer, parent=self, spawned=engine)
         if self.initial_session is None:
             self._first_experiment = self._preset_experiment()
             self.controller.build(self._first_experiment)
