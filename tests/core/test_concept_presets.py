@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from core.names import HELDOUT_METRICS
 from core.presets import list_presets, load_preset
 from core.training.trainer import Trainer
+from tests.core.seq2seq_models import attention_offsets
 from tests.outcomes import outcome, seeded
 
 NEW = ("forget-bias", "irnn-adding", "scheduled-sampling", "bidirectional-encoder")
@@ -90,28 +90,6 @@ def test_exploding_rnn_clips_well_below_the_median_and_a_larger_threshold_blows_
     _, losses, _ = train(exp.replace(clip=100.0), 300)
     assert losses[200:].mean() > 100, losses[200:].mean()
     assert "then 4 to 6.5 (steps 500-1000" in " ".join(load_preset("exploding-rnn").description.split())
-
-
-def attention_offsets(trainer, strings: int = 100) -> dict[int, float]:
-    """Share of reversal outputs whose most attended source position is k right of the letter
-    they copy (teacher-forced on random strings)."""
-    import random
-    from collections import Counter
-
-    from core.names import EOS
-
-    rng, model, task = random.Random(1), trainer.model, trainer.task
-    counts: Counter[int] = Counter()
-    model.eval()
-    with torch.no_grad():
-        for _ in range(strings):
-            n = rng.randint(3, 16)
-            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
-            src = torch.tensor(task.src_vocab.encode(text)).unsqueeze(1)
-            weights = np.asarray(model.attention_for(src, n, (*task.tgt_vocab.encode(text[::-1]), EOS)))
-            counts.update(int(weights[j].argmax()) - (n - 1 - j) for j in range(n))
-    total = sum(counts.values())
-    return {k: v / total for k, v in counts.items()}
 
 
 @pytest.mark.slow

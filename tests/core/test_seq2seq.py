@@ -9,42 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import Experiment
 from core.decoding.search import beam_search, exhaustive_search, greedy
 from core.decoding.text import DecodeInputError, DecodeResult, attention_for_node, decode_text
 from core.decoding.tree import path_to
 from core.errors import UserError
 from core.models.recurrent import torch_reference
-from core.models.seq2seq import Attention, Seq2Seq
+from core.models.seq2seq import Attention
 from core.names import BOS, EOS, PAD
 from core.presets import load_preset
 from core.training.trainer import Trainer
+from tests.core.seq2seq_models import attention_offsets, padded_source, random_model, small
 from tests.outcomes import more, outcome, train
 
 KINDS = ("additive", "dot", "general")
 
-
-
-def small(attention="additive", cell="gru", **kw) -> Experiment:
-    return Experiment(task="reverse", seq_len=6, cell=cell, hidden_size=8, embed_size=5,
-                      attention=attention, batch_size=8, lr=0.01, **kw)
-
-
-def random_model(exp: Experiment, V_src=9, V_tgt=7, seed=0) -> Seq2Seq:
-    torch.manual_seed(seed)
-    model = Seq2Seq(exp, V_src, V_tgt)
-    with torch.no_grad():  # larger weights: peakier distributions, sharper attention
-        for p in model.parameters():
-            p.mul_(3.0)
-    return model.eval()
-
-
-def padded_source(V=9, S=6, lengths=(6, 3, 1), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (S, len(lengths)), generator=g)
-    lengths = torch.tensor(lengths)
-    src[torch.arange(S)[:, None] >= lengths[None]] = PAD
-    return src, lengths
 
 
 # ------------------------------------------------------------------------------- attention
@@ -391,7 +369,7 @@ def test_reversal_without_attention_degrades_with_length():
             results[attention, step] = outcome(f"reverse-attention/{attention}/at_{step}", held_out(tr, buckets))
         if attention == "dot":
             # The description: the anti-diagonal sits one position right of the copied letter.
-            offsets = outcome("reverse-attention/attention_offset", _attention_offsets(tr))
+            offsets = outcome("reverse-attention/attention_offset", attention_offsets(tr))
     short, long = "exact_match_len_1-6", "exact_match_len_12-16"
     none, dot = results["none", exp.steps], results["dot", exp.steps]
     assert none[short] >= 0.8 and none[long] <= 0.1, none
@@ -399,21 +377,3 @@ def test_reversal_without_attention_degrades_with_length():
     assert offsets.get(1, 0) >= 0.7 and offsets.get(0, 0) <= 0.25, offsets
 
 
-def _attention_offsets(tr, strings: int = 100) -> dict[int, float]:
-    """Share of reversal outputs whose most attended source position is k right of the letter
-    they copy (teacher-forced, random held-out strings)."""
-    import random
-    from collections import Counter
-
-    rng, model, task = random.Random(1), tr.model, tr.task
-    counts: Counter[int] = Counter()
-    model.eval()
-    with torch.no_grad():
-        for _ in range(strings):
-            n = rng.randint(3, 16)
-            text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
-            src = torch.tensor(task.src_vocab.encode(text)).unsqueeze(1)
-            weights = np.asarray(model.attention_for(src, n, (*task.tgt_vocab.encode(text[::-1]), EOS)))
-            counts.update(int(weights[j].argmax()) - (n - 1 - j) for j in range(n))
-    total = sum(counts.values())
-    return {k: v / total for k, v in counts.items()}

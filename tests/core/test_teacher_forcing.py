@@ -14,31 +14,10 @@ import torch
 from core.config import ConfigError, Experiment
 from core.models.recurrent import torch_reference
 from core.models.seq2seq import Seq2Seq, both_directions
-from core.names import BOS, EOS, HELDOUT_METRICS, PAD
+from core.names import BOS, EOS, HELDOUT_METRICS
 from core.training.schedules import coin_generator, sigmoid_k, teacher_forcing_ratio
 from core.training.trainer import EVAL_EVERY, Trainer
-
-
-def small(attention="additive", cell="gru", **kw) -> Experiment:
-    return Experiment(task="reverse", seq_len=6, cell=cell, hidden_size=8, embed_size=5,
-                      attention=attention, batch_size=8, lr=0.01, **kw)
-
-
-def random_model(exp: Experiment, V_src=9, V_tgt=7, seed=0) -> Seq2Seq:
-    torch.manual_seed(seed)
-    model = Seq2Seq(exp, V_src, V_tgt)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(3.0)
-    return model.eval()
-
-
-def padded_source(V=9, S=6, lengths=(6, 3, 1), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    src = torch.randint(4, V, (S, len(lengths)), generator=g)
-    lengths = torch.tensor(lengths)
-    src[torch.arange(S)[:, None] >= lengths[None]] = PAD
-    return src, lengths
+from tests.core.seq2seq_models import padded_source, random_model, small
 
 
 def target_inputs(B=3, U=5, seed=2):
