@@ -17,7 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.cli.common import EXIT_DIVERGED, add_overrides, end_progress, load_trainer, progress
+from core.cli.common import (
+    EXIT_DIVERGED,
+    add_overrides,
+    check_steps,
+    end_progress,
+    load_trainer,
+    progress,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must be an integer >= 0; got {args.steps}")
+    check_steps(args.steps)
     if args.top < 1:
         raise ValueError(f"--top must be an integer >= 1; got {args.top}")
     zero = args.steps == 0

@@ -124,6 +124,12 @@ def strict_json(data) -> str:
     return json.dumps(clean(data), allow_nan=False)
 
 
+def check_steps(steps: int | None) -> None:
+    """Refuse a negative ``--steps`` before anything is built (None: the command's default)."""
+    if steps is not None and steps < 0:
+        raise ValueError(f"--steps must be an integer >= 0; got {steps}")
+
+
 def to_terminal(stream=None) -> bool:
     """Whether ``stream`` (stderr) is a terminal: a bar redrawn in place with carriage
     returns is one enormous line in a log file or a pipe, so it is drawn only there."""

@@ -19,7 +19,14 @@ import json
 import math
 import sys
 
-from core.cli.common import EXIT_DIVERGED, add_overrides, end_progress, load_trainer, progress
+from core.cli.common import (
+    EXIT_DIVERGED,
+    add_overrides,
+    check_steps,
+    end_progress,
+    load_trainer,
+    progress,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +54,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad decoding settings before any training (one line naming value and range)."""
     from core.decoding.text import MAX_BEAM, MAX_OUTPUT
 
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must be an integer >= 0; got {args.steps}")
+    check_steps(args.steps)
     if not 1 <= args.beam <= MAX_BEAM:
         raise ValueError(f"--beam must be an integer from 1 to {MAX_BEAM}; got {args.beam}")
     if args.max_len is not None and not 1 <= args.max_len <= MAX_OUTPUT:

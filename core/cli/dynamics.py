@@ -21,6 +21,7 @@ from core.cli.common import (
     EXIT_DIVERGED,
     add_model_flags,
     add_overrides,
+    check_steps,
     end_progress,
     load_trainer,
     progress,
@@ -49,8 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse bad settings before any training (one line naming value and range)."""
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must be an integer >= 0; got {args.steps}")
+    check_steps(args.steps)
     if not 1 <= args.starts <= MAX_STARTS:
         raise ValueError(f"--starts must be an integer from 1 to {MAX_STARTS}; got {args.starts}")
 

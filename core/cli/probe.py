@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from core.cli.common import add_model_flags, end_progress, progress
+from core.cli.common import add_model_flags, check_steps, end_progress, progress
 from core.cli.intervene import add_intervention_flags, intervened_probe, parse_flags
 
 
@@ -64,8 +64,7 @@ def probe_trainer(args: argparse.Namespace):
         from core.session.format import open_session
 
         return open_session(args.session)
-    if args.steps < 0:
-        raise ValueError(f"--steps must be an integer >= 0; got {args.steps}")
+    check_steps(args.steps)
     return Trainer(load_preset(args.preset).experiment)
 
 
