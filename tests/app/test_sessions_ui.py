@@ -119,8 +119,11 @@ def test_a_reopened_session_shows_every_history_the_panels_drew(qtbot, window, t
     assert len(window.panels["spectrum"].radius) <= 1  # a new run: its own history only
     with qtbot.waitSignal(window.sessions.opened, timeout=60_000):
         assert window.sessions.open(path)
-    qtbot.waitUntil(lambda: window.panels["spectrum"].record is not None
-                    and window.panels["spectrum"].record.step == 5, timeout=30_000)
+    # the instruments' records arrive one by one after the file opens: wait for both panels'
+    # (CI once read the gradients panel between the spectrum's record and its own)
+    qtbot.waitUntil(lambda: all(window.panels[name].record is not None
+                                and window.panels[name].record.step == 5
+                                for name in ("spectrum", "gradients")), timeout=30_000)
     after = window.sessions.panel_histories()
     for name, array in before.items():
         np.testing.assert_array_equal(after[name], array, err_msg=name)
