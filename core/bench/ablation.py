@@ -12,7 +12,7 @@ one-row products are bound by memory, the sweep's by arithmetic, which is why th
 below H + 1 but cannot come near 1 on a CPU (torch.nn.LSTM itself takes about 60 times as
 long for 257 sequences as for one at H 256, T 200 on our 2-core machine). The first-order
 estimate (core.models.interventions.ablation_estimates) is one forward and one backward of
-the probe, so it is timed against the same probe forward (``estimate_ratio``), and the
+the probe (for this LSTM on torch's fused kernel), so it is timed against the same probe forward (``estimate_ratio``), and the
 details say how well it ranks the units as the sweep does (Spearman's rho on this model).
 """
 

@@ -79,7 +79,7 @@ def counterfactual_record(model, batch: Batch, edits: tuple[Intervention, ...], 
         norms = None
         if gradients:
             kwargs = model.recurrent_kwargs(batch)
-            rows = grad_through_time(EditedStack(model.recurrent, plan), batch.x,
+            rows = grad_through_time(EditedStack(model.recurrent, plan), model.inputs(batch),
                                      lambda out, state: model.loss_from_outputs(out, state, batch)[0],
                                      truncate or None, kwargs.get("lengths"), mask=kwargs.get("mask"))
             norms = tuple(row.copy() for row in rows)

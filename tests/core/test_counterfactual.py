@@ -247,3 +247,49 @@ def test_first_order_effects_rank_units_as_the_sweep_does_on_a_young_model(cell)
     assert estimate.order[0] == exact.order[0]
     with pytest.raises(InterventionError, match="unknown ablation method 'fast'; allowed exact, first-order"):
         trainer.ablation((0,), "fast")
+
+
+@pytest.mark.parametrize("cell, nonlinearity, embedding", [("rnn", "tanh", "off"), ("rnn", "relu", "off"),
+                                                           ("lstm", "tanh", "off"), ("lstm", "tanh", "on")])
+def test_the_fused_estimate_equals_the_loops(cell, nonlinearity, embedding):
+    """An RNN or LSTM without padding takes torch's fused kernels with W_hh's columns scaled
+    (core.models.interventions._fused_estimates); the reference is the instrumented loop's
+    dL/dh_t * h_t (any cell, any padding), in float64, for each layer of a 2-layer stack."""
+    from core.models.interventions import _loop_estimates as loop  # the reference path
+    from core.models.interventions import ablation_estimates
+
+    exp = Experiment(task="charlm" if embedding == "on" else "adding", cell=cell, nonlinearity=nonlinearity,
+                     embedding=embedding, embed_size=5, hidden_size=7, num_layers=2, seq_len=15, batch_size=3,
+                     masking="off")  # text probes are padded: unmasked, the fused path takes them
+    trainer = trained(exp, steps=5)
+    model = trainer.model.double().eval()
+    batch = _double(trainer.probe_batch())
+    assert model.recurrent_kwargs(batch) == {}  # unpadded: the fused path
+    for layer in (0, 1):
+        loss, fused = ablation_estimates(model, batch, layer)
+        ref_loss, ref = loop(model, model.recurrent, model.inputs(batch), batch, layer, {})
+        assert loss == pytest.approx(float(model.loss(batch)[0].detach()), rel=1e-12)
+        assert loss == pytest.approx(ref_loss, rel=1e-12)
+        torch.testing.assert_close(fused, ref, rtol=1e-9, atol=1e-12)
+        assert torch.count_nonzero(ref) >= 3  # units that move the loss (relu units can be dead)
+    assert torch.set_flush_denormal(False)  # flushing was switched off again (and is supported)
+
+
+@pytest.mark.parametrize("method", ["exact", "first-order"])
+def test_the_sweep_reads_the_inputs_through_the_embedding(method):
+    """With a token embedding the recurrent stack reads x @ E, not the one-hot x: the sweep,
+    its estimate and the counterfactual refused such a model ("x must have shape [T, B, 5]")
+    before. Reference: the unedited run's loss is the model's own (fused) loss."""
+    exp = Experiment(task="charlm", cell="lstm", embedding="on", embed_size=5, hidden_size=6, seq_len=12,
+                     batch_size=3)
+    trainer = trained(exp, steps=3)
+    record = trainer.ablation((0,), method)[0]
+    model = trainer.model.eval()
+    assert record.base_loss == pytest.approx(float(model.loss(trainer.probe_batch())[0].detach()), rel=1e-5)
+    assert record.effects.shape == (6,) and np.all(np.isfinite(record.effects))
+    trainer.set_interventions([Intervention("hidden", 0, (1,), None, 0, None, "zero")], lesion=True)
+    counter = trainer.counterfactual()
+    assert counter.loss[0] == pytest.approx(record.base_loss, rel=1e-5)
+    assert counter.loss[1] != counter.loss[0] and counter.gradient_norms is not None
+    assert np.all(counter.counterfactual.hidden[0][:, 1] == 0)
+    assert np.isfinite(trainer.step().loss)  # lesion training reads the embedding too
