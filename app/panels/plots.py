@@ -161,8 +161,9 @@ def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
     def set_and_fit(*args, **kwargs) -> None:  # a label set later (a preset's own) fits at once too
         text = args[0] if args else kwargs.get("text")
         plain_call = len(args) <= 1 and all(v is None for k, v in kwargs.items() if k != "text")
-        if plain_call and not state["busy"] and text is not None and text in (state["full"], state["shown"]):
-            return  # the label it has (fitted): a panel sets it on every redraw
+        if plain_call and not state["busy"] and text is not None and text in (state["full"], state["shown"]) \
+                and axis.labelText == state["shown"]:
+            return  # the label it has (fitted): a panel sets it on every redraw (not after a setLabel(""))
         set_label(*args, **kwargs)
         refit()
 

@@ -36,6 +36,8 @@ from core.names import HELDOUT_METRICS
 from core.records import StepRecord
 
 MAX_DIVERGENCE_MARKS = 20
+ROW_MIN = 48.0  # pixels of view box a plot needs to be read (three y labels a line apart, a curve)
+EVAL_HIDDEN = "held-out plot hidden: no room (enlarge the panel)"
 
 
 class TrainingPanel(Panel):
@@ -66,18 +68,23 @@ class TrainingPanel(Panel):
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         # held-out scores (translation tasks): in the layout only for them
-        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out")
+        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out accuracy")
         self.eval_plot.setXLink(self.loss_plot)
         self.eval_plot.setYRange(0, 1.02, padding=0)
         self.eval_plot.vb.setMouseEnabled(y=False)
         add_legend(self.eval_plot, offset=(10, 5), colCount=3)
         self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2, style), symbol="o", symbolSize=5, symbolPen=None,
                                                 symbolBrush=color, name=name)
-                            for color, style, name in ((SERIES[2], Qt.SolidLine, "token accuracy, teacher-forced"),
-                                                       (SERIES[3], Qt.SolidLine, "token accuracy, free running"),
+                            # short, so the legend keeps to one row at laptop size (the axis and
+                            # the note say these are held-out token accuracies)
+                            for color, style, name in ((SERIES[2], Qt.SolidLine, "teacher-forced"),
+                                                       (SERIES[3], Qt.SolidLine, "free running"),
                                                        (SERIES[0], Qt.DotLine, "exact match"))]
         view.ci.removeItem(self.eval_plot)
         self._eval_shown = False
+        self._eval_squeezed = False  # held-out scores to show, and no room for their plot
+        self._sizing = False
+        view.sigDeviceRangeChanged.connect(self._fit_rows)  # (on the view's every resize)
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
         # The step axis grows in jumps (see step_extent), not with every step: regenerating an
         # axis's tick labels is the costliest part of a frame, and the x axis would change
@@ -121,7 +128,39 @@ class TrainingPanel(Panel):
         self._follow = True
         self.loss_plot.setXRange(0, 10, padding=0)
         self.metrics = {}
-        self._show_eval_plot(False)  # until the first held-out scores (a translation run's step 50)
+        self._fit_rows()  # no eval plot until the first held-out scores (a translation run's step 50)
+
+    def _fit_rows(self, *_) -> None:
+        """The held-out plot as a third row when there are scores and every row keeps
+        ``ROW_MIN`` of view box; else it is left out and the note says so (the note gives the
+        latest scores either way). At 1280x720 it was a 30 px strip of overlapping labels
+        that squeezed the loss plot to a line (issue 14)."""
+        if self._sizing:
+            return
+        self._sizing = True
+        try:
+            want = len(self.heldout) > 0
+            self._show_eval_plot(want)
+            if want:
+                self._lay_out()
+                if min(plot.vb.height() for plot in (self.loss_plot, self.grad_plot, self.eval_plot)) < ROW_MIN:
+                    self._show_eval_plot(False)
+                    self._lay_out()
+        finally:
+            self._sizing = False
+        squeezed = len(self.heldout) > 0 and not self._eval_shown
+        if squeezed != self._eval_squeezed:
+            self._eval_squeezed = squeezed
+            self._draw_note()
+
+    def _lay_out(self) -> None:
+        """Lay the rows out now (a caller reads their sizes at once); twice, as a legend row
+        takes its height from its plot's new width."""
+        for _ in range(2):
+            self.view.ci.setGeometry(self.view.range)
+            self.view.ci.layout.activate()
+            for plot in (self.loss_plot, self.grad_plot, self.eval_plot):
+                plot.layout.activate()
 
     def _show_eval_plot(self, show: bool) -> None:
         if show == self._eval_shown:
@@ -165,7 +204,8 @@ class TrainingPanel(Panel):
         self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
         median = s.column("grad_median")
         self.median_curve.setData(steps, positive_for_log(median) if log_grad else median, connect="finite")
-        self._show_eval_plot(len(self.heldout) > 0)  # an empty third row only squeezed the others
+        if (len(self.heldout) > 0) != (self._eval_shown or self._eval_squeezed):
+            self._fit_rows()  # the first scores: a third row if it fits
         if self._eval_shown:
             for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
                 curve.setData(self.heldout.column("step"), self.heldout.column(name))
@@ -234,6 +274,8 @@ class TrainingPanel(Panel):
             parts.append(f"held-out at step {int(step)}: tokens teacher-forced {forced:.1%}, free running "
                          f"{free:.1%}; exact match {exact:.1%}")
         clipped = int(self.series.column("clipped").sum()) if len(self.series) else 0
+        if self._eval_squeezed:
+            parts.append(EVAL_HIDDEN)
         if clipped:
             parts.append(f"clipped {clipped} of {len(self.series)} steps")
         median = self.median.value
