@@ -13,8 +13,13 @@ an empty list means the window is fine.
 3. Once stopped, every panel whose note names a step names the same one, the status bar's.
 4. No text is elided or clipped: labels, check boxes, buttons and notes fit their space
    (measured with their font metrics), so do dock titles, tabs, axis labels, plot titles
-   and colour-bar tick labels (none drawn over another, on every colour bar).
+   and colour-bar tick labels (none drawn over another, on every colour bar, nor on a
+   plot's y axis); no plot with data is squeezed to a strip (``PLOT_MIN``).
 5. No legend covers more than 15% of its plot's data area, nor any data point drawn there.
+6. The window never asks for more than the smallest supported screen (``SMALLEST``): its
+   minimum size, which every dock's and the central widget's minimum add up to, fits
+   1280x720 whatever the preset and its data; and every text field shows its whole value
+   (a field pushed past its scroll area's edge showed an empty box).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from PySide6.QtWidgets import (
 STEP = re.compile(r"\bstep (\d[\d,]*)\b")
 LEGEND_SHARE = 0.15
 SLACK = 1.0  # pixels of rounding allowed in "fits"
+PLOT_MIN = 24.0  # pixels of view box below which a plot with data is a strip, not a plot
+SMALLEST = (1280, 720)  # the smallest window size the layouts support (a laptop's screen)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -290,9 +297,37 @@ def _squeezed(widget: QWidget, owner: str) -> list[str]:
         need = QFontMetricsF(widget.font()).horizontalAdvance(shown) + 28
         return [] if widget.width() + SLACK >= need else [
             f"{owner}: {_describe(widget)} {shown!r} is {widget.width()} px wide, needs {need:.0f}"]
+    if isinstance(widget, QLineEdit) and widget.text():
+        return field_cut(widget, owner)
     hint = widget.minimumSizeHint() if isinstance(widget, (QLineEdit, QAbstractSpinBox)) else widget.sizeHint()
     if widget.width() + SLACK < hint.width():
         return [f"{owner}: {_describe(widget)} is {widget.width()} px wide, needs {hint.width()}"]
+    return []
+
+
+def field_cut(field: QLineEdit, owner: str) -> list[str]:
+    """A field (a spin box's too: its text is in a QLineEdit) whose value is not wholly on
+    screen: where its alignment puts the text, against the part of the field a parent (a
+    scroll area) leaves visible. A right-aligned number in a field wider than what showed
+    of it was drawn out of sight: an empty box."""
+    from PySide6.QtWidgets import QStyle
+
+    shown = field.visibleRegion().boundingRect()
+    frame = field.style().pixelMetric(QStyle.PM_DefaultFrameWidth, None, field) if field.hasFrame() else 0
+    margins = field.textMargins()
+    inner = field.contentsRect()
+    left = inner.left() + frame + margins.left() + 2  # Qt lays the text 2 px in from its contents
+    right = inner.right() + 1 - frame - margins.right() - 2
+    width = QFontMetricsF(field.font()).horizontalAdvance(field.text())
+    if field.alignment() & Qt.AlignRight:
+        x0, x1 = right - width, right
+    elif field.alignment() & Qt.AlignHCenter:
+        x0, x1 = (left + right - width) / 2, (left + right + width) / 2
+    else:
+        x0, x1 = left, left + width
+    if x0 < max(left, shown.left()) - SLACK or x1 > min(right, shown.right() + 1) + SLACK:
+        return [f"{owner}: {_describe(field)} draws its value at x {x0:.0f}-{x1:.0f}, shows x "
+                f"{max(left, shown.left())}-{min(right, shown.right() + 1)}"]
     return []
 
 
@@ -344,6 +379,12 @@ def axis_problems(panel) -> list[str]:
     tick labels on top of each other."""
     problems = []
     for plot in plot_items(panel):
+        if plot.vb.height() < PLOT_MIN and any(has_data(i) and i.isVisible() for i in plot.vb.addedItems):
+            problems.append(f"{panel.name}: {plot_label(plot)} is a {plot.vb.height():.0f} px strip")
+        left = plot.getAxis("left")
+        if left.isVisible() and left.style["showValues"]:
+            problems += [f"{panel.name}: the y axis of {plot_label(plot)}: {text}"
+                         for text in overlapping_tick_labels(left)]
         for name in ("left", "bottom", "right", "top"):
             axis = plot.getAxis(name)
             if not axis.isVisible() or not axis.label.isVisible() or not axis.labelText:
@@ -446,9 +487,22 @@ def panel_problems(panel) -> list[str]:
             + widget_text_problems(panel, panel.name))
 
 
+def size_problems(window) -> list[str]:
+    """A window minimum larger than ``SMALLEST``: Qt then forces the window wider than a
+    laptop's screen, whichever dock (shown or behind a tab) asked for it."""
+    need = window.minimumSizeHint()
+    if need.width() <= SMALLEST[0] and need.height() <= SMALLEST[1]:
+        return []
+    wide = [f"{d.windowTitle()!r} {d.minimumSizeHint().width()}x{d.minimumSizeHint().height()}"
+            for d in window.findChildren(QDockWidget)
+            if d.minimumSizeHint().width() > SMALLEST[0] / 3 or d.minimumSizeHint().height() > SMALLEST[1] / 2]
+    return [f"window: its minimum {need.width()}x{need.height()} exceeds {SMALLEST[0]}x{SMALLEST[1]} "
+            f"(large dock minimums: {', '.join(wide) or 'none'})"]
+
+
 def window_problems(window, stopped: bool = True) -> list[str]:
     """Every invariant over the window and its visible panels."""
-    problems = []
+    problems = size_problems(window)
     for panel in window.visible_panels():
         problems += panel_problems(panel)
     problems += dock_problems(window) + status_problems(window)
