@@ -30,7 +30,7 @@ import re
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRect, QRectF, Qt
-from PySide6.QtGui import QFontMetricsF, QTextDocument
+from PySide6.QtGui import QColor, QFontMetricsF, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSpinBox,
@@ -433,6 +433,35 @@ def overlapping_tick_labels(axis: pg.AxisItem) -> list[str]:
     return found
 
 
+def contrast(a: QColor, b: QColor) -> float:
+    """The WCAG contrast ratio of two colours (1: the same; 21: black on white)."""
+    def luminance(c: QColor) -> float:
+        parts = [v / 255 for v in (c.red(), c.green(), c.blue())]
+        r, g, b_ = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in parts]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b_
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def contrast_problems(panel) -> list[str]:
+    """Text a panel draws in its plots (row names, titles) that does not stand out from the
+    view's background: WCAG's 3:1 for large text at least (dark names on the dark theme)."""
+    problems = []
+    for view in panel.plot_widgets():
+        if not _shown(view):
+            continue
+        ground = view.backgroundBrush().color()
+        for item in view.scene().items():
+            if isinstance(item, pg.LabelItem) and item.isVisible() and plain(item.text).strip():
+                color = pg.mkColor(item.opts.get("color") or pg.getConfigOption("foreground"))
+                ratio = contrast(color, ground)
+                if ratio < 3.0:
+                    problems.append(f"{panel.name}: {plain(item.text)[:30]!r} drawn {color.name()} on "
+                                    f"{ground.name()} (contrast {ratio:.1f}:1)")
+    return problems
+
+
 # -- 5: legends ------------------------------------------------------------------------------
 def legend_problems(panel) -> list[str]:
     problems = []
@@ -483,7 +512,7 @@ def panel_problems(panel) -> list[str]:
             if inner.width() > room.width() + 2 or inner.height() > room.height() + 2:
                 problems.append(f"{panel.name}: plots laid out at {inner.width():.0f}x{inner.height():.0f} in a "
                                 f"{room.width()}x{room.height()} view")
-    return (problems + data_problems(panel) + axis_problems(panel) + legend_problems(panel)
+    return (problems + data_problems(panel) + axis_problems(panel) + legend_problems(panel) + contrast_problems(panel)
             + widget_text_problems(panel, panel.name))
 
 

@@ -231,6 +231,22 @@ def test_legends_take_the_theme_colour_of_their_text(qtbot, lstm_run, theme):
         assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
 
 
+@pytest.mark.parametrize("name", MINE)
+def test_the_text_in_every_panels_plots_follows_the_theme(qtbot, name, lstm_run):
+    """Failed before (issue 14, a real window): the Gates panel's row names (i, f, g, o, c)
+    kept the light theme's dark grey after View > Theme > Dark, dark on dark (1.2:1)."""
+    from app.theme import DARK, LIGHT
+    from tests.app.invariants import contrast_problems
+
+    panel = fed(qtbot, name, lstm_run)  # light
+    assert contrast_problems(panel) == []
+    panel.apply_theme(DARK)
+    panel.refresh(force=True)
+    assert contrast_problems(panel) == []
+    panel.apply_theme(LIGHT)
+    assert contrast_problems(panel) == []
+
+
 @pytest.mark.parametrize("size", [(380, 300), (900, 600)])
 def test_legends_sit_above_their_plots_and_cover_no_data(qtbot, lstm_run, size):
     """The Spectrum legend covered most of its plot at 1280x720; a legend above the plot's
