@@ -335,14 +335,16 @@ def cursor(plot: pg.PlotItem, theme: Theme) -> pg.InfiniteLine:
     return line
 
 
-def hline(plot: pg.PlotItem, color: str, label: str = "", style: Qt.PenStyle = Qt.DashLine,
+def hline(plot: pg.PlotItem, color: str, label: str | None = "", style: Qt.PenStyle = Qt.DashLine,
           position: float = 0.98) -> pg.InfiniteLine:
-    """A horizontal reference line with an optional label (baseline, bound, clip)."""
+    """A horizontal reference line with an optional label (baseline, bound, clip); with
+    ``label=None`` it has none (it is named elsewhere: ``named_line``)."""
     line = pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pen(color, 1.5, style),
                            label=label,
                            labelOpts={"position": position, "color": color, "anchors": [(1, 1), (1, 1)],
                                       "fill": None})
-    line.label.setFont(ui_font(FONT_POINTS - 1))
+    if getattr(line, "label", None) is not None:  # (pyqtgraph makes none for label=None)
+        line.label.setFont(ui_font(FONT_POINTS - 1))
     line.setZValue(10)
     plot.addItem(line, ignoreBounds=True)
     return line

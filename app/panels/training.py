@@ -101,9 +101,12 @@ class TrainingPanel(Panel):
         # No legend: one curve, named by its axis ("loss"); a legend box covered the curve
         # and the baseline's label on a small plot.
         self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
-        self.baseline = hline(self.loss_plot, t.baseline)
-        self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        add_legend(self.grad_plot, offset=(-10, 5), colCount=2)
+        # The reference lines are named in a legend above the data: a name written on its
+        # line lay over the curve, which hovers at the baseline once that much is learnt.
+        add_legend(self.loss_plot, colCount=2)
+        self.baseline = hline(self.loss_plot, t.baseline, label=None)
+        self.target = hline(self.loss_plot, t.target, label=None, style=Qt.DotLine)
+        add_legend(self.grad_plot, offset=(-10, 5), colCount=3)
         self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), name="‖∇‖", antialias=False)
         self.median_curve = long_curve(self.grad_plot, pen=pen(t.foreground, 1.5, Qt.DashLine),
                                        name=f"median of the last {MEDIAN_WINDOW} steps", antialias=False)
@@ -112,7 +115,9 @@ class TrainingPanel(Panel):
         # cost made a run with thousands of clipped steps redraw ten times slower).
         self.clip_marks = self.grad_plot.plot(pen=pen(t.clipped, 2), connect="pairs", antialias=False)
         self._clip_key: tuple[int, bool] = (0, False)
-        self.clip_line = hline(self.grad_plot, t.clipped)
+        self.clip_line = hline(self.grad_plot, t.clipped, label=None)
+        # legend entries standing for the lines (a LegendItem draws its sample from a data item)
+        self.keys = {line: [pg.PlotDataItem(pen=line.pen), ""] for line in (self.baseline, self.target, self.clip_line)}
         self.divergence: list[pg.InfiniteLine] = []
         self.waiting = message(self.loss_plot, t)  # before the first step: say so, not an empty plot
         self.waiting.setText("No training steps yet: press Step or Run")
@@ -246,10 +251,25 @@ class TrainingPanel(Panel):
         baseline = None if run is None else run.baseline
         target = None if run is None else run.target
         clip = 0.0 if run is None else run.experiment.clip
-        place(self.baseline, baseline, log_loss,
-              baseline_text(run.baseline_label, baseline) if run and baseline is not None else "")
-        place(self.target, target, log_loss, f"solved ≤ {target:.3g}" if target is not None else "")
-        place(self.clip_line, clip if clip > 0 else None, log_grad, f"clip at {clip:g}")
+        names = {self.baseline: baseline_text(run.baseline_label, baseline) if run and baseline is not None else "",
+                 self.target: f"solved ≤ {target:.3g}" if target is not None else "",
+                 self.clip_line: f"clip at {clip:g}"}
+        place(self.baseline, baseline, log_loss, "")
+        place(self.target, target, log_loss, "")
+        place(self.clip_line, clip if clip > 0 else None, log_grad, "")
+        for line, name in names.items():
+            self._name(line, name if line.isVisible() else "")
+
+    def _name(self, line: pg.InfiniteLine, name: str) -> None:
+        """``line``'s entry in its plot's legend: ``name``, or none for ""."""
+        key = self.keys[line]
+        if key[1] == name:
+            return
+        legend = (self.grad_plot if line is self.clip_line else self.loss_plot).legend
+        legend.removeItem(key[0])
+        if name:
+            legend.addItem(key[0], name)
+        key[1] = name
 
     def _draw_divergence(self, steps: np.ndarray) -> None:
         steps = steps[:MAX_DIVERGENCE_MARKS]
@@ -293,8 +313,10 @@ class TrainingPanel(Panel):
         for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
                             (self.clip_line, theme.clipped)):
             line.setPen(pen(color, 1.5, line.pen.style()))
-            if line.label is not None:
-                line.label.setColor(color)
+            self.keys[line][0].setPen(line.pen)
+        for legend in (self.loss_plot.legend, self.grad_plot.legend):
+            for sample, _ in legend.items:
+                sample.update()  # (it draws the new pen)
 
 
 def step_extent(step: float) -> float:
@@ -324,5 +346,6 @@ def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> 
     position = math.log10(value) if log else value
     if line.value() != position:  # each move re-renders the label: only when it changed
         line.setValue(position)
-    if line.label is not None and (line.label.format != label or not line.label.toPlainText()):
-        line.label.setFormat(label)
+    text = getattr(line, "label", None)  # (a line named in a legend has none)
+    if text is not None and (text.format != label or not text.toPlainText()):
+        text.setFormat(label)

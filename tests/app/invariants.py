@@ -15,7 +15,8 @@ an empty list means the window is fine.
    (measured with their font metrics), so do dock titles, tabs, axis labels, plot titles
    and colour-bar tick labels (none drawn over another, on every colour bar, nor on a
    plot's y axis); no plot with data is squeezed to a strip (``PLOT_MIN``).
-5. No legend covers more than 15% of its plot's data area, nor any data point drawn there.
+5. No legend covers more than 15% of its plot's data area, nor any data point drawn there;
+   no reference line's label is written over data either.
 6. The window never asks for more than the smallest supported screen (``SMALLEST``): its
    minimum size, which every dock's and the central widget's minimum add up to, fits
    1280x720 whatever the preset and its data; and every text field shows its whole value
@@ -480,6 +481,15 @@ def legend_problems(panel) -> list[str]:
         hits = points_under(plot, covered)
         if hits:
             problems.append(f"{panel.name}: the legend covers {hits} data points of {plot_label(plot)}")
+    for plot in plot_items(panel):  # a reference line's name written over the curve it refers to
+        for item in plot.items:  # (lines added with ignoreBounds are not in vb.addedItems)
+            label = getattr(item, "label", None)
+            if isinstance(item, pg.InfiniteLine) and item.isVisible() and label is not None \
+                    and label.isVisible() and label.toPlainText().strip():
+                hits = points_under(plot, label.sceneBoundingRect())
+                if hits:
+                    problems.append(f"{panel.name}: the label {label.toPlainText()!r} covers {hits} data points "
+                                    f"of {plot_label(plot)}")
     return problems
 
 
