@@ -146,3 +146,30 @@ def legend_row(layout: pg.GraphicsLayout, plot: pg.PlotItem, theme: Theme, *, ro
     layout.layout.setAlignment(legend, Qt.AlignCenter)
     plot.legend = legend
     return legend
+
+
+class LineKey:
+    """A reference line's name as an entry of its plot's legend, which sits above the data:
+    a name written on the line lay over any curve running along it (the loss at the
+    baseline, singular values at 1/γ). ``set(name)`` shows it ("" takes it out)."""
+
+    def __init__(self, line: pg.InfiniteLine, legend: pg.LegendItem):
+        self.line = line
+        self.legend = legend
+        self.sample = pg.PlotDataItem(pen=line.pen)  # what the legend draws its sample from
+        self.name = ""
+
+    def set(self, name: str) -> None:
+        if name == self.name and (not name or any(item is self.sample for item, _ in self.legend.items)):
+            return
+        self.legend.removeItem(self.sample)
+        if name:
+            self.legend.addItem(self.sample, name)
+        self.name = name
+
+    def restyle(self) -> None:
+        """After the line's pen changed (a theme)."""
+        self.sample.setPen(self.line.pen)
+        for sample, _ in self.legend.items:
+            sample.update()
+

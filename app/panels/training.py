@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QCheckBox
 from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
-from app.panels.legends import add_legend
+from app.panels.legends import LineKey, add_legend
 from app.panels.median import MEDIAN_WINDOW, RunningMedian
 from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.series import Series
@@ -116,8 +116,8 @@ class TrainingPanel(Panel):
         self.clip_marks = self.grad_plot.plot(pen=pen(t.clipped, 2), connect="pairs", antialias=False)
         self._clip_key: tuple[int, bool] = (0, False)
         self.clip_line = hline(self.grad_plot, t.clipped, label=None)
-        # legend entries standing for the lines (a LegendItem draws its sample from a data item)
-        self.keys = {line: [pg.PlotDataItem(pen=line.pen), ""] for line in (self.baseline, self.target, self.clip_line)}
+        self.keys = {line: LineKey(line, plot.legend) for line, plot in
+                     ((self.baseline, self.loss_plot), (self.target, self.loss_plot), (self.clip_line, self.grad_plot))}
         self.divergence: list[pg.InfiniteLine] = []
         self.waiting = message(self.loss_plot, t)  # before the first step: say so, not an empty plot
         self.waiting.setText("No training steps yet: press Step or Run")
@@ -258,18 +258,7 @@ class TrainingPanel(Panel):
         place(self.target, target, log_loss, "")
         place(self.clip_line, clip if clip > 0 else None, log_grad, "")
         for line, name in names.items():
-            self._name(line, name if line.isVisible() else "")
-
-    def _name(self, line: pg.InfiniteLine, name: str) -> None:
-        """``line``'s entry in its plot's legend: ``name``, or none for ""."""
-        key = self.keys[line]
-        if key[1] == name:
-            return
-        legend = (self.grad_plot if line is self.clip_line else self.loss_plot).legend
-        legend.removeItem(key[0])
-        if name:
-            legend.addItem(key[0], name)
-        key[1] = name
+            self.keys[line].set(name if line.isVisible() else "")
 
     def _draw_divergence(self, steps: np.ndarray) -> None:
         steps = steps[:MAX_DIVERGENCE_MARKS]
@@ -313,10 +302,7 @@ class TrainingPanel(Panel):
         for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
                             (self.clip_line, theme.clipped)):
             line.setPen(pen(color, 1.5, line.pen.style()))
-            self.keys[line][0].setPen(line.pen)
-        for legend in (self.loss_plot.legend, self.grad_plot.legend):
-            for sample, _ in legend.items:
-                sample.update()  # (it draws the new pen)
+            self.keys[line].restyle()
 
 
 def step_extent(step: float) -> float:

@@ -133,6 +133,11 @@ def test_gradient_and_spectrum_panels_for_a_two_layer_truncated_rnn(qtbot, rnn_r
     assert "truncated every 4" in grads.note.text()
     spectrum = fed(qtbot, "spectrum", rnn_run)
     assert spectrum.bound.isVisible()  # 1/gamma for a tanh RNN
+    # named in the legend above the data: written on the line at mid-plot, "1/γ = 1" lay over
+    # the singular values of exploding-rnn (the journey's label invariant found it)
+    bound = spectrum.record.bound
+    assert f"1/γ = {bound:g}" in [label.text for _, label in spectrum.sv_plot.legend.items]
+    assert getattr(spectrum.bound, "label", None) is None
     assert spectrum.layer.isVisible() and spectrum.layer.count() == 2
     assert "regime" in spectrum.note.text()
 
