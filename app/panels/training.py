@@ -36,7 +36,7 @@ from core.names import HELDOUT_METRICS
 from core.records import StepRecord
 
 MAX_DIVERGENCE_MARKS = 20
-ROW_MIN = 48.0  # pixels of view box a plot needs to be read (three y labels a line apart, a curve)
+ROW_MIN = 40.0  # pixels of view box a plot needs to be read (three y labels a line apart, a curve)
 EVAL_HIDDEN = "held-out plot hidden: no room (enlarge the panel)"
 
 
@@ -71,6 +71,9 @@ class TrainingPanel(Panel):
         self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out accuracy")
         self.eval_plot.setXLink(self.loss_plot)
         self.eval_plot.setYRange(0, 1.02, padding=0)
+        # three labels a line apart at the least height the row is shown at (ROW_MIN):
+        # pyqtgraph's six ran into each other below ~90 px
+        self.eval_plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")], [(0.25, ""), (0.75, "")]])
         self.eval_plot.vb.setMouseEnabled(y=False)
         add_legend(self.eval_plot, offset=(10, 5), colCount=3)
         self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2, style), symbol="o", symbolSize=5, symbolPen=None,
@@ -178,6 +181,9 @@ class TrainingPanel(Panel):
         else:
             self.view.ci.removeItem(self.eval_plot)
             self.grad_plot.getAxis("bottom").setLabel("step")
+        # the step axis's values under the lowest plot only: the plots are x-linked, and the
+        # pixels go to the three plots (a 1920x1080 window had no room for the third)
+        self.grad_plot.getAxis("bottom").setStyle(showValues=not show)
 
     def on_step(self, record: StepRecord) -> None:
         median = self.median.append(record.grad_norm)

@@ -68,6 +68,10 @@ def test_a_translation_window_holds_every_invariant(qtbot, translation_run, size
     except TimeoutError:  # (pytest-qt's) the problems are named below
         pass
     assert_window_ok(window, where=f"reverse-attention at {size[0]}x{size[1]}")
+    # the held-out plot: left out at laptop size (the note says so), drawn on a desktop
+    training = window.panels["training"]
+    assert training._eval_shown == (size != SMALLEST)
+    assert ("held-out plot hidden" in training.note.text()) == (size == SMALLEST)
 
 
 def test_every_field_shows_its_value_at_the_forms_narrowest(qtbot):
