@@ -90,3 +90,23 @@ def test_every_field_shows_its_value_at_the_forms_narrowest(qtbot):
         assert len(fields) >= 5  # sequence length, batch size, hidden size, ...
         assert [p for f in fields for p in field_cut(f, "form")] == []
     assert form.minimumSizeHint().width() <= SMALLEST[0] / 4  # and the dock stays a side column
+
+
+def test_a_legend_wider_than_its_plot_shortens_its_names(qtbot, translation_run):
+    """Failed before: a legend above a plot had a fixed width, its entries' own, so a Training
+    dock narrowed to 260 px laid its plots out 368 px wide and cut them off at the right."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.window.offscreen import render
+    from tests.app.conftest import fed
+    from tests.app.invariants import panel_problems
+
+    panel = fed(qtbot, "training", translation_run, size=(260, 400), show=True)
+    render(panel, 260, 400, QApplication.instance())
+    assert panel_problems(panel) == []
+    labels = [label for _, label in panel.loss_plot.legend.items]
+    cut = [label for label in labels if label.text.endswith("…")]
+    assert cut and all(label.toolTip().startswith(label.text[:-1]) for label in cut)  # the whole name
+    panel.resize(900, 400)  # room again: the names whole
+    render(panel, 900, 400, QApplication.instance())
+    assert not any(label.text.endswith("…") for label in labels)
