@@ -294,6 +294,7 @@ class GatesPanel(Panel):
     def on_theme(self, theme: Theme) -> None:
         for row in self.rows:
             row.panel_theme = theme
+            row.label.setText(row.label.text, color=theme.foreground)  # (drawn dark on dark before)
             row.heatmap.set_colormap(row.colormap_name())
             row.shading.set_color(theme.padding)
             row.outlines.set_color(theme.foreground)

@@ -118,6 +118,7 @@ class GradientsPanel(Panel):
         view.ci.layout.setContentsMargins(4, 4, 4, 4)  # the rows' pixels, not margins, at laptop size
         view.ci.layout.setVerticalSpacing(3)
         self._cell_wanted = self._cell_row = True
+        self._heat_row = True  # the heatmap rows (h_t, and c_t for an LSTM): none for a seq2seq model
         self._cell_squeezed = False
         self._sizing = False
         self.record: GradientRecord | None = None
@@ -137,10 +138,31 @@ class GradientsPanel(Panel):
         self.cell_snapshots.clear()
         self.history.clear()
         self.cell_history.clear()
+        self.step_axis.set_steps(np.zeros(0, dtype=np.int64))
+        self.cell_step_axis.set_steps(np.zeros(0, dtype=np.int64))
         self._T = 0
         self.note.setText("")
-        self._show_cell_row(self.run is not None and self.run.kind == "lstm" and not self._seq2seq())
+        # A seq2seq model has no probe gradients: the panel is its message alone, no heatmap
+        # rows, colour bar or time cursor left from the run before (issue 14: a real window
+        # showed the previous preset's h_t heatmap under "not available").
+        available = not self._seq2seq()
+        if not available:
+            self._forget_curves()
+        self._heat_row = available
+        self.history_plot.setVisible(available)
+        for line in self.cursors:
+            line.setVisible(available)
+        self._show_cell_row(self.run is not None and self.run.kind == "lstm" and available)
         self._manual_y = False
+
+    def _forget_curves(self) -> None:
+        """No curve and no legend entry of the last run (its curves are made again for the
+        next run's layers at its first record; a hidden curve's entry drew a struck-out icon)."""
+        for curve in self.curves:
+            self.norm_plot.removeItem(curve)
+        self.curves = []
+        self.norm_plot.legend.clear()
+        self._legend_extra = ()
 
     def _zoomed(self, *_) -> None:
         self._manual_y = True
@@ -239,7 +261,7 @@ class GradientsPanel(Panel):
                 plot.setMinimumHeight(max(height, 0.0))
                 plot.setMaximumHeight(max(height, 0.0))
             if heights is None:  # (a view smaller than the curves need: Qt shares it out)
-                for plot in plots[:2]:
+                for plot in plots[:1 + self._heat_row]:
                     plot.setMinimumHeight(0)
                     plot.setMaximumHeight(1e6)
             # laid out now, not on a later event: a caller (an export, a test) reads the rows at once
@@ -253,11 +275,12 @@ class GradientsPanel(Panel):
             self._set_note(self.record)
 
     def _heights(self, room: float, cell: bool, heatmap_min: float = HEATMAP_MIN) -> list[float] | None:
-        """Row heights (curves, h, and c_t if ``cell``) for ``room`` pixels, spacing taken off."""
-        rows = 3 if cell else 2
+        """Row heights (curves, h if the heatmaps show, and c_t if ``cell``) for ``room``
+        pixels, spacing taken off."""
+        rows = 1 + self._heat_row + (cell and self._heat_row)
         room -= self.view.ci.layout.verticalSpacing() * (rows - 1)
-        self._axis_on(self.history_plot, not cell)
-        self._axis_on(self.cell_plot, cell)
+        self._axis_on(self.history_plot, rows == 2)
+        self._axis_on(self.cell_plot, rows == 3)
         chrome = [self._chrome(plot) for plot in (self.norm_plot, self.history_plot, self.cell_plot)][:rows]
         # shared out as view-box pixels, so the h and c_t rows show their data at one size
         boxes = row_heights(room - sum(chrome), [NORM_MIN, heatmap_min, heatmap_min][:rows], list(WEIGHTS[:rows]))
@@ -298,7 +321,8 @@ class GradientsPanel(Panel):
             item.hide()
         self.chunks.set_spans([])
         self.history_chunks.set_spans([])
-        self.note.setText("not available for this task" if self._seq2seq() else "")
+        # (the reason once: the message says it, and the note names the step it applies to)
+        self.note.setText("")
 
     def redraw(self) -> None:
         r = self.record

@@ -86,7 +86,11 @@ class TopLegend(RowLegend):
         self.plot = plot
         self.max_columns = max(int(colCount), 1)
         self.layout.setContentsMargins(0, 0, 0, 0)
-        self.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)
+        # As wide as its entries where there is room, narrower where not (``fit`` then
+        # shortens the names): a fixed width held the plot wider than a narrowed panel.
+        self.setSizePolicy(QSizePolicy.Maximum, QSizePolicy.Fixed)
+        self.setMinimumWidth(0)
+        self._names: dict[int, tuple[str, str, float]] = {}  # id(label): (full name, shown, full width)
         plot.titleLabel.setVisible(False)  # the row is the legend's (no panel titles these plots)
         plot.layout.removeItem(plot.titleLabel)
         plot.layout.addItem(self, 0, 0, 1, 2)  # over the left axis too: a row less on a narrow plot
@@ -111,8 +115,9 @@ class TopLegend(RowLegend):
         if not self.items:
             self.plot.layout.setRowFixedHeight(0, 0)
             return
-        entries = [sample.boundingRect().width() + label.boundingRect().width() + self.ENTRY_SPACING
-                   for sample, label in self.items]
+        names = [self._natural(label) for _, label in self.items]
+        entries = [sample.boundingRect().width() + width + self.ENTRY_SPACING
+                   for (sample, _), (_, width) in zip(self.items, names, strict=True)]
         room = max(self.plot.vb.width() + self.plot.getAxis("left").width() * self.plot.getAxis("left").isVisible(),
                    1.0)
         columns = self.max_columns
@@ -120,11 +125,40 @@ class TopLegend(RowLegend):
             columns -= 1
         if columns != self.columnCount:
             self.setColumnCount(columns)
+        for (sample, label), (full, width) in zip(self.items, names, strict=True):
+            self._shorten(label, full, width, room - sample.boundingRect().width() - self.ENTRY_SPACING)
         line = max(max(label.boundingRect().height(), sample.boundingRect().height()) for sample, label in self.items)
         rows = -(-len(self.items) // columns)
         height = rows * line + 2
         if self.plot.layout.rowMinimumHeight(0) != height:
             self.plot.layout.setRowFixedHeight(0, height)
+
+    def _natural(self, label: pg.LabelItem) -> tuple[str, float]:
+        """(full name, its width in pixels) of an entry's label, shortened or not."""
+        known = self._names.get(id(label))
+        if known is not None and label.text == known[1]:
+            return known[0], known[2]
+        self._names[id(label)] = (label.text, label.text, label.boundingRect().width())
+        return label.text, self._names[id(label)][2]
+
+    def _shorten(self, label: pg.LabelItem, full: str, width: float, room: float) -> None:
+        """The name whole if it fits ``room`` pixels, else cut with an ellipsis to fit
+        (the whole name in the label's tooltip)."""
+        from PySide6.QtGui import QFont, QFontMetricsF
+
+        shown = full
+        if width > room + 1:
+            font = QFont(label.item.font())
+            size = str(label.opts.get("size") or "")
+            if size.endswith("pt"):
+                font.setPointSizeF(float(size[:-2]))
+            metrics = QFontMetricsF(font)
+            pad = width - metrics.horizontalAdvance(full)  # the label's margins
+            shown = metrics.elidedText(full, Qt.ElideRight, max(room - pad, 0.0))
+        if shown != label.text:
+            self._names[id(label)] = (full, shown, width)
+            label.setText(shown)
+            label.setToolTip(full if shown != full else "")
 
     @staticmethod
     def _width(entries: list[float], columns: int) -> float:
@@ -146,3 +180,30 @@ def legend_row(layout: pg.GraphicsLayout, plot: pg.PlotItem, theme: Theme, *, ro
     layout.layout.setAlignment(legend, Qt.AlignCenter)
     plot.legend = legend
     return legend
+
+
+class LineKey:
+    """A reference line's name as an entry of its plot's legend, which sits above the data:
+    a name written on the line lay over any curve running along it (the loss at the
+    baseline, singular values at 1/γ). ``set(name)`` shows it ("" takes it out)."""
+
+    def __init__(self, line: pg.InfiniteLine, legend: pg.LegendItem):
+        self.line = line
+        self.legend = legend
+        self.sample = pg.PlotDataItem(pen=line.pen)  # what the legend draws its sample from
+        self.name = ""
+
+    def set(self, name: str) -> None:
+        if name == self.name and (not name or any(item is self.sample for item, _ in self.legend.items)):
+            return
+        self.legend.removeItem(self.sample)
+        if name:
+            self.legend.addItem(self.sample, name)
+        self.name = name
+
+    def restyle(self) -> None:
+        """After the line's pen changed (a theme)."""
+        self.sample.setPen(self.line.pen)
+        for sample, _ in self.legend.items:
+            sample.update()
+

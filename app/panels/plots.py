@@ -161,8 +161,9 @@ def fit_label(axis: pg.AxisItem, variants: list[str] | None = None) -> None:
     def set_and_fit(*args, **kwargs) -> None:  # a label set later (a preset's own) fits at once too
         text = args[0] if args else kwargs.get("text")
         plain_call = len(args) <= 1 and all(v is None for k, v in kwargs.items() if k != "text")
-        if plain_call and not state["busy"] and text is not None and text in (state["full"], state["shown"]):
-            return  # the label it has (fitted): a panel sets it on every redraw
+        if plain_call and not state["busy"] and text is not None and text in (state["full"], state["shown"]) \
+                and axis.labelText == state["shown"]:
+            return  # the label it has (fitted): a panel sets it on every redraw (not after a setLabel(""))
         set_label(*args, **kwargs)
         refit()
 
@@ -334,14 +335,16 @@ def cursor(plot: pg.PlotItem, theme: Theme) -> pg.InfiniteLine:
     return line
 
 
-def hline(plot: pg.PlotItem, color: str, label: str = "", style: Qt.PenStyle = Qt.DashLine,
+def hline(plot: pg.PlotItem, color: str, label: str | None = "", style: Qt.PenStyle = Qt.DashLine,
           position: float = 0.98) -> pg.InfiniteLine:
-    """A horizontal reference line with an optional label (baseline, bound, clip)."""
+    """A horizontal reference line with an optional label (baseline, bound, clip); with
+    ``label=None`` it has none (it is named elsewhere: ``named_line``)."""
     line = pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pen(color, 1.5, style),
                            label=label,
                            labelOpts={"position": position, "color": color, "anchors": [(1, 1), (1, 1)],
                                       "fill": None})
-    line.label.setFont(ui_font(FONT_POINTS - 1))
+    if getattr(line, "label", None) is not None:  # (pyqtgraph makes none for label=None)
+        line.label.setFont(ui_font(FONT_POINTS - 1))
     line.setZValue(10)
     plot.addItem(line, ignoreBounds=True)
     return line

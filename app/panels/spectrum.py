@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
 from app.panels.base import Panel
-from app.panels.legends import add_legend
+from app.panels.legends import LineKey, add_legend
 from app.panels.plots import fit_left_axes, hline, long_curve, new_plot, pen
 from app.panels.series import Series
 from app.theme import SERIES, Theme, cell_color
@@ -39,7 +39,8 @@ class SpectrumPanel(Panel):
         self.sv_plot = new_plot(view.ci, t, row=0, col=0, x="index k", y="singular value σ<sub>k</sub>")
         add_legend(self.sv_plot, offset=(-10, 5), colCount=2)
         self.sv_curves: list[pg.PlotDataItem] = []
-        self.bound = hline(self.sv_plot, t.diverged, position=0.5)
+        self.bound = hline(self.sv_plot, t.diverged, label=None)
+        self.bound_key = LineKey(self.bound, self.sv_plot.legend)  # named above the data, not on the curves
         self.radius_plot = new_plot(view.ci, t, row=0, col=1, x="step", y="spectral radius ρ(W<sub>hh</sub>)")
         add_legend(self.radius_plot, offset=(-10, 5))  # layers, when there are several
         self.unit_line = hline(self.radius_plot, t.baseline, "ρ = 1", Qt.DotLine)
@@ -126,12 +127,12 @@ class SpectrumPanel(Panel):
             else:
                 curve.hide()
         if r.bound is not None:
-            self.bound.show()  # first: a hidden label ignores new text
-            if self.bound.value() != r.bound or not self.bound.label.toPlainText():
+            self.bound.show()
+            if self.bound.value() != r.bound:
                 self.bound.setValue(r.bound)
-                self.bound.label.setFormat(f"1/γ = {r.bound:g}")
         else:
             self.bound.hide()
+        self.bound_key.set(f"1/γ = {r.bound:g}" if r.bound is not None else "")  # (after the curves' entries)
         self._draw_radius(len(r.radius))
         self._label_radius(r)
         sigma = max((float(v[0]) for _, v, _ in series if len(v)), default=float("nan"))
@@ -170,3 +171,4 @@ class SpectrumPanel(Panel):
     def on_theme(self, theme: Theme) -> None:
         self.unit_line.setPen(pen(theme.baseline, 1.5, Qt.DotLine))
         self.unit_line.label.setColor(theme.baseline)
+        self.bound_key.restyle()

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QCheckBox
 from app.panels.analysis import positive_for_log
 from app.panels.axes import LogAxis
 from app.panels.base import Panel
-from app.panels.legends import add_legend
+from app.panels.legends import LineKey, add_legend
 from app.panels.median import MEDIAN_WINDOW, RunningMedian
 from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
 from app.panels.series import Series
@@ -36,6 +36,8 @@ from core.names import HELDOUT_METRICS
 from core.records import StepRecord
 
 MAX_DIVERGENCE_MARKS = 20
+ROW_MIN = 40.0  # pixels of view box a plot needs to be read (three y labels a line apart, a curve)
+EVAL_HIDDEN = "held-out plot hidden: no room (enlarge the panel)"
 
 
 class TrainingPanel(Panel):
@@ -66,18 +68,26 @@ class TrainingPanel(Panel):
         view.ci.layout.setRowStretchFactor(0, 3)
         view.ci.layout.setRowStretchFactor(1, 2)
         # held-out scores (translation tasks): in the layout only for them
-        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out")
+        self.eval_plot = new_plot(view.ci, t, row=2, col=0, x="step", y="held-out accuracy")
         self.eval_plot.setXLink(self.loss_plot)
         self.eval_plot.setYRange(0, 1.02, padding=0)
+        # three labels a line apart at the least height the row is shown at (ROW_MIN):
+        # pyqtgraph's six ran into each other below ~90 px
+        self.eval_plot.getAxis("left").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")], [(0.25, ""), (0.75, "")]])
         self.eval_plot.vb.setMouseEnabled(y=False)
         add_legend(self.eval_plot, offset=(10, 5), colCount=3)
         self.eval_curves = [self.eval_plot.plot(pen=pen(color, 2, style), symbol="o", symbolSize=5, symbolPen=None,
                                                 symbolBrush=color, name=name)
-                            for color, style, name in ((SERIES[2], Qt.SolidLine, "token accuracy, teacher-forced"),
-                                                       (SERIES[3], Qt.SolidLine, "token accuracy, free running"),
+                            # short, so the legend keeps to one row at laptop size (the axis and
+                            # the note say these are held-out token accuracies)
+                            for color, style, name in ((SERIES[2], Qt.SolidLine, "teacher-forced"),
+                                                       (SERIES[3], Qt.SolidLine, "free running"),
                                                        (SERIES[0], Qt.DotLine, "exact match"))]
         view.ci.removeItem(self.eval_plot)
         self._eval_shown = False
+        self._eval_squeezed = False  # held-out scores to show, and no room for their plot
+        self._sizing = False
+        view.sigDeviceRangeChanged.connect(self._fit_rows)  # (on the view's every resize)
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
         # The step axis grows in jumps (see step_extent), not with every step: regenerating an
         # axis's tick labels is the costliest part of a frame, and the x axis would change
@@ -94,9 +104,12 @@ class TrainingPanel(Panel):
         # No legend: one curve, named by its axis ("loss"); a legend box covered the curve
         # and the baseline's label on a small plot.
         self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
-        self.baseline = hline(self.loss_plot, t.baseline)
-        self.target = hline(self.loss_plot, t.target, style=Qt.DotLine)
-        add_legend(self.grad_plot, offset=(-10, 5), colCount=2)
+        # The reference lines are named in a legend above the data: a name written on its
+        # line lay over the curve, which hovers at the baseline once that much is learnt.
+        add_legend(self.loss_plot, colCount=2)
+        self.baseline = hline(self.loss_plot, t.baseline, label=None)
+        self.target = hline(self.loss_plot, t.target, label=None, style=Qt.DotLine)
+        add_legend(self.grad_plot, offset=(-10, 5), colCount=3)
         self.grad_curve = long_curve(self.grad_plot, pen=pen(t.grad_norm, 1.5), name="‖∇‖", antialias=False)
         self.median_curve = long_curve(self.grad_plot, pen=pen(t.foreground, 1.5, Qt.DashLine),
                                        name=f"median of the last {MEDIAN_WINDOW} steps", antialias=False)
@@ -105,7 +118,9 @@ class TrainingPanel(Panel):
         # cost made a run with thousands of clipped steps redraw ten times slower).
         self.clip_marks = self.grad_plot.plot(pen=pen(t.clipped, 2), connect="pairs", antialias=False)
         self._clip_key: tuple[int, bool] = (0, False)
-        self.clip_line = hline(self.grad_plot, t.clipped)
+        self.clip_line = hline(self.grad_plot, t.clipped, label=None)
+        self.keys = {line: LineKey(line, plot.legend) for line, plot in
+                     ((self.baseline, self.loss_plot), (self.target, self.loss_plot), (self.clip_line, self.grad_plot))}
         self.divergence: list[pg.InfiniteLine] = []
         self.waiting = message(self.loss_plot, t)  # before the first step: say so, not an empty plot
         self.waiting.setText("No training steps yet: press Step or Run")
@@ -121,7 +136,39 @@ class TrainingPanel(Panel):
         self._follow = True
         self.loss_plot.setXRange(0, 10, padding=0)
         self.metrics = {}
-        self._show_eval_plot(False)  # until the first held-out scores (a translation run's step 50)
+        self._fit_rows()  # no eval plot until the first held-out scores (a translation run's step 50)
+
+    def _fit_rows(self, *_) -> None:
+        """The held-out plot as a third row when there are scores and every row keeps
+        ``ROW_MIN`` of view box; else it is left out and the note says so (the note gives the
+        latest scores either way). At 1280x720 it was a 30 px strip of overlapping labels
+        that squeezed the loss plot to a line (issue 14)."""
+        if self._sizing:
+            return
+        self._sizing = True
+        try:
+            want = len(self.heldout) > 0
+            self._show_eval_plot(want)
+            if want:
+                self._lay_out()
+                if min(plot.vb.height() for plot in (self.loss_plot, self.grad_plot, self.eval_plot)) < ROW_MIN:
+                    self._show_eval_plot(False)
+                    self._lay_out()
+        finally:
+            self._sizing = False
+        squeezed = len(self.heldout) > 0 and not self._eval_shown
+        if squeezed != self._eval_squeezed:
+            self._eval_squeezed = squeezed
+            self._draw_note()
+
+    def _lay_out(self) -> None:
+        """Lay the rows out now (a caller reads their sizes at once); twice, as a legend row
+        takes its height from its plot's new width."""
+        for _ in range(2):
+            self.view.ci.setGeometry(self.view.range)
+            self.view.ci.layout.activate()
+            for plot in (self.loss_plot, self.grad_plot, self.eval_plot):
+                plot.layout.activate()
 
     def _show_eval_plot(self, show: bool) -> None:
         if show == self._eval_shown:
@@ -134,6 +181,9 @@ class TrainingPanel(Panel):
         else:
             self.view.ci.removeItem(self.eval_plot)
             self.grad_plot.getAxis("bottom").setLabel("step")
+        # the step axis's values under the lowest plot only: the plots are x-linked, and the
+        # pixels go to the three plots (a 1920x1080 window had no room for the third)
+        self.grad_plot.getAxis("bottom").setStyle(showValues=not show)
 
     def on_step(self, record: StepRecord) -> None:
         median = self.median.append(record.grad_norm)
@@ -165,7 +215,8 @@ class TrainingPanel(Panel):
         self.grad_curve.setData(steps, positive_for_log(grad) if log_grad else grad, connect="finite")
         median = s.column("grad_median")
         self.median_curve.setData(steps, positive_for_log(median) if log_grad else median, connect="finite")
-        self._show_eval_plot(len(self.heldout) > 0)  # an empty third row only squeezed the others
+        if (len(self.heldout) > 0) != (self._eval_shown or self._eval_squeezed):
+            self._fit_rows()  # the first scores: a third row if it fits
         if self._eval_shown:
             for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
                 curve.setData(self.heldout.column("step"), self.heldout.column(name))
@@ -206,10 +257,14 @@ class TrainingPanel(Panel):
         baseline = None if run is None else run.baseline
         target = None if run is None else run.target
         clip = 0.0 if run is None else run.experiment.clip
-        place(self.baseline, baseline, log_loss,
-              baseline_text(run.baseline_label, baseline) if run and baseline is not None else "")
-        place(self.target, target, log_loss, f"solved ≤ {target:.3g}" if target is not None else "")
-        place(self.clip_line, clip if clip > 0 else None, log_grad, f"clip at {clip:g}")
+        names = {self.baseline: baseline_text(run.baseline_label, baseline) if run and baseline is not None else "",
+                 self.target: f"solved ≤ {target:.3g}" if target is not None else "",
+                 self.clip_line: f"clip at {clip:g}"}
+        place(self.baseline, baseline, log_loss, "")
+        place(self.target, target, log_loss, "")
+        place(self.clip_line, clip if clip > 0 else None, log_grad, "")
+        for line, name in names.items():
+            self.keys[line].set(name if line.isVisible() else "")
 
     def _draw_divergence(self, steps: np.ndarray) -> None:
         steps = steps[:MAX_DIVERGENCE_MARKS]
@@ -234,6 +289,8 @@ class TrainingPanel(Panel):
             parts.append(f"held-out at step {int(step)}: tokens teacher-forced {forced:.1%}, free running "
                          f"{free:.1%}; exact match {exact:.1%}")
         clipped = int(self.series.column("clipped").sum()) if len(self.series) else 0
+        if self._eval_squeezed:
+            parts.append(EVAL_HIDDEN)
         if clipped:
             parts.append(f"clipped {clipped} of {len(self.series)} steps")
         median = self.median.value
@@ -251,8 +308,7 @@ class TrainingPanel(Panel):
         for line, color in ((self.baseline, theme.baseline), (self.target, theme.target),
                             (self.clip_line, theme.clipped)):
             line.setPen(pen(color, 1.5, line.pen.style()))
-            if line.label is not None:
-                line.label.setColor(color)
+            self.keys[line].restyle()
 
 
 def step_extent(step: float) -> float:
@@ -282,5 +338,6 @@ def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> 
     position = math.log10(value) if log else value
     if line.value() != position:  # each move re-renders the label: only when it changed
         line.setValue(position)
-    if line.label is not None and (line.label.format != label or not line.label.toPlainText()):
-        line.label.setFormat(label)
+    text = getattr(line, "label", None)  # (a line named in a legend has none)
+    if text is not None and (text.format != label or not text.toPlainText()):
+        text.setFormat(label)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
@@ -162,6 +162,29 @@ class PresetCombo(QComboBox):
         return self.minimumSizeHint()
 
 
+class FieldsScroll(QScrollArea):
+    """The fields' scroll area: it scrolls up and down only, so it is never narrower than its
+    fields' least width (a QScrollArea asks for none, and a squeezed dock clipped the
+    right-aligned numbers out of sight: "Sequence length" showed an empty box at 1280x720)."""
+
+    def setWidget(self, body: QWidget) -> None:  # noqa: N802 (Qt naming)
+        super().setWidget(body)
+        body.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt naming)
+        if event.type() == QEvent.LayoutRequest and watched is self.widget():
+            self.updateGeometry()  # fields shown or hidden (a translation task's): a new least width
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is None:
+            return hint
+        width = body.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
+
+
 class ExperimentForm(QWidget):
     """Preset picker + fields + Apply. Emits ``applied(Experiment)`` with valid input only."""
 
@@ -178,7 +201,7 @@ class ExperimentForm(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
         outer.addWidget(self._preset_box())
-        scroll = QScrollArea()
+        scroll = FieldsScroll()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # rows wrap instead (see _section)

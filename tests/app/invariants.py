@@ -13,8 +13,14 @@ an empty list means the window is fine.
 3. Once stopped, every panel whose note names a step names the same one, the status bar's.
 4. No text is elided or clipped: labels, check boxes, buttons and notes fit their space
    (measured with their font metrics), so do dock titles, tabs, axis labels, plot titles
-   and colour-bar tick labels (none drawn over another, on every colour bar).
-5. No legend covers more than 15% of its plot's data area, nor any data point drawn there.
+   and colour-bar tick labels (none drawn over another, on every colour bar, nor on a
+   plot's y axis); no plot with data is squeezed to a strip (``PLOT_MIN``).
+5. No legend covers more than 15% of its plot's data area, nor any data point drawn there;
+   no reference line's label is written over data either.
+6. The window never asks for more than the smallest supported screen (``SMALLEST``): its
+   minimum size, which every dock's and the central widget's minimum add up to, fits
+   1280x720 whatever the preset and its data; and every text field shows its whole value
+   (a field pushed past its scroll area's edge showed an empty box).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import re
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRect, QRectF, Qt
-from PySide6.QtGui import QFontMetricsF, QTextDocument
+from PySide6.QtGui import QColor, QFontMetricsF, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractSpinBox,
@@ -41,6 +47,8 @@ from PySide6.QtWidgets import (
 STEP = re.compile(r"\bstep (\d[\d,]*)\b")
 LEGEND_SHARE = 0.15
 SLACK = 1.0  # pixels of rounding allowed in "fits"
+PLOT_MIN = 24.0  # pixels of view box below which a plot with data is a strip, not a plot
+SMALLEST = (1280, 720)  # the smallest window size the layouts support (a laptop's screen)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -290,9 +298,37 @@ def _squeezed(widget: QWidget, owner: str) -> list[str]:
         need = QFontMetricsF(widget.font()).horizontalAdvance(shown) + 28
         return [] if widget.width() + SLACK >= need else [
             f"{owner}: {_describe(widget)} {shown!r} is {widget.width()} px wide, needs {need:.0f}"]
+    if isinstance(widget, QLineEdit) and widget.text():
+        return field_cut(widget, owner)
     hint = widget.minimumSizeHint() if isinstance(widget, (QLineEdit, QAbstractSpinBox)) else widget.sizeHint()
     if widget.width() + SLACK < hint.width():
         return [f"{owner}: {_describe(widget)} is {widget.width()} px wide, needs {hint.width()}"]
+    return []
+
+
+def field_cut(field: QLineEdit, owner: str) -> list[str]:
+    """A field (a spin box's too: its text is in a QLineEdit) whose value is not wholly on
+    screen: where its alignment puts the text, against the part of the field a parent (a
+    scroll area) leaves visible. A right-aligned number in a field wider than what showed
+    of it was drawn out of sight: an empty box."""
+    from PySide6.QtWidgets import QStyle
+
+    shown = field.visibleRegion().boundingRect()
+    frame = field.style().pixelMetric(QStyle.PM_DefaultFrameWidth, None, field) if field.hasFrame() else 0
+    margins = field.textMargins()
+    inner = field.contentsRect()
+    left = inner.left() + frame + margins.left() + 2  # Qt lays the text 2 px in from its contents
+    right = inner.right() + 1 - frame - margins.right() - 2
+    width = QFontMetricsF(field.font()).horizontalAdvance(field.text())
+    if field.alignment() & Qt.AlignRight:
+        x0, x1 = right - width, right
+    elif field.alignment() & Qt.AlignHCenter:
+        x0, x1 = (left + right - width) / 2, (left + right + width) / 2
+    else:
+        x0, x1 = left, left + width
+    if x0 < max(left, shown.left()) - SLACK or x1 > min(right, shown.right() + 1) + SLACK:
+        return [f"{owner}: {_describe(field)} draws its value at x {x0:.0f}-{x1:.0f}, shows x "
+                f"{max(left, shown.left())}-{min(right, shown.right() + 1)}"]
     return []
 
 
@@ -344,6 +380,12 @@ def axis_problems(panel) -> list[str]:
     tick labels on top of each other."""
     problems = []
     for plot in plot_items(panel):
+        if plot.vb.height() < PLOT_MIN and any(has_data(i) and i.isVisible() for i in plot.vb.addedItems):
+            problems.append(f"{panel.name}: {plot_label(plot)} is a {plot.vb.height():.0f} px strip")
+        left = plot.getAxis("left")
+        if left.isVisible() and left.style["showValues"]:
+            problems += [f"{panel.name}: the y axis of {plot_label(plot)}: {text}"
+                         for text in overlapping_tick_labels(left)]
         for name in ("left", "bottom", "right", "top"):
             axis = plot.getAxis(name)
             if not axis.isVisible() or not axis.label.isVisible() or not axis.labelText:
@@ -392,6 +434,35 @@ def overlapping_tick_labels(axis: pg.AxisItem) -> list[str]:
     return found
 
 
+def contrast(a: QColor, b: QColor) -> float:
+    """The WCAG contrast ratio of two colours (1: the same; 21: black on white)."""
+    def luminance(c: QColor) -> float:
+        parts = [v / 255 for v in (c.red(), c.green(), c.blue())]
+        r, g, b_ = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in parts]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b_
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def contrast_problems(panel) -> list[str]:
+    """Text a panel draws in its plots (row names, titles) that does not stand out from the
+    view's background: WCAG's 3:1 for large text at least (dark names on the dark theme)."""
+    problems = []
+    for view in panel.plot_widgets():
+        if not _shown(view):
+            continue
+        ground = view.backgroundBrush().color()
+        for item in view.scene().items():
+            if isinstance(item, pg.LabelItem) and item.isVisible() and plain(item.text).strip():
+                color = pg.mkColor(item.opts.get("color") or pg.getConfigOption("foreground"))
+                ratio = contrast(color, ground)
+                if ratio < 3.0:
+                    problems.append(f"{panel.name}: {plain(item.text)[:30]!r} drawn {color.name()} on "
+                                    f"{ground.name()} (contrast {ratio:.1f}:1)")
+    return problems
+
+
 # -- 5: legends ------------------------------------------------------------------------------
 def legend_problems(panel) -> list[str]:
     problems = []
@@ -410,6 +481,15 @@ def legend_problems(panel) -> list[str]:
         hits = points_under(plot, covered)
         if hits:
             problems.append(f"{panel.name}: the legend covers {hits} data points of {plot_label(plot)}")
+    for plot in plot_items(panel):  # a reference line's name written over the curve it refers to
+        for item in plot.items:  # (lines added with ignoreBounds are not in vb.addedItems)
+            label = getattr(item, "label", None)
+            if isinstance(item, pg.InfiniteLine) and item.isVisible() and label is not None \
+                    and label.isVisible() and label.toPlainText().strip():
+                hits = points_under(plot, label.sceneBoundingRect())
+                if hits:
+                    problems.append(f"{panel.name}: the label {label.toPlainText()!r} covers {hits} data points "
+                                    f"of {plot_label(plot)}")
     return problems
 
 
@@ -442,13 +522,26 @@ def panel_problems(panel) -> list[str]:
             if inner.width() > room.width() + 2 or inner.height() > room.height() + 2:
                 problems.append(f"{panel.name}: plots laid out at {inner.width():.0f}x{inner.height():.0f} in a "
                                 f"{room.width()}x{room.height()} view")
-    return (problems + data_problems(panel) + axis_problems(panel) + legend_problems(panel)
+    return (problems + data_problems(panel) + axis_problems(panel) + legend_problems(panel) + contrast_problems(panel)
             + widget_text_problems(panel, panel.name))
+
+
+def size_problems(window) -> list[str]:
+    """A window minimum larger than ``SMALLEST``: Qt then forces the window wider than a
+    laptop's screen, whichever dock (shown or behind a tab) asked for it."""
+    need = window.minimumSizeHint()
+    if need.width() <= SMALLEST[0] and need.height() <= SMALLEST[1]:
+        return []
+    wide = [f"{d.windowTitle()!r} {d.minimumSizeHint().width()}x{d.minimumSizeHint().height()}"
+            for d in window.findChildren(QDockWidget)
+            if d.minimumSizeHint().width() > SMALLEST[0] / 3 or d.minimumSizeHint().height() > SMALLEST[1] / 2]
+    return [f"window: its minimum {need.width()}x{need.height()} exceeds {SMALLEST[0]}x{SMALLEST[1]} "
+            f"(large dock minimums: {', '.join(wide) or 'none'})"]
 
 
 def window_problems(window, stopped: bool = True) -> list[str]:
     """Every invariant over the window and its visible panels."""
-    problems = []
+    problems = size_problems(window)
     for panel in window.visible_panels():
         problems += panel_problems(panel)
     problems += dock_problems(window) + status_problems(window)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app.export.data import write_data
+from app.training.messages import Unavailable
 from tests.app.conftest import fed, tiny, train
 
 
@@ -58,10 +59,26 @@ def test_a_sequence_to_sequence_run_says_not_available_instead_of_the_last_run(q
     panel.reset(seq2seq_info)
     panel.refresh(force=True)
     assert "not available for this task" in panel.empty.textItem.toPlainText()
-    assert panel.empty.isVisible() and panel.note.text() == "not available for this task"
+    assert panel.empty.isVisible()
     assert not any(c.isVisible() for c in panel.curves)
     assert not any(item.isVisible() for item in (panel.measured, panel.lyapunov, panel.bound))
     assert panel.history.image.image is None and panel.export_data() == {}
+    # Failed before (a real window, issue 14 walk): the h_t row, its colour bar and step labels
+    # and the old run's struck-out legend entries stayed under the message.
+    assert not panel.history_plot.isVisible() and not panel.cell_plot.isVisible()
+    assert not panel.history.bar.isVisible() and len(panel.step_axis.steps) == 0
+    assert not panel.norm_plot.legend.isVisible() and not panel.norm_plot.legend.items
+    assert not any(line.isVisible() for line in panel.cursors)
+    assert panel.history_plot.height() == 0 and panel.norm_plot.vb.height() > 100  # the message has the panel
+    # The reason is said once (it read "not available for this task · gradients not available
+    # at step 60: not computed for this task"), with the step it applies to.
+    panel.update_record(Unavailable(step=7, instrument="gradients", reason="not computed for this task"))
+    panel.refresh()
+    assert panel.note.text() == "gradients not available at step 7: not computed for this task"
+    # and the next sequence run gets its curves, heatmap and legend back
+    _feed(panel, lstm_run)
+    assert panel.history_plot.isVisible() and panel.curves[0].isVisible() and panel.history.image.image is not None
+    assert panel.norm_plot.legend.items and panel.cell_plot.isVisible()
 
 
 def test_rates_are_drawn_and_exported_by_name(qtbot, rnn_last_step_run, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from app.panels import PANELS, panel_class, panel_names
 from app.panels.base import Panel
+from app.panels.training import baseline_text
 from tests.app.conftest import fed as fed_panel
 from tests.app.drawn import drawn_labels
 
@@ -49,13 +50,42 @@ def test_training_panel_marks_baseline_clipping_and_divergence(qtbot, lstm_run):
                               dataclasses.replace(steps[-1], diverged=True, loss=float("nan"),
                                                   grad_norm=float("inf"), step=steps[-1].step + 2)]
     panel = fed(qtbot, "training", (info, records))
-    assert panel.baseline.isVisible() and "0.167" in panel.baseline.label.format
-    assert panel.clip_line.isVisible() and "clip at 0.01" in panel.clip_line.label.format
+    named = [label.text for plot in (panel.loss_plot, panel.grad_plot) for _, label in plot.legend.items]
+    assert panel.baseline.isVisible() and any("0.167" in name for name in named)
+    assert panel.clip_line.isVisible() and "clip at 0.01" in named
     assert len(panel.clip_marks.xData) == 2  # one segment: the norm down to the clipped norm
     assert sum(line.isVisible() for line in panel.divergence) == 2  # one in each plot
     panel.log_loss.setChecked(False)
     assert abs(panel.baseline.value() - 1 / 6) < 1e-9
     assert "clipped" in panel.note.text()
+
+
+@pytest.mark.parametrize("size", [(422, 296), (713, 350)])  # the Training dock at 1280x720 and 1920x1080
+def test_training_reference_lines_are_named_where_no_curve_runs(qtbot, lstm_run, size):
+    """Failed before (issue 14, the real window at 1280x720): "predict 1 (MSE 0.167)" was
+    written on its line, over the loss curve that hovers at that line once the network has
+    learnt the baseline. The names are in the plots' legends, above the data."""
+    import dataclasses
+
+    from PySide6.QtWidgets import QApplication
+
+    from app.window.offscreen import render
+    from tests.app.invariants import legend_problems
+
+    info, records = lstm_run
+    info = dataclasses.replace(info, experiment=info.experiment.replace(clip=0.5))
+    last = [r for r in records if hasattr(r, "loss")][-1]
+    noise = np.random.default_rng(0).normal(0.0, 0.02, 300)
+    steps = [dataclasses.replace(last, step=i + 1, loss=info.baseline * (1 + n), grad_norm=0.5 * (1 + 5 * n),
+                                 clipped=False) for i, n in enumerate(noise)]
+    panel = fed_panel(qtbot, "training", (info, steps), size=size, show=True)
+    render(panel, *size, QApplication.instance())  # laid out and painted as an export or shot is
+    assert legend_problems(panel) == []
+    names = {plot: [label.text for _, label in plot.legend.items] for plot in (panel.loss_plot, panel.grad_plot)}
+    assert baseline_text(info.baseline_label, info.baseline) in names[panel.loss_plot]
+    assert "clip at 0.5" in names[panel.grad_plot]
+    target = f"solved ≤ {info.target:.3g}"
+    assert (target in names[panel.loss_plot]) == panel.target.isVisible()
 
 
 def test_hidden_panel_selects_units_and_shows_padding_leak(qtbot, gru_padding_run):
@@ -103,6 +133,11 @@ def test_gradient_and_spectrum_panels_for_a_two_layer_truncated_rnn(qtbot, rnn_r
     assert "truncated every 4" in grads.note.text()
     spectrum = fed(qtbot, "spectrum", rnn_run)
     assert spectrum.bound.isVisible()  # 1/gamma for a tanh RNN
+    # named in the legend above the data: written on the line at mid-plot, "1/γ = 1" lay over
+    # the singular values of exploding-rnn (the journey's label invariant found it)
+    bound = spectrum.record.bound
+    assert f"1/γ = {bound:g}" in [label.text for _, label in spectrum.sv_plot.legend.items]
+    assert getattr(spectrum.bound, "label", None) is None
     assert spectrum.layer.isVisible() and spectrum.layer.count() == 2
     assert "regime" in spectrum.note.text()
 
@@ -229,6 +264,22 @@ def test_legends_take_the_theme_colour_of_their_text(qtbot, lstm_run, theme):
         assert legend.items, name
         panel.apply_theme(get_theme(theme))
         assert _drawn_color(legend.items[0][1]) == get_theme(theme).foreground.lower()
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_the_text_in_every_panels_plots_follows_the_theme(qtbot, name, lstm_run):
+    """Failed before (issue 14, a real window): the Gates panel's row names (i, f, g, o, c)
+    kept the light theme's dark grey after View > Theme > Dark, dark on dark (1.2:1)."""
+    from app.theme import DARK, LIGHT
+    from tests.app.invariants import contrast_problems
+
+    panel = fed(qtbot, name, lstm_run)  # light
+    assert contrast_problems(panel) == []
+    panel.apply_theme(DARK)
+    panel.refresh(force=True)
+    assert contrast_problems(panel) == []
+    panel.apply_theme(LIGHT)
+    assert contrast_problems(panel) == []
 
 
 @pytest.mark.parametrize("size", [(380, 300), (900, 600)])

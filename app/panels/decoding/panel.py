@@ -106,6 +106,7 @@ class DecodingPanel(Panel):
         self.layout().addWidget(self.notice)
         self.heldout = QLabel("")
         self.heldout.setObjectName("decoding-heldout")
+        self.heldout.setWordWrap(True)  # one line was ~920 px: the window's minimum grew past a laptop's screen
         self.heldout.setToolTip("Token accuracy on held-out sources: teacher-forced = the share of target "
                                 "tokens that are the model's first choice given the true previous tokens; free "
                                 "running = the share greedy decoding, its own outputs fed back, gets right in "
