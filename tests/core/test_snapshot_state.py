@@ -280,10 +280,24 @@ def test_optional_parts_may_be_missing(snapshot):
     trainer = Trainer(TINY)
     restore_trainer_state(trainer, tensors, meta)
     assert trainer.interventions == () and trainer.lesion is False
-    # a lesion without an enabled intervention is no lesion
+    # a lesion without an enabled intervention is no lesion; no lesion saved: none
     tensors, meta = edit(snapshot, interventions__0__enabled=False)
     restore_trainer_state(trainer, tensors, meta)
     assert len(trainer.interventions) == 1 and trainer.lesion is False
+    restore_trainer_state(trainer, *edit(snapshot, lesion=DROP))
+    assert len(trainer.interventions) == 1 and trainer.lesion is False
+    restore_trainer_state(trainer, *edit(snapshot, interventions=[{"target": "hidden", "units": [1], "op": "zero"}] * 256))
+    assert len(trainer.interventions) == 256 and trainer.lesion is True
+
+
+def test_an_encoder_decoders_state_round_trips():
+    """No interventions apply to an encoder-decoder: restoring must not ask it about them."""
+    exp = Experiment(task="reverse", seq_len=4, cell="gru", hidden_size=4, embed_size=3, attention="dot",
+                     batch_size=4, lr=0.01)
+    state = trainer_state(trained(exp, 2))
+    trainer = Trainer(exp)
+    restore_trainer_state(trainer, *state)
+    assert same_state(trainer_state(trainer), state)
 
 
 # ------------------------------------------------------------------------ history columns
