@@ -379,3 +379,14 @@ def test_numbers_and_settings():
     for key, value, current in (("mode", 1, "slow"), ("flag", "yes", None), ("lr", "x", 0.1), ("ids", (1, 2), [0, 0])):
         with pytest.raises(Invalid, match=f"^optimizer setting '{key}' is "):
             _setting(key, value, current)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpu_trainers_state_is_captured_on_the_cpu_and_restored_on_the_gpu():
+    exp = TINY.replace(device="cuda")
+    tensors, meta = trainer_state(trained(exp, 2))
+    assert {t.device.type for t in tensors.values()} == {"cpu"} and meta["config"]["device"] == "cuda"
+    trainer = Trainer(exp)
+    restore_trainer_state(trainer, tensors, meta)
+    assert {p.device.type for p in trainer.model.parameters()} == {"cuda"}
+    assert same_state(trainer_state(trainer), (tensors, meta))
