@@ -129,11 +129,7 @@ def test_forward_loss_and_sampling_equal_the_reference(config):
     # the loss: cross-entropy per real target token (eos included, PAD not), token accuracy
     batch = SimpleNamespace(src=src, lengths=lengths, tgt_in=tgt_in, tgt_out=tgt_out)
     loss, metrics = model.loss(batch, detach_every=2)
-    real = [(t, b) for t in range(tgt_out.shape[0]) for b in range(3) if tgt_out[t, b] != PAD]
-    nll = [-torch.log_softmax(want[t, b], -1)[tgt_out[t, b]] for t, b in real]
-    assert loss.item() == pytest.approx(float(sum(nll) / len(nll)), abs=1e-4)
-    hits = sum(int(want[t, b].argmax() == tgt_out[t, b]) for t, b in real)
-    assert metrics == {"accuracy": pytest.approx(hits / len(real))}
+    assert (loss.item(), metrics) == expected_loss(want, tgt_out)
     loss.backward()  # the loss is differentiable down to the encoder
     assert model.src_embed.weight.grad.abs().sum() > 0
 
@@ -149,6 +145,17 @@ def test_forward_loss_and_sampling_equal_the_reference(config):
             assert got_w is None
         else:
             torch.testing.assert_close(got_w, want_w, atol=1e-5, rtol=1e-5)
+        with torch.no_grad():
+            loss, metrics = model.loss(batch, 0, p, torch.Generator().manual_seed(5))
+        assert (loss.item(), metrics) == expected_loss(want, tgt_out)
+
+
+def expected_loss(logits, tgt_out):
+    """(mean cross-entropy over the real target tokens, {"accuracy": share of argmax hits})."""
+    real = [(t, b) for t in range(tgt_out.shape[0]) for b in range(tgt_out.shape[1]) if tgt_out[t, b] != PAD]
+    nll = [-torch.log_softmax(logits[t, b], -1)[tgt_out[t, b]] for t, b in real]
+    hits = sum(int(logits[t, b].argmax() == tgt_out[t, b]) for t, b in real)
+    return pytest.approx(float(sum(nll) / len(nll)), abs=1e-4), {"accuracy": pytest.approx(hits / len(real))}
 
 
 def test_scheduled_sampling_draws_from_the_global_generator_without_one():
