@@ -117,9 +117,15 @@ def test_forward_loss_and_sampling_equal_the_reference(config):
     src, lengths = padded_source(V_SRC)
     tgt_in, tgt_out = target()
     want, want_w, _ = reference(model, src, lengths, tgt_in)
+    g, global_state = torch.Generator().manual_seed(1), torch.get_rng_state()
+    g_state = g.get_state()
     with torch.no_grad():
         got, got_w = model(src, lengths, tgt_in)
+        again, _ = model(src, lengths, tgt_in, 1.0, g)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    # plain teacher forcing flips no coins: neither generator moves, and the result is the same
+    assert torch.equal(g.get_state(), g_state) and torch.equal(torch.get_rng_state(), global_state)
+    assert torch.equal(again, got)
     if want_w is None:
         assert got_w is None
     else:
@@ -156,6 +162,29 @@ def expected_loss(logits, tgt_out):
     nll = [-torch.log_softmax(logits[t, b], -1)[tgt_out[t, b]] for t, b in real]
     hits = sum(int(logits[t, b].argmax() == tgt_out[t, b]) for t, b in real)
     return pytest.approx(float(sum(nll) / len(nll)), abs=1e-4), {"accuracy": pytest.approx(hits / len(real))}
+
+
+def test_the_token_accuracy_of_a_single_target_token():
+    model = random_model(small("none", "gru"), V_SRC, V_TGT)
+    src, lengths = padded_source(V_SRC, lengths=(4,))
+    tgt_in = torch.tensor([[BOS]])
+    with torch.no_grad():
+        best = int(model(src, lengths, tgt_in)[0].argmax(-1))
+    for tgt_out, accuracy in ((best, 1.0), ((best + 1) % V_TGT or 1, 0.0)):
+        batch = SimpleNamespace(src=src, lengths=lengths, tgt_in=tgt_in, tgt_out=torch.tensor([[tgt_out]]))
+        assert model.loss(batch)[1] == {"accuracy": accuracy}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_scheduled_sampling_on_the_gpu_equals_the_cpu():
+    """The coins are drawn on the CPU (from a CPU generator) and compared on the model's device."""
+    model = random_model(small("additive", "lstm"), V_SRC, V_TGT)
+    src, lengths = padded_source(V_SRC)
+    tgt_in, _ = target()
+    with torch.no_grad():
+        want, _ = model(src, lengths, tgt_in, 0.5, torch.Generator().manual_seed(5))
+        got, _ = model.cuda()(src.cuda(), lengths.cuda(), tgt_in.cuda(), 0.5, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)
 
 
 def test_scheduled_sampling_draws_from_the_global_generator_without_one():
