@@ -7,8 +7,10 @@ References: the trainer's own state (state_dict, generators, history) read direc
 hand-written columns.
 """
 
+import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +33,7 @@ from core.session.snapshot import (
 from core.training.history import History
 from core.training.trainer import Trainer
 
+ROOT = Path(__file__).resolve().parents[2]
 TINY = Experiment(task="adding", hidden_size=4, seq_len=5, batch_size=4, lr=0.01)
 
 
@@ -91,6 +94,16 @@ def test_trainer_state_holds_exactly_the_trainers_state():
     assert meta["interventions"] == [trainer.interventions[0].to_dict()] and meta["lesion"] is False
 
 
+def test_the_users_data_files_are_captured():
+    path = ROOT / "resources" / "examples" / "rhymes.txt"
+    trainer = Trainer(TINY.replace(task="charlm", data=str(path)))
+    tensors, meta = trainer_state(trainer)
+    content = path.read_bytes()
+    assert meta["data_files"] == [{"path": str(path), "sha256": hashlib.sha256(content).hexdigest(),
+                                   "size": len(content), "stored": True}]
+    assert bytes(tensors["data/0"].numpy()) == content
+
+
 def test_optimizer_values_are_saved_as_plain_data_or_refused():
     trainer = trained()
     group = trainer.optimizer.param_groups[0]
@@ -109,7 +122,11 @@ def test_optimizer_values_are_saved_as_plain_data_or_refused():
     with pytest.raises(SessionError) as info:
         trainer_state(trainer)
     assert str(info.value) == "cannot save optimizer setting 'lr': Tensor is not plain data"
-    group["lr"] = 0.01
+    group["lr"], group["betas"] = 0.01, (0.9, [torch.tensor(0.9)])
+    with pytest.raises(SessionError) as info:
+        trainer_state(trainer)
+    assert str(info.value) == "cannot save optimizer setting 'betas': Tensor is not plain data"
+    group["betas"] = (0.9, 0.99)
     trainer.optimizer.state[p]["note"] = {"a": 1}
     with pytest.raises(SessionError) as info:
         trainer_state(trainer)
