@@ -251,6 +251,10 @@ REFUSALS = [
      f"optimizer state 'exp_avg' of '{W}' has shape (4, 4) (torch.float32)"),
     ({"optimizer/1/exp_avg": torch.zeros(16, 4, dtype=torch.long)}, {},
      f"optimizer state 'exp_avg' of '{W}' has shape (16, 4) (torch.int64)"),
+    ({"optimizer/1/exp_avg/x": torch.zeros(16, 4)}, {}, f"optimizer state of '{W}' has ['exp_avg', 'exp_avg/x', "
+                                                        f"'exp_avg_sq', 'step']; expected {ADAM_KEYS}"),
+    ({"optimizer/5/step": None, "optimizer/5/exp_avg": None, "optimizer/5/exp_avg_sq": None},
+     {"optimizer__state": {"5": {"step": 1.0}}}, f"optimizer state of 'readout.bias' has ['step']; expected {ADAM_KEYS}"),
     ({}, {"optimizer__state": [1]}, "optimizer state must be a table"),
     ({}, {"optimizer__state": {"6": {}}}, "optimizer state '6' is not a parameter index"),
     ({}, {"optimizer__state": {"x": {}}}, "optimizer state 'x' is not a parameter index"),
@@ -305,6 +309,14 @@ def test_optional_parts_may_be_missing(snapshot):
     assert len(trainer.interventions) == 1 and trainer.lesion is False
     restore_trainer_state(trainer, *edit(snapshot, interventions=[{"target": "hidden", "units": [1], "op": "zero"}] * 256))
     assert len(trainer.interventions) == 256 and trainer.lesion is True
+
+
+def test_the_state_of_a_trainer_that_has_not_stepped_round_trips():
+    state = trainer_state(Trainer(TINY))
+    assert state[1]["step_count"] == 0
+    trainer = trained(TINY, 1)
+    restore_trainer_state(trainer, *state)
+    assert same_state(trainer_state(trainer), state)
 
 
 def test_an_encoder_decoders_state_round_trips():
