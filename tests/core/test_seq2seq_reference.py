@@ -175,16 +175,30 @@ def test_the_token_accuracy_of_a_single_target_token():
         assert model.loss(batch)[1] == {"accuracy": accuracy}
 
 
+def test_padding_embeds_as_zero_on_both_sides():
+    """Id 0 is padding: the encoder reads zeros where it is told not to skip padding
+    (``trace(masking=False)``), as the sequence tasks' zero padding."""
+    model = Seq2Seq(small("dot", "gru"), V_SRC, V_TGT)
+    pad = torch.tensor([PAD])
+    assert torch.all(model.src_embed(pad) == 0) and torch.all(model.tgt_embed(pad) == 0)
+    assert torch.all(model.src_embed(torch.tensor([4])) != 0)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_scheduled_sampling_on_the_gpu_equals_the_cpu():
-    """The coins are drawn on the CPU (from a CPU generator) and compared on the model's device."""
+    """The coins are drawn on the CPU (from a CPU generator) and compared on the model's device;
+    lengths (given or not) and the source mask live there too."""
     model = random_model(small("additive", "lstm"), V_SRC, V_TGT)
     src, lengths = padded_source(V_SRC)
     tgt_in, _ = target()
     with torch.no_grad():
         want, _ = model(src, lengths, tgt_in, 0.5, torch.Generator().manual_seed(5))
-        got, _ = model.cuda()(src.cuda(), lengths.cuda(), tgt_in.cuda(), 0.5, torch.Generator().manual_seed(5))
+        whole, _ = model(src, None, tgt_in)
+        model.cuda()
+        got, _ = model(src.cuda(), lengths.cuda(), tgt_in.cuda(), 0.5, torch.Generator().manual_seed(5))
+        got_whole, _ = model(src.cuda(), None, tgt_in.cuda())
     torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got_whole.cpu(), whole, atol=1e-4, rtol=1e-4)
 
 
 def test_scheduled_sampling_draws_from_the_global_generator_without_one():
