@@ -39,7 +39,9 @@ class History:
 
     def append_values(self, values: dict[str, float]) -> None:
         if self._n == len(next(iter(self._cols.values()))):
-            self._cols = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in self._cols.items()}
+            # unwritten rows are nan: a metric a later step does not report (held-out scores come
+            # every 50 steps) must read "not measured" there, not 0
+            self._cols = {k: np.concatenate([v, np.full_like(v, np.nan)]) for k, v in self._cols.items()}
         for key, value in values.items():
             if key not in self._cols:  # a metric first reported now: earlier steps are nan
                 self._cols[key] = np.full(len(next(iter(self._cols.values()))), np.nan)

@@ -110,3 +110,18 @@ def test_padding_without_masking_ends_two_orders_of_magnitude_higher():
     reached = outcome("padding-gru/masked_reaches_target", first_step_below(masked, trainer.task.target))
     ratio = outcome("padding-gru/unmasked_over_masked", unmasked[-100:].mean() / masked[-100:].mean())
     assert reached <= 400 and ratio >= 30, (reached, ratio)
+
+
+def test_a_metric_a_step_does_not_report_reads_nan_after_the_history_grows():
+    """Held-out scores come every 50 steps: the steps between read "not measured" (nan). Past
+    the first 1,024 rows the columns grew with zeros, and those steps read exact match 0 in
+    the panels and in saved sessions."""
+    from core.training.history import History
+
+    history = History(capacity=2)
+    history.append_values({"step": 1, "loss": 0.5, "metric/exact_match": 0.5})
+    for step in (2, 3, 4, 5):  # grows twice (2 -> 4 -> 8 rows)
+        history.append_values({"step": step, "loss": 0.4})
+    history.append_values({"step": 6, "loss": 0.3, "metric/exact_match": 0.75})
+    np.testing.assert_array_equal(history.column("metric/exact_match"), [0.5, *[np.nan] * 4, 0.75])
+    np.testing.assert_array_equal(history.column("step"), [1, 2, 3, 4, 5, 6])
