@@ -185,17 +185,21 @@ def test_jacobian_norms_of_a_pre_padded_element_match_autograd(kind, nonlinearit
         assert got.step_norms[-1] == pytest.approx(got.norms[-2], rel=1e-9)
 
 
-def test_lens_is_through_time_and_the_jacobian_norms_of_one_element():
-    net = make("lstm", layers=2, input_size=N_IN, hidden=H, seed=7)
+@pytest.mark.parametrize("layers,padding,batch_index", [(1, None, None), (2, "lengths", None), (2, "mask", 2)])
+def test_lens_is_through_time_and_the_jacobian_norms_of_one_element(layers, padding, batch_index):
+    """batch_index None: the default, element 0 (padded, where there is padding)."""
+    net = make("lstm", layers=layers, input_size=N_IN, hidden=H, seed=7)
     x = inputs(8)
-    _, kwargs = valid_steps("mask")
-    grads, jac = bptt.lens(net, x, mixed_loss, 3, batch_index=2, **kwargs)
+    _, kwargs = valid_steps(padding)
+    chosen = {} if batch_index is None else {"batch_index": batch_index}
+    grads, jac = bptt.lens(net, x, mixed_loss, 3, **kwargs, **chosen)
     want = bptt.through_time(net, x, mixed_loss, 3, **kwargs)
     np.testing.assert_array_equal(grads.hidden, want.hidden)
     np.testing.assert_array_equal(grads.cell, want.cell)
-    exact = bptt.jacobian_norms(net, x, batch_index=2, **kwargs)
+    exact = bptt.jacobian_norms(net, x, batch_index=batch_index or 0, **kwargs)
     np.testing.assert_allclose(jac.norms, exact.norms, rtol=1e-12)
-    assert jac.factor == exact.factor and jac.rate == pytest.approx(exact.rate, rel=1e-12)
+    assert jac.factor == pytest.approx(exact.factor, rel=1e-12)
+    assert jac.rate == pytest.approx(exact.rate, rel=1e-12)
     assert np.isnan(jac.step_norms).all()  # not asked for
 
 
