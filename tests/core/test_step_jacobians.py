@@ -92,3 +92,30 @@ def test_lstm_step_jacobians_keep_their_blocks():
     assert J.hh.shape == (5, H, H) and J.cc.shape == (5, H)
     np.testing.assert_allclose(J.hh.numpy(), full[:, :H, :H].numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(J.dense().numpy(), full.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,nonlinearity", KINDS)
+def test_step_jacobians_of_a_model_without_biases(kind, nonlinearity):
+    """bias off: no b_ih, b_hh (None, not zeros) along the trajectory of a torch.nn loop."""
+    torch.manual_seed(5)
+    net = make_recurrent(kind, N_IN, H, 1, nonlinearity, False).double()
+    x = torch.randn(5, 2, N_IN, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    cls = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}.get(kind)
+    cell = cls(N_IN, H, bias=False) if cls else nn.RNNCell(N_IN, H, bias=False, nonlinearity=nonlinearity)
+    w_ih, w_hh, _, _ = (w.detach().clone() if w is not None else None for w in net.layer_weights(0))
+    cell.load_state_dict({"weight_ih": w_ih, "weight_hh": w_hh})
+    cell.double()
+    got = jacobians.step_jacobians(net, x, net.probe(x), 1).dense()
+    h = c = torch.zeros(1, H, dtype=torch.float64)
+    for t in range(5):
+        if kind == "lstm":
+            def step(s, t=t):
+                h1, c1 = cell(x[t, 1:2], (s[None, :H], s[None, H:]))
+                return torch.cat([h1, c1], dim=-1)[0]
+
+            want = torch.autograd.functional.jacobian(step, torch.cat([h[0], c[0]]))
+            h, c = cell(x[t, 1:2], (h, c))
+        else:
+            want = torch.autograd.functional.jacobian(lambda s, t=t: cell(x[t, 1:2], s[None])[0], h[0])
+            h = cell(x[t, 1:2], h)
+        torch.testing.assert_close(got[t], want, rtol=1e-10, atol=1e-12)
