@@ -119,3 +119,20 @@ def test_step_jacobians_of_a_model_without_biases(kind, nonlinearity):
             want = torch.autograd.functional.jacobian(lambda s, t=t: cell(x[t, 1:2], s[None])[0], h[0])
             h = cell(x[t, 1:2], h)
         torch.testing.assert_close(got[t], want, rtol=1e-10, atol=1e-12)
+
+
+def test_relu_at_exactly_zero_has_torchs_derivative_zero():
+    """An IRNN-style start (zero biases, zero input, zero state) puts the pre-activation at
+    exactly 0, where torch's relu backward (and so autograd's Jacobian) is 0."""
+    net = make("rnn", "relu")
+    with torch.no_grad():
+        net.bias_ih_l0.zero_()
+        net.bias_hh_l0.zero_()
+    w_ih, w_hh, b_ih, b_hh = (w.detach() for w in net.layer_weights(0))
+    zero = torch.zeros(1, H, dtype=torch.float64)
+    J = jacobians.cell_jacobians(net, w_hh, b_hh, torch.zeros(1, H, dtype=torch.float64), zero, None)
+    cell = nn_cell(net)
+    want = torch.autograd.functional.jacobian(lambda s: cell(torch.zeros(1, N_IN, dtype=torch.float64), s[None])[0],
+                                              zero[0])
+    assert torch.equal(want, torch.zeros(H, H, dtype=torch.float64))
+    torch.testing.assert_close(J.hh[0], want, rtol=0, atol=0)
