@@ -45,14 +45,18 @@ def reference_cells(net):
     return cells
 
 
-def reference_norms(net, x, loss_fn, truncate=None, lengths=None):
-    """[L, T] ||dL/dh_t|| from an explicit loop of torch.nn cells with retain_grad."""
+def reference_norms(net, x, loss_fn, truncate=None, lengths=None, valid=None):
+    """[L, T] ||dL/dh_t|| from an explicit loop of torch.nn cells with retain_grad.
+    valid: [T, B] bool real steps (e.g. a pre-padding mask), else from lengths."""
     T, B, _ = x.shape
     L, H = net.num_layers, net.hidden_size
     cells = reference_cells(net)
-    valid = torch.ones(T, B, 1, dtype=torch.bool)
-    if lengths is not None:
+    if valid is not None:
+        valid = valid.unsqueeze(-1)
+    elif lengths is not None:
         valid = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+    else:
+        valid = torch.ones(T, B, 1, dtype=torch.bool)
     h = [x.new_zeros(B, H) for _ in range(L)]
     c = [x.new_zeros(B, H) for _ in range(L)]
     nodes = [[None] * T for _ in range(L)]
@@ -145,12 +149,14 @@ def test_grad_through_time_rejects_a_non_scalar_loss():
 
 
 # ------------------------------------------------------------------------ Jacobians
-def reference_jacobian(net, x, b, t_from, lengths=None):
+def reference_jacobian(net, x, b, t_from, lengths=None, valid=None):
     """dh_{T-1}/dh_t (top layer, batch element b) by autograd.functional.jacobian over a
-    loop of torch.nn cells that restarts the top layer at step t_from + 1 (c held fixed)."""
+    loop of torch.nn cells that restarts the top layer at step t_from + 1 (c held fixed).
+    valid: [T] bools for element b (padded steps hold the state), or from lengths."""
     T = x.shape[0]
     cells = reference_cells(net)
-    valid = [True] * T if lengths is None else [t < int(lengths[b]) for t in range(T)]
+    if valid is None:
+        valid = [True] * T if lengths is None else [t < int(lengths[b]) for t in range(T)]
     # Run once to get the top layer's inputs and states for element b.
     inp_seq, states = x[:, b:b + 1], None
     for layer, cell in enumerate(cells):
