@@ -24,7 +24,8 @@ SCRATCH = ROOT / ".mutmut"
 
 # module -> the test files that cover it (all run with -m "not slow")
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "recurrent": ("core/models/recurrent.py", ("tests/core/test_recurrent.py", "tests/core/test_truncation.py")),
+    "recurrent": ("core/models/recurrent.py", ("tests/core/test_recurrent.py", "tests/core/test_recurrent_paths.py",
+                                              "tests/core/test_truncation.py")),
     "bptt": ("core/instruments/bptt.py", ("tests/core/test_bptt.py",)),
     "jacobians": ("core/instruments/jacobians.py", ("tests/core/test_bptt.py",)),
     "search": ("core/decoding/search.py", ("tests/core/test_decoding.py", "tests/core/test_beam_reference.py")),
