@@ -332,3 +332,37 @@ def test_the_edit_hook_feeds_each_edited_value_into_the_rest_of_the_step(kind):
     assert set(gates) == set(expected)
     for name, value in expected.items():
         torch.testing.assert_close(gates[name], value, **CLOSE)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU is the only other)")
+def test_torch_reference_lives_on_the_device_of_the_net():
+    """The GPU benchmarks compare the net with its torch_reference on the net's device."""
+    net = make_recurrent("lstm", I, H).cuda()
+    plain = torch_reference(net)
+    assert all(p.is_cuda for p in plain.parameters())
+    x = torch.randn(T, B, I, device="cuda")
+    torch.testing.assert_close(plain(x)[0], net(x, trace=False)[0])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_one_cell_step_takes_leading_dimensions(kind):
+    """The intervention sweep runs variants as a leading dimension ([V, B, H] states) and the
+    fixed-point search batches of points: one call on the stack equals one call per slice,
+    which equals the documented equations."""
+    torch.manual_seed(7)
+    net = make_recurrent(kind, I, H)
+    w_ih, w_hh, b_ih, b_hh = net.layer_weights(0)
+    x, h = torch.randn(2, B, I), torch.randn(2, B, H)
+    c = torch.randn(2, B, H) if kind == "lstm" else None
+    xi = x @ w_ih.T + b_ih
+    h_new, c_new, gates = net._cell(xi, h, c, w_hh, b_hh)
+    for v in range(2):
+        h_v, c_v, g_v = net._cell(xi[v], h[v], None if c is None else c[v], w_hh, b_hh)
+        torch.testing.assert_close(h_new[v], h_v)
+        if kind == "lstm":
+            torch.testing.assert_close(c_new[v], c_v)
+        for name, value in documented_gates(kind, x[v], h[v], w_ih, w_hh, b_ih, b_hh).items():
+            torch.testing.assert_close(gates[name][v], value, **CLOSE)
+            torch.testing.assert_close(g_v[name], value, **CLOSE)
+    if kind == "rnn":
+        torch.testing.assert_close(h_new, torch.tanh(xi + h @ w_hh.T + b_hh), **CLOSE)
