@@ -30,7 +30,8 @@ MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "jacobians": ("core/instruments/jacobians.py", ("tests/core/test_bptt.py",)),
     "search": ("core/decoding/search.py", ("tests/core/test_decoding.py", "tests/core/test_beam_reference.py")),
     "seq2seq": ("core/models/seq2seq.py", ("tests/core/test_seq2seq.py",)),
-    "sequence": ("core/models/sequence.py", ("tests/core/test_truncation.py", "tests/core/test_trainer.py")),
+    "sequence": ("core/models/sequence.py", ("tests/core/test_sequence_model.py", "tests/core/test_truncation.py",
+                                            "tests/core/test_trainer.py")),
     "snapshot": ("core/session/snapshot.py", ("tests/core/test_session.py",)),
 }
 
