@@ -267,8 +267,8 @@ def test_bad_states_and_truncation_are_refused_in_one_line():
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_truncation_cuts_the_gradient_at_chunk_starts_and_nowhere_else(kind):
     """Against the untruncated loop: with chunks of k >= T nothing is cut, not even the
-    initial state's gradient; with k = 2 the gradient of the last output reaches inputs and
-    states back to the start of its chunk (t = 4) and no further."""
+    initial state's gradient; with k = 2 (k = 1) the gradient of the last output reaches inputs
+    and states back to the start of its chunk, t = 4 (t = 5), and no further."""
     torch.manual_seed(5)
     net = make_recurrent(kind, I, H, L)
     x = torch.randn(T, B, I, requires_grad=True)
@@ -282,9 +282,10 @@ def test_truncation_cuts_the_gradient_at_chunk_starts_and_nowhere_else(kind):
     for a, b in zip(grads(T), grads(None), strict=True):
         torch.testing.assert_close(a, b)
         assert float(a.abs().sum()) > 0
-    gx, *gstate = grads(2)
-    assert float(gx[:4].abs().sum()) == 0 and bool((gx[4:].abs().sum((1, 2)) > 0).all())
-    assert all(float(g.abs().sum()) == 0 for g in gstate)
+    for k, start in ((2, 4), (1, T - 1)):  # k = 1, the shortest chunk, is allowed
+        gx, *gstate = grads(k)
+        assert float(gx[:start].abs().sum()) == 0 and bool((gx[start:].abs().sum((1, 2)) > 0).all())
+        assert all(float(g.abs().sum()) == 0 for g in gstate)
 
 
 def test_one_direction_refuses_bidirectional_layers_only():
@@ -342,6 +343,10 @@ def test_torch_reference_lives_on_the_device_of_the_net():
     assert all(p.is_cuda for p in plain.parameters())
     x = torch.randn(T, B, I, device="cuda")
     torch.testing.assert_close(plain(x)[0], net(x, trace=False)[0])
+    # lengths and masks come from the CPU (the tasks make them there); the loop moves them
+    mask = torch.arange(T)[:, None] < torch.tensor([6, 2, 4])[None]
+    for kwargs in (dict(lengths=torch.tensor([6, 2, 4])), dict(mask=mask)):
+        torch.testing.assert_close(net(x, **kwargs)[0], net(x, lengths=torch.tensor([6, 2, 4]), trace=False)[0])
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
