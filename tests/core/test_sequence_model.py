@@ -131,6 +131,14 @@ def test_loss_metrics_and_full_bptt_gradients_equal_the_reference(case):
     ref_grads = torch.autograd.grad(ref_loss, params, allow_unused=True, materialize_grads=True)
     for (name, _), g, rg in zip(model.named_parameters(), grads, ref_grads, strict=True):
         torch.testing.assert_close(g, rg, atol=1e-6, rtol=1e-4, msg=name)
+    # run()'s default is no truncation either: its outputs carry full-BPTT gradients
+    out, _ = model.run(batch)
+    ref_out, _ = reference(model, batch)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+    weights = list(model.recurrent.parameters())
+    for g, rg in zip(torch.autograd.grad((out * w).sum(), weights),
+                     torch.autograd.grad((ref_out * w).sum(), weights), strict=True):
+        torch.testing.assert_close(g, rg, atol=1e-6, rtol=1e-4)
     # a truncation no shorter than the sequence cuts nothing
     for k in (T, T + 3):
         torch.testing.assert_close(model.loss(batch, k)[0], ref_loss, atol=1e-6, rtol=1e-5)
