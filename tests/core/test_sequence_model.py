@@ -175,3 +175,13 @@ def test_padded_training_no_shorter_than_the_truncation_runs_the_fused_kernel(mo
 
     monkeypatch.setattr(recurrent._Instrumented, "_loop", no_loop)
     assert float(model.loss(batch, k)[0].detach()) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the CPU is the only other)")
+@pytest.mark.parametrize("case", ["all-ce-rnn", "all-mse-rnn-2-layers-padded", "last-mse-lstm"])
+def test_the_loss_on_cuda_equals_the_loss_on_the_cpu(case):
+    """Unpadded per-step losses build their weights on the targets' device."""
+    model, batch, _, _ = build(case)
+    on_cpu = model.loss(batch)[0].detach()
+    on_gpu = model.cuda().loss(batch.to("cuda"))[0].detach()
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-5, rtol=1e-5)
