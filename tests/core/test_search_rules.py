@@ -1,0 +1,49 @@
+"""Rules of core.decoding.search that the reference comparisons leave open: sampling's default
+length penalty, top_k=1 drawing no random numbers while top_k=2 samples from two tokens, and the
+unbatched beam search's check that log-probs are <= 0 (0 allowed, positive refused)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from core.decoding.search import beam_search_loop, sample
+
+EOS = 0
+LOGITS = torch.tensor([-1.0, 0.5, 0.3, -2.0])  # token 1 best, 2 close behind
+
+
+def fixed(log_probs):
+    """A step function returning the same log-probs row for every live hypothesis."""
+    def step_fn(tokens, state):
+        return log_probs.expand(len(tokens), -1).clone(), state
+    return step_fn
+
+
+def test_sampling_scores_by_the_mean_log_prob_unless_told_otherwise():
+    lp = torch.log_softmax(LOGITS, 0)
+    (hyp,) = sample(fixed(lp), None, bos=3, eos=EOS, max_len=4, top_k=1)
+    assert hyp.tokens == (1, 1, 1, 1)
+    assert hyp.score == pytest.approx(sum(hyp.log_probs) / 4, rel=1e-12)  # length_penalty 1
+    assert hyp.score == pytest.approx(float(lp[1]), rel=1e-6)
+
+
+def test_top_k_one_draws_no_random_numbers_and_two_samples_both_tokens():
+    lp = torch.log_softmax(LOGITS, 0)
+    generator = torch.Generator().manual_seed(0)
+    before = generator.get_state()
+    sample(fixed(lp), None, bos=3, eos=EOS, max_len=5, top_k=1, generator=generator, num_samples=3)
+    assert torch.equal(generator.get_state(), before)
+    hyps = sample(fixed(lp), None, bos=3, eos=EOS, max_len=20, top_k=2, generator=generator, num_samples=10)
+    seen = {tok for h in hyps for tok in h.tokens}
+    assert seen == {1, 2}  # P(2) = 0.45 within the top two: 200 draws all 1 has probability 1e-52
+
+
+def test_the_unbatched_beam_search_allows_log_prob_zero_and_refuses_positive_ones():
+    certain = torch.tensor([-math.inf, 0.0, -math.inf, -math.inf])  # token 1 with probability 1
+    result = beam_search_loop(fixed(certain), None, bos=3, eos=EOS, beam_width=2, max_len=3)
+    assert result.hypotheses[0].tokens == (1, 1, 1) and result.hypotheses[0].score == 0.0
+    with pytest.raises(ValueError, match=r"^step_fn must return log-probabilities \(<= 0\), got 0\.5$"):
+        beam_search_loop(fixed(torch.tensor([-1.0, 0.5, -2.0, -3.0])), None, bos=3, eos=EOS, beam_width=2, max_len=3)
