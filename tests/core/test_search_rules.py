@@ -1,6 +1,7 @@
 """Rules of core.decoding.search that the reference comparisons leave open: sampling's default
 length penalty, top_k=1 drawing no random numbers while top_k=2 samples from two tokens, and the
-unbatched beam search's check that log-probs are <= 0 (0 allowed, positive refused)."""
+unbatched beam search's check that log-probs are <= 0 (0 allowed, positive refused); and the
+exhaustive reference's default penalty, size limit and vocabulary check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import pytest
 import torch
 
-from core.decoding.search import beam_search_loop, sample
+from core.decoding.search import beam_search_loop, exhaustive_search, sample
 
 EOS = 0
 LOGITS = torch.tensor([-1.0, 0.5, 0.3, -2.0])  # token 1 best, 2 close behind
@@ -47,3 +48,26 @@ def test_the_unbatched_beam_search_allows_log_prob_zero_and_refuses_positive_one
     assert result.hypotheses[0].tokens == (1, 1, 1) and result.hypotheses[0].score == 0.0
     with pytest.raises(ValueError, match=r"^step_fn must return log-probabilities \(<= 0\), got 0\.5$"):
         beam_search_loop(fixed(torch.tensor([-1.0, 0.5, -2.0, -3.0])), None, bos=3, eos=EOS, beam_width=2, max_len=3)
+
+
+class Reached(Exception):
+    """Raised by a step function: the search got past its argument checks."""
+
+
+def test_the_exhaustive_reference_checks_its_size_and_the_step_functions_vocabulary():
+    lp = torch.log_softmax(LOGITS, 0)
+    found = exhaustive_search(fixed(lp), None, bos=3, eos=EOS, max_len=2, vocab_size=4)
+    assert len(found) == 1 + 3 * 4  # eos first, or any other token then anything
+    assert all(h.score == pytest.approx(sum(h.log_probs) / len(h.tokens), rel=1e-12) for h in found)
+    (only,) = exhaustive_search(fixed(torch.zeros(1)), None, bos=3, eos=EOS, max_len=3, vocab_size=1)
+    assert only.tokens == (EOS,) and only.score == 0.0
+
+    def reached(tokens, state):
+        raise Reached
+
+    with pytest.raises(Reached):  # 10**6 sequences is the limit, allowed
+        exhaustive_search(reached, None, bos=3, eos=EOS, max_len=6, vocab_size=10)
+    with pytest.raises(ValueError, match=r"^vocab_size \*\* max_len must be <= 10\*\*6, got 2\*\*20$"):
+        exhaustive_search(reached, None, bos=3, eos=EOS, max_len=20, vocab_size=2)
+    with pytest.raises(ValueError, match=r"^step_fn returned V=4, expected 5$"):
+        exhaustive_search(fixed(lp), None, bos=3, eos=EOS, max_len=2, vocab_size=5)
