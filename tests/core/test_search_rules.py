@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from core.decoding.search import beam_search_loop, exhaustive_search, sample
+from core.decoding.search import BeamSearch, beam_search_loop, exhaustive_search, sample
 
 EOS = 0
 LOGITS = torch.tensor([-1.0, 0.5, 0.3, -2.0])  # token 1 best, 2 close behind
@@ -71,3 +71,15 @@ def test_the_exhaustive_reference_checks_its_size_and_the_step_functions_vocabul
         exhaustive_search(reached, None, bos=3, eos=EOS, max_len=20, vocab_size=2)
     with pytest.raises(ValueError, match=r"^step_fn returned V=4, expected 5$"):
         exhaustive_search(fixed(lp), None, bos=3, eos=EOS, max_len=2, vocab_size=5)
+
+
+def test_a_step_function_returning_no_tensor_is_refused_in_one_line_and_beams_score_by_the_mean():
+    def as_list(tokens, state):
+        return [[-0.1, -2.0]], state
+
+    with pytest.raises(ValueError, match=r"^step_fn must return log_probs of shape \(K, V\) with K=1, got <class 'list'>$"):
+        BeamSearch(as_list, None, bos=3, eos=EOS, beam_width=2, max_len=3).step()
+    lp = torch.log_softmax(LOGITS, 0)
+    result = BeamSearch(fixed(lp), None, bos=3, eos=EOS, beam_width=2, max_len=3).run()  # default penalty
+    for hyp in result.hypotheses:
+        assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.tokens), rel=1e-12)
