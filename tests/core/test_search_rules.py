@@ -83,3 +83,15 @@ def test_a_step_function_returning_no_tensor_is_refused_in_one_line_and_beams_sc
     result = BeamSearch(fixed(lp), None, bos=3, eos=EOS, beam_width=2, max_len=3).run()  # default penalty
     for hyp in result.hypotheses:
         assert hyp.score == pytest.approx(sum(hyp.log_probs) / len(hyp.tokens), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad, says", [
+    (dict(bos=-1), r"^bos must be an integer >= 0, got -1$"),
+    (dict(eos=-2), r"^eos must be an integer >= 0, got -2$"),
+    (dict(length_penalty=math.nan), r"^length_penalty must be a finite number, got nan$"),
+    (dict(temperature=0.0), r"^temperature must be a finite number > 0, got 0\.0$"),
+])
+def test_bad_arguments_are_refused_naming_the_field_and_what_is_allowed(bad, says):
+    args = dict(bos=3, eos=EOS, max_len=3) | bad
+    with pytest.raises(ValueError, match=says):
+        sample(fixed(torch.log_softmax(LOGITS, 0)), None, **args)
