@@ -24,16 +24,19 @@ SCRATCH = ROOT / ".mutmut"
 
 # module -> the test files that cover it (all run with -m "not slow")
 MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "recurrent": ("core/models/recurrent.py", ("tests/core/test_recurrent.py", "tests/core/test_truncation.py")),
+    "recurrent": ("core/models/recurrent.py", ("tests/core/test_recurrent.py", "tests/core/test_recurrent_paths.py",
+                                              "tests/core/test_truncation.py")),
     "bptt": ("core/instruments/bptt.py", ("tests/core/test_bptt.py", "tests/core/test_bptt_reference.py",
                                           "tests/core/test_gradient_lens.py",
                                           "tests/core/test_recurrent.py::test_one_direction_instruments_refuse_a_bidirectional_stack_in_one_line")),
     "jacobians": ("core/instruments/jacobians.py", ("tests/core/test_bptt.py", "tests/core/test_bptt_reference.py",
                                                     "tests/core/test_step_jacobians.py", "tests/core/test_gradient_lens.py",
                                                     "tests/core/test_dynamics.py::test_jacobian_equals_central_differences")),
-    "search": ("core/decoding/search.py", ("tests/core/test_decoding.py", "tests/core/test_beam_reference.py")),
+    "search": ("core/decoding/search.py", ("tests/core/test_decoding.py", "tests/core/test_beam_reference.py",
+                                           "tests/core/test_search_rules.py")),
     "seq2seq": ("core/models/seq2seq.py", ("tests/core/test_seq2seq.py", "tests/core/test_seq2seq_reference.py")),
-    "sequence": ("core/models/sequence.py", ("tests/core/test_truncation.py", "tests/core/test_trainer.py")),
+    "sequence": ("core/models/sequence.py", ("tests/core/test_sequence_model.py", "tests/core/test_truncation.py",
+                                            "tests/core/test_trainer.py")),
     "snapshot": ("core/session/snapshot.py", ("tests/core/test_session.py", "tests/core/test_snapshot_state.py")),
 }
 
