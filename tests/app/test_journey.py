@@ -1,9 +1,11 @@
 """A real session, driven as a person drives it: the contract for every panel.
 
 The real MainWindow (its own training process) goes through every preset in turn: choose
-it, step, run and pause, scrub t, and on some presets resize to 1280x720 and 1920x1080,
-switch to the dark theme and back, export a figure and all panels, save the session and
-reopen it. After every action the invariants of tests/app/invariants.py must hold for
+it (a click on its entry in the open preset list), step, run and pause (toolbar clicks),
+scrub t (the keyboard's actions), and on some presets resize to 1280x720 and 1920x1080,
+switch to the dark theme and back (clicks through View > Theme), export a figure and all
+panels, save the session and reopen it (clicks on File > Save Session As… and File > Open
+Session…, the file dialogs answered with a path). After every action the invariants of tests/app/invariants.py must hold for
 every visible panel (data shown or a note saying why not, data inside the view, the same
 step everywhere once paused, no text cut, no legend over data). They are written over
 ``window.panels`` and what each panel draws, so a new panel is held to them on the day it
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMenu
 from pytestqt.exceptions import TimeoutError
 
 from app.export.figure import Figure, save_png
@@ -43,14 +46,19 @@ def click(qtbot, window, action) -> None:
 
 
 def choose(qtbot, window, name: str) -> None:
-    """Pick ``name`` in the Experiment dock's preset list (what a click on its entry emits)."""
+    """Open the Experiment dock's preset list and click ``name``'s entry."""
     combo = window.form.preset_combo
     row = next(i for i in range(combo.count()) if combo.itemData(i, Qt.UserRole) == name)
     if window.run_info is not None and window.preset_name == name:
         return
     with qtbot.waitSignal(window.run_built, timeout=120_000):
-        combo.setCurrentIndex(row)
-        combo.activated.emit(row)
+        combo.showPopup()
+        view = combo.view()
+        qtbot.waitUntil(view.isVisible)
+        index = combo.model().index(row, 0)
+        view.scrollTo(index)
+        qtbot.mouseClick(view.viewport(), Qt.LeftButton, pos=view.visualRect(index).center())
+    assert not view.isVisible()  # the click closed the list
     assert window.preset_name == name and combo.shown_text() == name
 
 
@@ -107,7 +115,8 @@ def resize_and_theme(qtbot, window, name: str) -> None:
         qtbot.waitUntil(lambda s=size: window.size().toTuple() == s)
         settled(qtbot, window, f"{name}: at {size[0]}x{size[1]}")
     for theme in ("dark", "light"):
-        window.theme_actions[theme].trigger()  # View > Theme
+        menu_click(qtbot, window, "View", "Theme", theme.capitalize())
+        assert window.theme.name == theme
         settled(qtbot, window, f"{name}: {theme} theme")
 
 
@@ -119,14 +128,36 @@ def export(qtbot, window, name: str, folder) -> None:
     settled(qtbot, window, f"{name}: after exporting")
 
 
-def save_and_reopen(qtbot, window, name: str, folder) -> None:
+def menu_click(qtbot, window, *path: str) -> None:
+    """Click through the menu bar: ``menu_click(qtbot, window, "File", "Save Session As…")``.
+
+    Each menu is opened on screen and its entry clicked where it is drawn."""
+    bar = window.menuBar()
+    top = next(a for a in bar.actions() if a.text().replace("&", "") == path[0])
+    qtbot.mouseClick(bar, Qt.LeftButton, pos=bar.actionGeometry(top).center())
+    menu = top.menu()
+    qtbot.waitUntil(menu.isVisible)
+    for i, text in enumerate(path[1:]):
+        action = next(a for a in menu.actions() if a.text().replace("&", "") == text)
+        qtbot.mouseClick(menu, Qt.LeftButton, pos=menu.actionGeometry(action).center())
+        if i < len(path) - 2:  # a submenu: it opens under the pointer
+            menu = action.menu()
+            qtbot.waitUntil(menu.isVisible)
+    qtbot.waitUntil(lambda: not any(m.isVisible() for m in window.findChildren(QMenu)))
+
+
+def save_and_reopen(qtbot, window, name: str, folder, monkeypatch) -> None:
+    """File > Save Session As… then File > Open Session…, the file dialogs answered with ``path``."""
     path = folder / f"{name}.rnnx"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     histories = window.sessions.panel_histories()
     step = window.last_step.step
     with qtbot.waitSignal(window.sessions.saved, timeout=60_000):
-        window.sessions.save_to(path)
+        menu_click(qtbot, window, "File", "Save Session As…")
+    assert path.is_file()
     with qtbot.waitSignal(window.sessions.opened, timeout=120_000):
-        window.sessions.open(path)
+        menu_click(qtbot, window, "File", "Open Session…")
     assert window.run_info.step == step
     reopened = window.sessions.panel_histories()
     assert set(reopened) == set(histories)
@@ -135,7 +166,7 @@ def save_and_reopen(qtbot, window, name: str, folder) -> None:
     settled(qtbot, window, f"{name}: reopened")
 
 
-def test_a_session_through_every_preset_holds_together(qtbot, tmp_path):
+def test_a_session_through_every_preset_holds_together(qtbot, tmp_path, monkeypatch):
     from app.window.main_window import MainWindow
 
     window = MainWindow(preset=PRESETS[0], theme="light")
@@ -152,6 +183,6 @@ def test_a_session_through_every_preset_holds_together(qtbot, tmp_path):
         if name in FULL:
             resize_and_theme(qtbot, window, name)
             export(qtbot, window, name, tmp_path)
-            save_and_reopen(qtbot, window, name, tmp_path)
+            save_and_reopen(qtbot, window, name, tmp_path, monkeypatch)
             window.resize(1600, 900)
     window.close()
