@@ -4,7 +4,7 @@ The real MainWindow (its own training process) goes through every preset in turn
 it (a click on its entry in the open preset list), step, run and pause (toolbar clicks),
 scrub t (the keyboard's actions), and on some presets resize to 1280x720 and 1920x1080,
 switch to the dark theme and back (clicks through View > Theme), export a figure and all
-panels, save the session and reopen it (clicks on File > Save Session As… and File > Open
+panels (File > Export > Export All Panels…), save the session and reopen it (clicks on File > Save Session As… and File > Open
 Session…, the file dialogs answered with a path). After every action the invariants of tests/app/invariants.py must hold for
 every visible panel (data shown or a note saying why not, data inside the view, the same
 step everywhere once paused, no text cut, no legend over data). They are written over
@@ -22,6 +22,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMenu
 from pytestqt.exceptions import TimeoutError
 
+from app.export.batch import has_content
 from app.export.figure import Figure, save_png
 from core.presets import list_presets
 from tests.app.invariants import assert_window_ok, step_problems, window_problems
@@ -124,7 +125,16 @@ def export(qtbot, window, name: str, folder) -> None:
     panel = window.visible_panels()[0]
     path = save_png(panel, folder / f"{name}-{panel.name}.png", Figure(size=(800, 450)))
     assert path.stat().st_size > 0
-    window.exports.export_all(folder / name, formats=("png",))
+    into = folder / name
+    into.mkdir()
+    with pytest.MonkeyPatch.context() as patch:  # File > Export > Export All Panels…, the folder chosen
+        patch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(into))
+        menu_click(qtbot, window, "File", "Export", "Export All Panels…")
+    written = {f.name for f in into.iterdir()}
+    drawn = {f"{p.name}.png" for p in window.visible_panels() if has_content(p)}
+    assert drawn and drawn <= written, (sorted(drawn - written), sorted(written))
+    empty = [p.name for p in window.visible_panels() if not has_content(p)]  # skipped, and said
+    assert all(f"{p}: nothing to show yet, skipped" in window.status.currentMessage() for p in empty)
     settled(qtbot, window, f"{name}: after exporting")
 
 
