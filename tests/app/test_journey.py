@@ -4,12 +4,12 @@ The real MainWindow (its own training process) goes through every preset in turn
 it (a click on its entry in the open preset list), step, run and pause (toolbar clicks),
 scrub t (the keyboard's actions), and on some presets resize to 1280x720 and 1920x1080,
 switch to the dark theme and back (clicks through View > Theme), export a figure and all
-panels (File > Export > Export All Panels…), save the session and reopen it (clicks on File > Save Session As… and File > Open
-Session…, the file dialogs answered with a path). After every action the invariants of tests/app/invariants.py must hold for
-every visible panel (data shown or a note saying why not, data inside the view, the same
-step everywhere once paused, no text cut, no legend over data). They are written over
-``window.panels`` and what each panel draws, so a new panel is held to them on the day it
-is registered.
+panels (File > Export > Export All Panels…), save the session and reopen it (File > Save
+Session As… and File > Open Session…; the file dialogs are answered with a path). After
+every action the invariants of tests/app/invariants.py must hold for every visible panel
+(data shown or a note saying why not, data inside the view, the same step everywhere once
+paused, no text cut, no legend over data). They are written over ``window.panels`` and
+what each panel draws, so a new panel is held to them on the day it is registered.
 
 Slow (about a minute and a half on an idle 2-core machine): every preset is built and
 trained a few steps.
