@@ -29,7 +29,7 @@ from app.panels.axes import LogAxis
 from app.panels.base import Panel
 from app.panels.legends import LineKey, add_legend
 from app.panels.median import MEDIAN_WINDOW, RunningMedian
-from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen
+from app.panels.plots import fit_left_axes, hline, long_curve, message, new_plot, pen, style_plot
 from app.panels.series import Series
 from app.theme import SERIES, Theme
 from core.names import HELDOUT_METRICS
@@ -300,6 +300,8 @@ class TrainingPanel(Panel):
         self.note.setText("  ·  ".join(parts))
 
     def on_theme(self, theme: Theme) -> None:
+        if not self._eval_shown:  # out of the layout, which apply_theme styles: it came back in the old theme
+            style_plot(self.eval_plot, theme)
         self.waiting.setColor(theme.muted)
         self.loss_curve.setPen(pen(theme.loss))
         self.grad_curve.setPen(pen(theme.grad_norm, 1.5))

@@ -417,3 +417,20 @@ def test_every_panel_gives_back_its_histories(qtbot, name, lstm_run):
         earlier.restore_histories(saved)
         steps = earlier.histories()["steps" if name == "gradients" else "step"]
         assert len(steps) and steps.max() <= 2
+
+
+def test_the_held_out_plot_takes_a_theme_chosen_while_it_is_out_of_the_layout(qtbot, lstm_run):
+    """Failed before (a real window at 1920x1080): a translation run's held-out plot, shown
+    once the panel grew, kept the light theme's text, dark grey on the dark background,
+    because restyling reached only the plots in the panel's layout."""
+    from PySide6.QtGui import QColor
+
+    from app.theme import DARK
+
+    panel = fed(qtbot, "training", lstm_run)
+    assert not panel._eval_shown  # no held-out scores: out of the layout
+    panel.apply_theme(DARK)
+    legend = panel.eval_plot.legend
+    assert legend.items and all(_drawn_color(label) == DARK.foreground.lower() for _, label in legend.items)
+    axis = panel.eval_plot.getAxis("left")
+    assert axis.textPen().color() == QColor(DARK.foreground)
