@@ -175,6 +175,7 @@ class TrainingPanel(Panel):
             return
         self._eval_shown = show
         if show:
+            self._draw_eval()  # (shown by a resize, with no redraw to come while paused)
             self.view.ci.addItem(self.eval_plot, row=2, col=0)
             self.view.ci.layout.setRowStretchFactor(2, 2)
             self.grad_plot.getAxis("bottom").setLabel("")
@@ -217,15 +218,18 @@ class TrainingPanel(Panel):
         self.median_curve.setData(steps, positive_for_log(median) if log_grad else median, connect="finite")
         if (len(self.heldout) > 0) != (self._eval_shown or self._eval_squeezed):
             self._fit_rows()  # the first scores: a third row if it fits
-        if self._eval_shown:
-            for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
-                curve.setData(self.heldout.column("step"), self.heldout.column(name))
+        self._draw_eval()
         self._draw_clipping(steps, grad, log_grad)
         self._follow_steps(steps)
         self._draw_reference_lines(log_loss, log_grad)
         self._draw_divergence(steps[s.column("diverged") > 0])
         self.waiting.setVisible(not len(steps))
         self._draw_note()
+
+    def _draw_eval(self) -> None:
+        if self._eval_shown:
+            for curve, name in zip(self.eval_curves, HELDOUT_METRICS, strict=True):
+                curve.setData(self.heldout.column("step"), self.heldout.column(name))
 
     def _stop_following(self, *_) -> None:
         self._follow = False

@@ -110,3 +110,25 @@ def test_a_legend_wider_than_its_plot_shortens_its_names(qtbot, translation_run)
     panel.resize(900, 400)  # room again: the names whole
     render(panel, 900, 400, QApplication.instance())
     assert not any(label.text.endswith("…") for label in labels)
+
+
+def test_the_held_out_plot_a_resize_brings_back_shows_its_scores(qtbot, translation_run):
+    """Failed before (a real window, paused, from 1280x720 to 1920x1080): the plot came back
+    with the panel's growth but empty, its curves set only by a redraw, which a paused run
+    does not ask for."""
+    import numpy as np
+
+    from core.names import HELDOUT_METRICS
+    from tests.app.conftest import fed
+
+    panel = fed(qtbot, "training", translation_run, size=(420, 260), show=True)
+    qtbot.waitUntil(lambda: panel._eval_squeezed)  # too small: left out, the note says so
+    assert not panel._eval_shown and "held-out plot hidden" in panel.note.text()
+    panel.resize(700, 900)
+    qtbot.waitUntil(lambda: panel._eval_shown)
+    step = panel.heldout.column("step")
+    assert len(step)
+    for curve, name in zip(panel.eval_curves, HELDOUT_METRICS, strict=True):
+        x, y = curve.getData()
+        assert x is not None and np.array_equal(x, step), name
+        np.testing.assert_array_equal(y, panel.heldout.column(name))
