@@ -338,7 +338,7 @@ def cursor(plot: pg.PlotItem, theme: Theme) -> pg.InfiniteLine:
 def hline(plot: pg.PlotItem, color: str, label: str | None = "", style: Qt.PenStyle = Qt.DashLine,
           position: float = 0.98) -> pg.InfiniteLine:
     """A horizontal reference line with an optional label (baseline, bound, clip); with
-    ``label=None`` it has none (it is named elsewhere: ``named_line``)."""
+    ``label=None`` it has none (it is named in its plot's legend: app.panels.legends.LineKey)."""
     line = pg.InfiniteLine(pos=0, angle=0, movable=False, pen=pen(color, 1.5, style),
                            label=label,
                            labelOpts={"position": position, "color": color, "anchors": [(1, 1), (1, 1)],

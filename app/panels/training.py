@@ -101,8 +101,7 @@ class TrainingPanel(Panel):
         # at ~0.2 ms a point, so 1,000 steps cost 200 ms a frame and 20,000 steps near a
         # second; aliased, a few ms. long_curve (clip to view, peak downsampling) keeps about
         # two points a pixel column, so a long run draws as fast as a short one.
-        # No legend: one curve, named by its axis ("loss"); a legend box covered the curve
-        # and the baseline's label on a small plot.
+        # One curve, named by its axis ("loss"): the legend names only the reference lines.
         self.loss_curve = long_curve(self.loss_plot, pen=pen(t.loss), antialias=False)
         # The reference lines are named in a legend above the data: a name written on its
         # line lay over the curve, which hovers at the baseline once that much is learnt.
@@ -264,9 +263,9 @@ class TrainingPanel(Panel):
         names = {self.baseline: baseline_text(run.baseline_label, baseline) if run and baseline is not None else "",
                  self.target: f"solved ≤ {target:.3g}" if target is not None else "",
                  self.clip_line: f"clip at {clip:g}"}
-        place(self.baseline, baseline, log_loss, "")
-        place(self.target, target, log_loss, "")
-        place(self.clip_line, clip if clip > 0 else None, log_grad, "")
+        place(self.baseline, baseline, log_loss)
+        place(self.target, target, log_loss)
+        place(self.clip_line, clip if clip > 0 else None, log_grad)
         for line, name in names.items():
             self.keys[line].set(name if line.isVisible() else "")
 
@@ -335,7 +334,7 @@ def baseline_text(label: str, value: float) -> str:
     return label if number in label else f"{label} = {number}"
 
 
-def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str) -> None:
+def place(line: pg.InfiniteLine, value: float | None, log: bool, label: str = "") -> None:
     """Show a horizontal reference line at ``value`` (in log10 units on a log axis)."""
     if value is None or not math.isfinite(value) or (log and value <= 0):
         line.hide()
